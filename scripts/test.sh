@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Runs every test mediagate has: unit, property, vector and end-to-end tests through real nginx.
+# Installs what the tests need (nginx with auth_request and secure_link, python3) when missing,
+# so it works on a fresh Debian machine. Run as root or with sudo available.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_packages=()
+command -v nginx >/dev/null 2>&1 || need_packages+=(nginx)
+command -v python3 >/dev/null 2>&1 || need_packages+=(python3)
+if [ ${#need_packages[@]} -gt 0 ]; then
+  echo "test.sh: installing ${need_packages[*]}" >&2
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need_packages[@]}" >/dev/null
+fi
+
+# The end-to-end tests refuse to skip when this is set: a missing nginx is a failure.
+export MEDIAGATE_REQUIRE_NGINX=1
+cargo test --all-targets "$@"

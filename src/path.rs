@@ -1,0 +1,259 @@
+//! Request-path canonicalisation, prefix matching and path encoding. Pure: no I/O.
+//!
+//! The path a token is signed for and the path nginx serves must name the same file. nginx
+//! decodes `%XX` once, merges slashes and resolves dot segments before it maps `$uri` to a file;
+//! if we "fixed" such inputs the same way we would have to replicate nginx exactly. Instead this
+//! module *rejects* everything nginx would rewrite, so for every path we accept, our canonical
+//! form and nginx's `$uri` are byte-identical. The same function runs when signing and when
+//! verifying.
+//!
+//! Not here: query strings (the caller splits them off first) and anything about tokens.
+
+use std::borrow::Cow;
+
+/// Longest raw request path we look at, in bytes. nginx's default header buffers are smaller.
+pub const MAX_PATH_LEN: usize = 4096;
+
+/// Why a path is not canonical. Every variant is a rejection, never a repair.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum PathError {
+    /// Occurs when the path is empty or does not start with `/`.
+    #[error("path must start with '/'")]
+    NotAbsolute,
+    /// Occurs when the raw path is longer than [`MAX_PATH_LEN`].
+    #[error("path is longer than {MAX_PATH_LEN} bytes")]
+    TooLong,
+    /// Occurs on `%` not followed by two hex digits.
+    #[error("malformed percent-encoding")]
+    BadPercentEncoding,
+    /// Occurs on `%2f` or `%5c`: a separator hidden from the first decoding pass.
+    #[error("encoded '/' or '\\'")]
+    EncodedSeparator,
+    /// Occurs on a raw backslash, which some servers treat as a separator.
+    #[error("backslash in path")]
+    Backslash,
+    /// Occurs on a `.` or `..` segment, also when spelled `%2e`.
+    #[error("dot segment in path")]
+    DotSegment,
+    /// Occurs on `//`: nginx would merge it, so the signed and served paths could differ.
+    #[error("repeated slash in path")]
+    RepeatedSlash,
+    /// Occurs on NUL, other control bytes (also encoded), or a raw `#`.
+    #[error("control byte or '#' in path")]
+    ForbiddenByte,
+    /// Occurs when the decoded bytes are not UTF-8.
+    #[error("path is not valid UTF-8")]
+    InvalidUtf8,
+}
+
+/// Decodes `raw` (a request path without its query) once and checks it is canonical.
+///
+/// Borrows when there is nothing to decode, which is the common case on the verify path.
+pub fn canonicalize(raw: &str) -> Result<Cow<'_, str>, PathError> {
+    let bytes = raw.as_bytes();
+    if bytes.len() > MAX_PATH_LEN {
+        return Err(PathError::TooLong);
+    }
+    if bytes.first() != Some(&b'/') {
+        return Err(PathError::NotAbsolute);
+    }
+    if bytes.contains(&b'#') {
+        // A fragment never reaches a server; a raw '#' means the input is not a request path.
+        // (A decoded '#', from %23, is a legal file-name byte.)
+        return Err(PathError::ForbiddenByte);
+    }
+    let decoded: Cow<'_, [u8]> = if bytes.contains(&b'%') {
+        Cow::Owned(percent_decode(bytes)?)
+    } else {
+        Cow::Borrowed(bytes)
+    };
+    check_segments(&decoded)?;
+    match decoded {
+        Cow::Borrowed(_) => Ok(Cow::Borrowed(raw)),
+        Cow::Owned(vec) => String::from_utf8(vec)
+            .map(Cow::Owned)
+            .map_err(|_| PathError::InvalidUtf8),
+    }
+}
+
+fn percent_decode(bytes: &[u8]) -> Result<Vec<u8>, PathError> {
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b == b'%' {
+            let (hi, lo) = match (bytes.get(i + 1), bytes.get(i + 2)) {
+                (Some(&hi), Some(&lo)) => (hex_value(hi), hex_value(lo)),
+                _ => return Err(PathError::BadPercentEncoding),
+            };
+            let (Some(hi), Some(lo)) = (hi, lo) else {
+                return Err(PathError::BadPercentEncoding);
+            };
+            let value = (hi << 4) | lo;
+            if value == b'/' || value == b'\\' {
+                return Err(PathError::EncodedSeparator);
+            }
+            out.push(value);
+            i += 3;
+        } else {
+            out.push(b);
+            i += 1;
+        }
+    }
+    Ok(out)
+}
+
+fn hex_value(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// Checks decoded bytes: no control bytes, no backslash, no dot or empty segments
+/// (a single trailing slash is allowed: `/media/dir/`).
+fn check_segments(path: &[u8]) -> Result<(), PathError> {
+    if path.iter().any(|&b| b < 0x20 || b == 0x7f) {
+        return Err(PathError::ForbiddenByte);
+    }
+    if path.contains(&b'\\') {
+        return Err(PathError::Backslash);
+    }
+    let segments = path[1..].split(|&b| b == b'/');
+    let count = segments.clone().count();
+    for (index, segment) in segments.enumerate() {
+        match segment {
+            b"." | b".." => return Err(PathError::DotSegment),
+            b"" if index + 1 != count => return Err(PathError::RepeatedSlash),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Canonicalises a scope prefix and gives it a trailing `/`, so that matching happens only at
+/// a segment boundary: prefix `/media/a` becomes `/media/a/` and never matches `/media/ab`.
+pub fn canonical_prefix(raw: &str) -> Result<String, PathError> {
+    let mut prefix = canonicalize(raw)?.into_owned();
+    if !prefix.ends_with('/') {
+        prefix.push('/');
+    }
+    Ok(prefix)
+}
+
+/// True when canonical `path` lies inside canonical `prefix` (which ends with `/`).
+pub fn is_within(path: &str, prefix: &str) -> bool {
+    debug_assert!(
+        prefix.ends_with('/'),
+        "prefixes are stored with a trailing slash"
+    );
+    path.starts_with(prefix)
+}
+
+/// Splits a raw request URI (`$request_uri`) into its path and its query (without `?`).
+pub fn split_uri(uri: &str) -> (&str, Option<&str>) {
+    match uri.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (uri, None),
+    }
+}
+
+/// Percent-encodes a canonical path for a URL or an `X-Accel-Redirect` value: every byte but
+/// unreserved characters (RFC 3986) and `/` is encoded, so spaces, `%`, `?`, `#` and non-ASCII
+/// survive exactly one decoding by nginx or a browser.
+pub fn encode_path(path: &str) -> String {
+    let mut out = String::with_capacity(path.len() + 8);
+    append_encoded(&mut out, path.as_bytes(), b"/");
+    out
+}
+
+/// Percent-encodes a query-string component (keeps only unreserved characters).
+pub fn encode_component(value: &str) -> String {
+    let mut out = String::with_capacity(value.len() + 8);
+    append_encoded(&mut out, value.as_bytes(), b"");
+    out
+}
+
+fn append_encoded(out: &mut String, bytes: &[u8], keep: &[u8]) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    for &b in bytes {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) || keep.contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push('%');
+            out.push(HEX[usize::from(b >> 4)] as char);
+            out.push(HEX[usize::from(b & 0x0f)] as char);
+        }
+    }
+}
+
+/// Finds the value of `name` in a raw query string, without decoding it.
+///
+/// Returns `Err(())` when the parameter occurs more than once: two tokens in one URL are
+/// ambiguous, and ambiguity is a denial.
+#[allow(clippy::result_unit_err)]
+pub fn query_param<'q>(query: &'q str, name: &str) -> Result<Option<&'q str>, ()> {
+    let mut found = None;
+    for pair in query.split('&') {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        if key == name {
+            if found.is_some() {
+                return Err(());
+            }
+            found = Some(value);
+        }
+    }
+    Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_paths_are_borrowed_unchanged() {
+        let path = canonicalize("/media/report.pdf").unwrap();
+        assert!(matches!(path, Cow::Borrowed("/media/report.pdf")));
+    }
+
+    #[test]
+    fn percent_encoding_is_decoded_once() {
+        assert_eq!(canonicalize("/a%20b/%25zz").unwrap(), "/a b/%zz");
+        assert_eq!(canonicalize("/caf%C3%A9").unwrap(), "/café");
+    }
+
+    #[test]
+    fn trailing_slash_is_allowed_but_not_repeated() {
+        assert_eq!(canonicalize("/media/dir/").unwrap(), "/media/dir/");
+        assert_eq!(canonicalize("/").unwrap(), "/");
+        assert_eq!(canonicalize("/media//x"), Err(PathError::RepeatedSlash));
+        assert_eq!(canonicalize("/media/dir//"), Err(PathError::RepeatedSlash));
+    }
+
+    #[test]
+    fn prefix_matches_only_at_segment_boundary() {
+        let prefix = canonical_prefix("/media/a").unwrap();
+        assert_eq!(prefix, "/media/a/");
+        assert!(is_within("/media/a/x.ts", &prefix));
+        assert!(!is_within("/media/ab", &prefix));
+        assert!(!is_within("/media/a", &prefix));
+    }
+
+    #[test]
+    fn encoding_round_trips_through_canonicalize() {
+        for path in ["/a b/100%/q?#x", "/ünï/çødé", "/plain/x.pdf", "/semi;colon"] {
+            assert_eq!(canonicalize(&encode_path(path)).unwrap(), path);
+        }
+        assert_eq!(encode_path("/a b/%?#é"), "/a%20b/%25%3F%23%C3%A9");
+    }
+
+    #[test]
+    fn duplicate_query_parameter_is_ambiguous() {
+        assert_eq!(query_param("a=1&token=x", "token"), Ok(Some("x")));
+        assert_eq!(query_param("a=1", "token"), Ok(None));
+        assert_eq!(query_param("token=x&token=y", "token"), Err(()));
+        assert_eq!(query_param("tokens=x", "token"), Ok(None));
+    }
+}

@@ -1,0 +1,252 @@
+//! Value types of token fields that are more than bytes: method sets, IP networks and the
+//! refresh marker. Each knows its exact wire encoding.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::str::FromStr;
+
+/// HTTP methods a token allows, as a bit set (one byte on the wire).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Methods(u8);
+
+impl Methods {
+    /// The methods in bit order; bit `i` stands for `NAMES[i]`.
+    pub const NAMES: [&'static str; 7] =
+        ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"];
+    /// GET and HEAD: what a token allows when it has no methods field.
+    pub const READ: Methods = Methods(0b11);
+    const KNOWN_BITS: u8 = (1 << Self::NAMES.len()) - 1;
+
+    /// Decodes the wire byte; `None` for zero or unknown bits.
+    pub fn from_bits(bits: u8) -> Option<Methods> {
+        (bits != 0 && bits & !Self::KNOWN_BITS == 0).then_some(Methods(bits))
+    }
+
+    /// The wire byte.
+    pub fn bits(self) -> u8 {
+        self.0
+    }
+
+    /// The bit for one method name (case-sensitive, as HTTP methods are), if we know it.
+    pub fn bit_of(method: &str) -> Option<u8> {
+        Self::NAMES
+            .iter()
+            .position(|&name| name == method)
+            .map(|index| 1 << index)
+    }
+
+    /// True when `method` is in the set. Unknown methods are never allowed.
+    pub fn allows(self, method: &str) -> bool {
+        Self::bit_of(method).is_some_and(|bit| self.0 & bit != 0)
+    }
+}
+
+impl FromStr for Methods {
+    type Err = String;
+
+    /// Parses `GET,HEAD` (comma-separated, case-insensitive).
+    fn from_str(list: &str) -> Result<Methods, String> {
+        let mut bits = 0;
+        for name in list.split(',').map(str::trim) {
+            let upper = name.to_ascii_uppercase();
+            bits |=
+                Methods::bit_of(&upper).ok_or_else(|| format!("unknown HTTP method {name:?}"))?;
+        }
+        Methods::from_bits(bits).ok_or_else(|| "empty method list".to_owned())
+    }
+}
+
+impl fmt::Display for Methods {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names: Vec<&str> = Self::NAMES
+            .iter()
+            .enumerate()
+            .filter(|(index, _)| self.0 & (1 << index) != 0)
+            .map(|(_, name)| *name)
+            .collect();
+        f.write_str(&names.join(","))
+    }
+}
+
+impl fmt::Debug for Methods {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Methods({self})")
+    }
+}
+
+/// An IP address or CIDR network a token is bound to.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct IpNet {
+    addr: IpAddr,
+    prefix_len: u8,
+}
+
+impl IpNet {
+    /// Builds a network; host bits of `addr` must be zero so every network has one spelling.
+    pub fn new(addr: IpAddr, prefix_len: u8) -> Result<IpNet, String> {
+        let max = match addr {
+            IpAddr::V4(_) => 32,
+            IpAddr::V6(_) => 128,
+        };
+        if prefix_len > max {
+            return Err(format!("prefix length {prefix_len} is longer than {max}"));
+        }
+        let net = IpNet { addr, prefix_len };
+        if net.mask(addr) != addr {
+            return Err(format!("{addr}/{prefix_len} has host bits set"));
+        }
+        Ok(net)
+    }
+
+    /// True when `client` lies inside the network. IPv4-mapped IPv6 clients count as IPv4.
+    pub fn contains(&self, client: IpAddr) -> bool {
+        let client = match client {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(client, IpAddr::V4),
+            v4 => v4,
+        };
+        match (self.addr, client) {
+            (IpAddr::V4(_), IpAddr::V4(_)) | (IpAddr::V6(_), IpAddr::V6(_)) => {
+                self.mask(client) == self.addr
+            }
+            _ => false,
+        }
+    }
+
+    fn mask(&self, addr: IpAddr) -> IpAddr {
+        match addr {
+            IpAddr::V4(v4) => {
+                let bits = u32::from(v4);
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix_len))
+                    .unwrap_or(0);
+                IpAddr::V4(Ipv4Addr::from(bits & mask))
+            }
+            IpAddr::V6(v6) => {
+                let bits = u128::from(v6);
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix_len))
+                    .unwrap_or(0);
+                IpAddr::V6(Ipv6Addr::from(bits & mask))
+            }
+        }
+    }
+
+    /// Wire form: 4 or 16 address bytes followed by the prefix length (5 or 17 bytes).
+    pub fn to_wire(self) -> Vec<u8> {
+        let mut out = match self.addr {
+            IpAddr::V4(v4) => v4.octets().to_vec(),
+            IpAddr::V6(v6) => v6.octets().to_vec(),
+        };
+        out.push(self.prefix_len);
+        out
+    }
+
+    /// Parses the wire form; `None` for a wrong length, prefix, or set host bits.
+    pub fn from_wire(bytes: &[u8]) -> Option<IpNet> {
+        let (addr, prefix_len) = match bytes.len() {
+            5 => (
+                IpAddr::V4(Ipv4Addr::new(bytes[0], bytes[1], bytes[2], bytes[3])),
+                bytes[4],
+            ),
+            17 => {
+                let octets: [u8; 16] = bytes[..16].try_into().ok()?;
+                (IpAddr::V6(Ipv6Addr::from(octets)), bytes[16])
+            }
+            _ => return None,
+        };
+        IpNet::new(addr, prefix_len).ok()
+    }
+}
+
+impl FromStr for IpNet {
+    type Err = String;
+
+    /// Parses `203.0.113.7` (a single address) or `203.0.113.0/24` / `2001:db8::/32`.
+    fn from_str(text: &str) -> Result<IpNet, String> {
+        let (addr, prefix) = match text.split_once('/') {
+            Some((addr, prefix)) => (addr, Some(prefix)),
+            None => (text, None),
+        };
+        let addr: IpAddr = addr
+            .parse()
+            .map_err(|_| format!("{text:?} is not an IP address"))?;
+        let prefix_len = match prefix {
+            Some(prefix) => prefix
+                .parse()
+                .map_err(|_| format!("{text:?} has a bad prefix length"))?,
+            None if addr.is_ipv4() => 32,
+            None => 128,
+        };
+        IpNet::new(addr, prefix_len)
+    }
+}
+
+impl fmt::Display for IpNet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix_len)
+    }
+}
+
+/// Set only on tokens minted by the refresh flow: which attempt minted it, and when (by the
+/// media side's clock) the refresh chain started. Lets the media side tell a redirect loop
+/// from a link that simply grew old.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct RefreshMarker {
+    /// 1 for the first refresh of a chain.
+    pub attempt: u8,
+    /// Unix seconds at which the media side started this refresh chain.
+    pub started: u64,
+}
+
+impl RefreshMarker {
+    /// Wire form: attempt byte, then `started` as 8 big-endian bytes.
+    pub fn to_wire(self) -> [u8; 9] {
+        let mut out = [0; 9];
+        out[0] = self.attempt;
+        out[1..].copy_from_slice(&self.started.to_be_bytes());
+        out
+    }
+
+    /// Parses the wire form.
+    pub fn from_wire(bytes: &[u8]) -> Option<RefreshMarker> {
+        let (&attempt, started) = bytes.split_first()?;
+        let started = u64::from_be_bytes(started.try_into().ok()?);
+        (attempt >= 1).then_some(RefreshMarker { attempt, started })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn methods_parse_and_print() {
+        let methods: Methods = "put, get".parse().unwrap();
+        assert_eq!(methods.to_string(), "GET,PUT");
+        assert!(methods.allows("PUT") && !methods.allows("HEAD") && !methods.allows("put"));
+        assert!(Methods::from_bits(0).is_none() && Methods::from_bits(0x80).is_none());
+        assert!("BREW".parse::<Methods>().is_err());
+    }
+
+    #[test]
+    fn cidr_contains_and_round_trips() {
+        let net: IpNet = "203.0.113.0/24".parse().unwrap();
+        assert!(net.contains("203.0.113.99".parse().unwrap()));
+        assert!(net.contains("::ffff:203.0.113.5".parse().unwrap()));
+        assert!(!net.contains("203.0.114.1".parse().unwrap()));
+        assert!(!net.contains("2001:db8::1".parse().unwrap()));
+        assert_eq!(IpNet::from_wire(&net.to_wire()), Some(net));
+        let any: IpNet = "0.0.0.0/0".parse().unwrap();
+        assert!(any.contains("198.51.100.1".parse().unwrap()));
+        let v6: IpNet = "2001:db8::/32".parse().unwrap();
+        assert!(v6.contains("2001:db8:1::1".parse().unwrap()));
+        assert_eq!(IpNet::from_wire(&v6.to_wire()), Some(v6));
+    }
+
+    #[test]
+    fn cidr_with_host_bits_is_rejected() {
+        assert!("203.0.113.7/24".parse::<IpNet>().is_err());
+        assert!("203.0.113.0/33".parse::<IpNet>().is_err());
+        assert!(IpNet::from_wire(&[203, 0, 113, 7, 24]).is_none());
+    }
+}

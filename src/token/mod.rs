@@ -1,0 +1,67 @@
+//! Token format v1: mint, decode and verify signed, expiring capabilities. Pure: no I/O, no
+//! clock (time is a parameter), no allocation on the verify path.
+//!
+//! - [`wire`]: field layout, limits, zero-copy decoding.
+//! - [`mac`]: which bytes are signed, and the tag.
+//! - [`fields`]: method sets, IP networks, refresh markers.
+//! - [`verify`]: checks a token against a request, in a fixed order, to one [`Reason`].
+//!
+//! The normative description is `docs/token-format.md`; `tests/vectors/tokens.json` pins it.
+//!
+//! [`Reason`]: crate::reason::Reason
+
+pub mod fields;
+pub mod mac;
+pub mod verify;
+pub mod wire;
+
+pub use fields::{IpNet, Methods, RefreshMarker};
+pub use verify::{verify, Denied, Limits, Request};
+pub use wire::{decode, is_kid, Claims, Malformed, Scope, Token, TokenBuf};
+
+use crate::keys::Key;
+
+/// What a token may be used for. Carried in the body, so it is inside the MAC: a token of one
+/// purpose can never be accepted where another is expected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Purpose {
+    /// Fetch a file (GET/HEAD unless the token says otherwise).
+    Download = 1,
+    /// An upload slot (reserved in v1 so the tag is never reused for anything else).
+    Upload = 2,
+    /// The `state` a media domain hands to the refresh endpoint.
+    RefreshState = 3,
+}
+
+impl Purpose {
+    /// Parses the wire byte.
+    pub fn from_byte(byte: u8) -> Option<Purpose> {
+        match byte {
+            1 => Some(Purpose::Download),
+            2 => Some(Purpose::Upload),
+            3 => Some(Purpose::RefreshState),
+            _ => None,
+        }
+    }
+
+    /// Lower-case name for inspect output and docs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Purpose::Download => "download",
+            Purpose::Upload => "upload",
+            Purpose::RefreshState => "refresh_state",
+        }
+    }
+}
+
+/// Mints a token string for `claims` with `key`.
+pub fn sign(claims: &Claims, key: &Key) -> Result<String, Malformed> {
+    let body = claims.encode_body(key.id())?;
+    let bound_path = match &claims.scope {
+        Scope::Exact(path) => Some(path.as_str()),
+        Scope::Prefix(_) => None,
+    };
+    let tag = mac::tag(key, &body, bound_path);
+    Ok(wire::encode_token(&body, &tag))
+}

@@ -1,0 +1,523 @@
+//! Configuration: figment layers -> [`RawConfig`] -> validated [`Config`].
+//!
+//! Layers, later wins: the embedded `default.toml` < a TOML file (`--config` or
+//! `MEDIAGATE_CONFIG`) < environment variables `MEDIAGATE_<SECTION>__<KEY>`. Validation runs
+//! before any port is bound and reports every bad setting in one go, each naming its key.
+//! Key material is read here (files, environment, the development key) and nowhere else.
+
+mod dev_key;
+pub mod raw;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::providers::{Env, Format, Toml};
+use figment::Figment;
+
+pub use raw::{Duration, RawConfig, SecretSource};
+
+use crate::keys::{Key, KeyRing, Secret};
+use crate::path;
+use crate::token::{IpNet, Limits};
+
+/// The embedded default configuration.
+pub const DEFAULT_TOML: &str = include_str!("default.toml");
+
+/// Everything that can be wrong with a configuration, one line per bad setting.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration:\n  - {}", .0.join("\n  - "))]
+pub struct ConfigError(pub Vec<String>);
+
+/// A validated configuration. Constructing one proves every setting was checked.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Listeners and connection handling.
+    pub server: ServerConfig,
+    /// Log format and level.
+    pub log: LogConfig,
+    /// Token parameter and lifetimes.
+    pub token: TokenConfig,
+    /// All keys; one signs.
+    pub keys: KeyRing,
+    /// Whether the keys came from configuration or are the development key.
+    pub key_origin: KeyOrigin,
+    /// X-Accel-Redirect mode settings.
+    pub accel: AccelConfig,
+    /// Refresh-flow settings.
+    pub refresh: RefreshConfig,
+    /// Secret guarding /mint and /refresh; `None` disables both.
+    pub internal_secret: Option<Secret>,
+    /// Media domains.
+    pub sites: Vec<Site>,
+}
+
+/// Where a listener listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListenAddr {
+    /// A TCP address.
+    Tcp(SocketAddr),
+    /// A Unix socket path (`unix:/run/mediagate/auth.sock`).
+    Unix(PathBuf),
+}
+
+/// `[server]`.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Verify listener (/auth, /accel).
+    pub listen: ListenAddr,
+    /// Internal listener (/mint, /refresh, /login).
+    pub internal_listen: ListenAddr,
+    /// Peers trusted to send X-Original-* headers over TCP.
+    pub trusted_peers: Vec<IpNet>,
+    /// Connection cap per listener.
+    pub max_connections: usize,
+    /// Drain time on shutdown.
+    pub shutdown_grace: std::time::Duration,
+    /// Runtime worker threads (0 = cores).
+    pub workers: usize,
+}
+
+/// `[log]`.
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    /// Output format.
+    pub format: LogFormat,
+    /// tracing filter directive.
+    pub level: String,
+    /// Emit one audit line per decision.
+    pub audit: bool,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `[token]`, in seconds.
+#[derive(Debug, Clone)]
+pub struct TokenConfig {
+    /// Query parameter name.
+    pub param: String,
+    /// Default TTL for minting.
+    pub default_ttl: u64,
+    /// Verification tolerances and the lifetime cap.
+    pub limits: Limits,
+}
+
+/// Where the key ring came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyOrigin {
+    /// `[keys.secrets]`.
+    Configured,
+    /// The development key in this file.
+    Development(PathBuf),
+}
+
+/// `[accel]`.
+#[derive(Debug, Clone)]
+pub struct AccelConfig {
+    /// Internal location prefix, with leading and trailing slash.
+    pub internal_prefix: String,
+    /// Content-Disposition type to send, if any.
+    pub content_disposition: Option<Disposition>,
+    /// X-Accel-Limit-Rate, bytes/s.
+    pub limit_rate: Option<u64>,
+    /// X-Accel-Buffering.
+    pub buffering: Option<bool>,
+    /// Cap for X-Accel-Expires, seconds (0 = not sent).
+    pub max_expires: u64,
+}
+
+/// Content-Disposition type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Disposition {
+    /// Show in the browser.
+    Inline,
+    /// Download.
+    Attachment,
+}
+
+/// `[refresh]`, in seconds.
+#[derive(Debug, Clone)]
+pub struct RefreshConfig {
+    /// Lifetime of a refresh `state`.
+    pub state_ttl: u64,
+    /// Lifetime of refresh-minted tokens.
+    pub token_ttl: u64,
+    /// Refreshes in a row before a loop is declared.
+    pub max_attempts: u8,
+    /// Window in which a refreshed token failing again counts as a loop.
+    pub loop_window: u64,
+}
+
+/// One media domain.
+#[derive(Debug, Clone)]
+pub struct Site {
+    /// Short id, carried in logs.
+    pub id: String,
+    /// `scheme://host[:port]` of the media domain.
+    pub media_origin: String,
+    /// Lower-case host name matched against `X-Original-Host` (nginx `$host`: no port).
+    pub media_host: String,
+    /// Refresh settings, when the site has a session domain.
+    pub refresh: Option<SiteRefresh>,
+    /// Canonical public prefixes (trailing slash).
+    pub public_prefixes: Vec<String>,
+}
+
+/// The session-domain side of a site.
+#[derive(Debug, Clone)]
+pub struct SiteRefresh {
+    /// `scheme://host[:port]` of the session domain.
+    pub session_origin: String,
+    /// Canonical refresh location path, no trailing slash.
+    pub refresh_path: String,
+    /// Absolute login URL.
+    pub login_url: Option<String>,
+    /// Query parameter for the return path.
+    pub login_param: String,
+}
+
+impl Config {
+    /// The site whose media host is `host` (case-insensitive).
+    pub fn site_for_host(&self, host: &str) -> Option<&Site> {
+        self.sites
+            .iter()
+            .find(|site| site.media_host.eq_ignore_ascii_case(host))
+    }
+
+    /// The site with this id.
+    pub fn site_by_id(&self, id: &str) -> Option<&Site> {
+        self.sites.iter().find(|site| site.id == id)
+    }
+}
+
+/// Merges the layers into a raw configuration (no validation yet).
+pub fn figment(file: Option<&Path>) -> Figment {
+    let mut figment = Figment::from(Toml::string(DEFAULT_TOML));
+    if let Some(file) = file {
+        figment = figment.merge(Toml::file_exact(file));
+    }
+    // Only MEDIAGATE_SECTION__KEY variables are configuration; others with the prefix
+    // (MEDIAGATE_CONFIG, test switches) are not and must not trip deny_unknown_fields.
+    figment.merge(
+        Env::prefixed("MEDIAGATE_")
+            .split("__")
+            .filter(|key| key.as_str().contains('.')),
+    )
+}
+
+/// Loads and validates the configuration from all layers.
+pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+    let raw: RawConfig = figment(file)
+        .extract()
+        .map_err(|error| ConfigError(error.into_iter().map(|e| e.to_string()).collect()))?;
+    validate(&raw)
+}
+
+/// Turns a raw configuration into a [`Config`], collecting every problem.
+pub fn validate(raw: &RawConfig) -> Result<Config, ConfigError> {
+    let mut errors = Vec::new();
+    let mut check = |result: Result<(), String>| {
+        if let Err(error) = result {
+            errors.push(error);
+        }
+    };
+
+    let listen = parse_listen(&raw.server.listen).map_err(|e| format!("server.listen: {e}"));
+    let internal_listen =
+        parse_listen(&raw.server.internal_listen).map_err(|e| format!("server.internal_listen: {e}"));
+    let mut trusted_peers = Vec::new();
+    for peer in &raw.server.trusted_peers {
+        match peer.parse::<IpNet>() {
+            Ok(net) => trusted_peers.push(net),
+            Err(e) => check(Err(format!("server.trusted_peers: {e}"))),
+        }
+    }
+    if raw.server.max_connections == 0 {
+        check(Err("server.max_connections: must be at least 1".into()));
+    }
+    let format = match raw.log.format.as_str() {
+        "text" => LogFormat::Text,
+        "json" => LogFormat::Json,
+        other => {
+            check(Err(format!("log.format: {other:?} is not \"text\" or \"json\"")));
+            LogFormat::Text
+        }
+    };
+
+    let param_ok = !raw.token.param.is_empty()
+        && raw
+            .token
+            .param
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_-".contains(&b));
+    if !param_ok {
+        check(Err("token.param: use letters, digits, '_' or '-'".into()));
+    }
+    let max_lifetime = raw.token.max_lifetime.0;
+    if max_lifetime == 0 {
+        check(Err("token.max_lifetime: must be positive (non-expiring tokens do not exist)".into()));
+    }
+    for (name, ttl) in [
+        ("token.default_ttl", raw.token.default_ttl.0),
+        ("refresh.token_ttl", raw.refresh.token_ttl.0),
+        ("refresh.state_ttl", raw.refresh.state_ttl.0),
+    ] {
+        if ttl == 0 || ttl > max_lifetime {
+            check(Err(format!(
+                "{name}: must be between 1s and token.max_lifetime ({})",
+                raw.token.max_lifetime
+            )));
+        }
+    }
+    if raw.refresh.max_attempts == 0 {
+        check(Err("refresh.max_attempts: must be at least 1".into()));
+    }
+
+    let internal_prefix = &raw.accel.internal_prefix;
+    if !(internal_prefix.starts_with('/') && internal_prefix.ends_with('/'))
+        || path::canonicalize(internal_prefix).ok().as_deref() != Some(internal_prefix.as_str())
+    {
+        check(Err(format!(
+            "accel.internal_prefix: {internal_prefix:?} must be a canonical path with leading and trailing '/'"
+        )));
+    }
+    let content_disposition = match raw.accel.content_disposition.as_str() {
+        "none" => None,
+        "inline" => Some(Disposition::Inline),
+        "attachment" => Some(Disposition::Attachment),
+        other => {
+            check(Err(format!(
+                "accel.content_disposition: {other:?} is not \"none\", \"inline\" or \"attachment\""
+            )));
+            None
+        }
+    };
+    let buffering = match raw.accel.buffering.as_str() {
+        "default" => None,
+        "yes" => Some(true),
+        "no" => Some(false),
+        other => {
+            check(Err(format!(
+                "accel.buffering: {other:?} is not \"default\", \"yes\" or \"no\""
+            )));
+            None
+        }
+    };
+
+    let mut sites: Vec<Site> = Vec::new();
+    for (index, site) in raw.sites.iter().enumerate() {
+        match validate_site(site) {
+            Ok(site) => {
+                if sites.iter().any(|other| other.id == site.id) {
+                    check(Err(format!("sites[{index}].id: {:?} is used twice", site.id)));
+                } else if sites.iter().any(|other| other.media_host == site.media_host) {
+                    check(Err(format!(
+                        "sites[{index}].media_origin: host {:?} is used twice",
+                        site.media_host
+                    )));
+                }
+                sites.push(site);
+            }
+            Err(e) => check(Err(format!("sites[{index}].{e}"))),
+        }
+    }
+
+    let keys = load_keys(&raw.keys).map_err(|e| format!("keys: {e}"));
+    let internal_secret = match &raw.internal.secret {
+        None => Ok(None),
+        Some(source) => resolve_secret(source)
+            .and_then(|secret| {
+                if secret.expose().len() < 16 {
+                    Err("must be at least 16 bytes".into())
+                } else {
+                    Ok(Some(secret))
+                }
+            })
+            .map_err(|e| format!("internal.secret: {e}")),
+    };
+
+    let (listen, internal_listen, keys, internal_secret) =
+        match (listen, internal_listen, keys, internal_secret) {
+            (Ok(a), Ok(b), Ok(c), Ok(d)) if errors.is_empty() => (a, b, c, d),
+            (a, b, c, d) => {
+                errors.extend(a.err());
+                errors.extend(b.err());
+                errors.extend(c.err());
+                errors.extend(d.err());
+                return Err(ConfigError(errors));
+            }
+        };
+    if listen == internal_listen {
+        return Err(ConfigError(vec![
+            "server.internal_listen: must differ from server.listen".into(),
+        ]));
+    }
+
+    Ok(Config {
+        server: ServerConfig {
+            listen,
+            internal_listen,
+            trusted_peers,
+            max_connections: raw.server.max_connections,
+            shutdown_grace: std::time::Duration::from_secs(raw.server.shutdown_grace.0),
+            workers: raw.server.workers,
+        },
+        log: LogConfig {
+            format,
+            level: raw.log.level.clone(),
+            audit: raw.log.audit,
+        },
+        token: TokenConfig {
+            param: raw.token.param.clone(),
+            default_ttl: raw.token.default_ttl.0,
+            limits: Limits {
+                leeway: raw.token.leeway.0,
+                max_lifetime,
+            },
+        },
+        keys: keys.0,
+        key_origin: keys.1,
+        accel: AccelConfig {
+            internal_prefix: internal_prefix.clone(),
+            content_disposition,
+            limit_rate: (raw.accel.limit_rate > 0).then_some(raw.accel.limit_rate),
+            buffering,
+            max_expires: raw.accel.max_expires.0,
+        },
+        refresh: RefreshConfig {
+            state_ttl: raw.refresh.state_ttl.0,
+            token_ttl: raw.refresh.token_ttl.0,
+            max_attempts: raw.refresh.max_attempts,
+            loop_window: raw.refresh.loop_window.0,
+        },
+        internal_secret,
+        sites,
+    })
+}
+
+fn parse_listen(text: &str) -> Result<ListenAddr, String> {
+    if let Some(path) = text.strip_prefix("unix:") {
+        if !path.starts_with('/') {
+            return Err(format!("{text:?}: a Unix socket path must be absolute"));
+        }
+        return Ok(ListenAddr::Unix(PathBuf::from(path)));
+    }
+    text.parse()
+        .map(ListenAddr::Tcp)
+        .map_err(|_| format!("{text:?} is neither host:port nor unix:/path"))
+}
+
+/// Parses an origin (`scheme://host[:port]`, nothing else) into its serialisation and host.
+fn parse_origin(text: &str) -> Result<(String, String), String> {
+    let url = url::Url::parse(text).map_err(|e| format!("{text:?}: {e}"))?;
+    let plain = matches!(url.scheme(), "http" | "https")
+        && url.username().is_empty()
+        && url.password().is_none()
+        && url.path() == "/"
+        && url.query().is_none()
+        && url.fragment().is_none();
+    let host = url.host_str().filter(|_| plain).ok_or_else(|| {
+        format!("{text:?} must be an origin like https://media.example.org (no path, user or query)")
+    })?;
+    Ok((url.origin().ascii_serialization(), host.to_ascii_lowercase()))
+}
+
+fn validate_site(raw: &raw::RawSite) -> Result<Site, String> {
+    if !crate::token::is_kid(raw.id.as_bytes()) {
+        return Err(format!("id: {:?} must be 1-32 of A-Z a-z 0-9 . _ -", raw.id));
+    }
+    let (media_origin, media_host) =
+        parse_origin(&raw.media_origin).map_err(|e| format!("media_origin: {e}"))?;
+    let refresh = match &raw.session_origin {
+        None => None,
+        Some(origin) => {
+            let (session_origin, _) =
+                parse_origin(origin).map_err(|e| format!("session_origin: {e}"))?;
+            let refresh_path = raw.refresh_path.trim_end_matches('/');
+            if refresh_path.is_empty()
+                || path::canonicalize(refresh_path).ok().as_deref() != Some(refresh_path)
+            {
+                return Err(format!("refresh_path: {:?} is not a canonical path", raw.refresh_path));
+            }
+            let login_url = match &raw.login_url {
+                None => None,
+                Some(login) => {
+                    let url = url::Url::parse(login).map_err(|e| format!("login_url: {e}"))?;
+                    if !matches!(url.scheme(), "http" | "https") || url.fragment().is_some() {
+                        return Err("login_url: must be an http(s) URL without fragment".into());
+                    }
+                    Some(url.to_string())
+                }
+            };
+            Some(SiteRefresh {
+                session_origin,
+                refresh_path: refresh_path.to_owned(),
+                login_url,
+                login_param: raw.login_param.clone(),
+            })
+        }
+    };
+    let public_prefixes = raw
+        .public_prefixes
+        .iter()
+        .map(|prefix| {
+            path::canonical_prefix(prefix).map_err(|e| format!("public_prefixes: {prefix:?}: {e}"))
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(Site {
+        id: raw.id.clone(),
+        media_origin,
+        media_host,
+        refresh,
+        public_prefixes,
+    })
+}
+
+fn load_keys(raw: &raw::RawKeys) -> Result<(KeyRing, KeyOrigin), String> {
+    if raw.secrets.is_empty() {
+        if !raw.dev_key {
+            return Err("no keys configured and keys.dev_key = false; add [keys.secrets] \
+                        (generate one with `mediagate keygen`)"
+                .into());
+        }
+        let file = dev_key::location(&raw.dev_key_file)?;
+        let secret = dev_key::load_or_create(&file)?;
+        let key = Key::new(dev_key::KEY_ID, &secret).map_err(|e| e.to_string())?;
+        let ring = KeyRing::new(vec![key], dev_key::KEY_ID).map_err(|e| e.to_string())?;
+        return Ok((ring, KeyOrigin::Development(file)));
+    }
+    let mut keys = Vec::new();
+    for (id, source) in &raw.secrets {
+        let secret = resolve_secret(source).map_err(|e| format!("secrets.{id}: {e}"))?;
+        keys.push(Key::new(id, &secret).map_err(|e| format!("secrets.{id}: {e}"))?);
+    }
+    let signing = match (&raw.signing, keys.len()) {
+        (Some(signing), _) => signing.clone(),
+        (None, 1) => keys[0].id().to_owned(),
+        (None, _) => return Err("signing: name the key new tokens are signed with".into()),
+    };
+    let ring = KeyRing::new(keys, &signing).map_err(|e| e.to_string())?;
+    Ok((ring, KeyOrigin::Configured))
+}
+
+fn resolve_secret(source: &SecretSource) -> Result<Secret, String> {
+    match source {
+        SecretSource::Inline(text) => Secret::from_base64(text).map_err(|e| e.to_string()),
+        SecretSource::File { file } => {
+            let text = std::fs::read_to_string(file)
+                .map_err(|e| format!("cannot read secret file {file:?}: {e}"))?;
+            Secret::from_base64(&text).map_err(|e| format!("{file:?}: {e}"))
+        }
+        SecretSource::Env { env } => {
+            let text = std::env::var(env)
+                .map_err(|_| format!("environment variable {env} is not set"))?;
+            Secret::from_base64(&text).map_err(|e| format!("${env}: {e}"))
+        }
+    }
+}

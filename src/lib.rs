@@ -5,13 +5,29 @@
 //! - [`path`]: canonicalise and prefix-match request paths. Pure.
 //! - [`token`]: the v1 token format: mint, decode, verify. Pure; time is a parameter.
 //! - [`keys`]: the key ring and secrets that never print.
-//! - [`config`]: figment layers -> validated [`config::Config`]; the only place that reads key files.
 //! - [`reason`]: the machine-readable denial vocabulary shared by responses, logs and metrics.
+//! - [`mint`]: requests for access -> signed URLs (CLI, `/mint` and refresh share it).
+//! - [`gate`]: the media-domain decision: allow, refresh, or deny. Pure.
+//! - [`refresh`]: the session-domain half of the refresh flow. Pure.
+//! - [`decision`]: the one place where outcomes become HTTP responses.
+//! - [`http`]: hyper listeners, routing, graceful shutdown.
+//! - [`config`]: figment layers -> validated [`config::Config`]; the only place that reads
+//!   key files.
+//! - [`metrics`], [`logging`], [`clock`], [`cli`]: the edges.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod decision;
+pub mod gate;
+pub mod http;
 pub mod keys;
+pub mod logging;
+pub mod metrics;
+pub mod mint;
 pub mod path;
 pub mod reason;
-pub mod config;
+pub mod refresh;
 pub mod token;

@@ -1,1 +1,84 @@
-fn main() {}
+//! The `mediagate` binary: parse the command line, load configuration, run. Configuration
+//! errors exit with 64 (EX_USAGE) before anything is bound.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use mediagate::cli::{self, Cli, Command};
+use mediagate::config::KeyOrigin;
+use mediagate::{clock, http, logging};
+
+const EX_USAGE: u8 = 64;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match &cli.command {
+        Command::Keygen { id } => return print(cli::keygen(id)),
+        Command::Inspect(args) => {
+            // Inspect still shows the fields when the configuration (and so the key) is absent.
+            let config = cli::load_config(&cli).ok();
+            return print(cli::inspect(config.as_ref(), args, clock::now()));
+        }
+        _ => {}
+    }
+    let config = match cli::load_config(&cli) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("mediagate: {error}");
+            return ExitCode::from(EX_USAGE);
+        }
+    };
+    match &cli.command {
+        Command::Sign(args) => print(cli::sign(&config, args)),
+        Command::CheckConfig => print(cli::check_config(&cli, &config)),
+        Command::Serve => serve(config),
+        Command::Keygen { .. } | Command::Inspect(_) => unreachable!("handled above"),
+    }
+}
+
+fn serve(config: mediagate::config::Config) -> ExitCode {
+    logging::init(&config.log);
+    if let KeyOrigin::Development(file) = &config.key_origin {
+        tracing::warn!(
+            key_file = %file.display(),
+            "DEVELOPMENT KEY IN USE: tokens are signed with a key generated on this machine. \
+             Configure [keys.secrets] and set keys.dev_key = false for production."
+        );
+    }
+    if config.internal_secret.is_none() {
+        tracing::warn!("internal.secret is not set: /mint and /refresh refuse every request");
+    }
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if config.server.workers > 0 {
+        runtime.worker_threads(config.server.workers);
+    }
+    let runtime = match runtime.enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("mediagate: cannot start the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let app = http::App::new(config);
+    match runtime.block_on(http::serve(app)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(%error, "mediagate stopped");
+            eprintln!("mediagate: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn print(result: anyhow::Result<String>) -> ExitCode {
+    match result {
+        Ok(text) => {
+            println!("{}", text.trim_end());
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("mediagate: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -31,7 +31,9 @@ pub fn location(configured: &str) -> Result<PathBuf, String> {
 pub fn load_or_create(file: &Path) -> Result<Secret, String> {
     match fs::read_to_string(file) {
         Ok(text) => {
-            let mode = fs::metadata(file).map(|m| m.permissions().mode()).unwrap_or(0);
+            let mode = fs::metadata(file)
+                .map(|m| m.permissions().mode())
+                .unwrap_or(0);
             if mode & 0o077 != 0 {
                 return Err(format!(
                     "development key {} is readable by others (mode {:o}); chmod 600 it",

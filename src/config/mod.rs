@@ -229,8 +229,8 @@ pub fn validate(raw: &RawConfig) -> Result<Config, ConfigError> {
     };
 
     let listen = parse_listen(&raw.server.listen).map_err(|e| format!("server.listen: {e}"));
-    let internal_listen =
-        parse_listen(&raw.server.internal_listen).map_err(|e| format!("server.internal_listen: {e}"));
+    let internal_listen = parse_listen(&raw.server.internal_listen)
+        .map_err(|e| format!("server.internal_listen: {e}"));
     let mut trusted_peers = Vec::new();
     for peer in &raw.server.trusted_peers {
         match peer.parse::<IpNet>() {
@@ -245,7 +245,9 @@ pub fn validate(raw: &RawConfig) -> Result<Config, ConfigError> {
         "text" => LogFormat::Text,
         "json" => LogFormat::Json,
         other => {
-            check(Err(format!("log.format: {other:?} is not \"text\" or \"json\"")));
+            check(Err(format!(
+                "log.format: {other:?} is not \"text\" or \"json\""
+            )));
             LogFormat::Text
         }
     };
@@ -261,7 +263,9 @@ pub fn validate(raw: &RawConfig) -> Result<Config, ConfigError> {
     }
     let max_lifetime = raw.token.max_lifetime.0;
     if max_lifetime == 0 {
-        check(Err("token.max_lifetime: must be positive (non-expiring tokens do not exist)".into()));
+        check(Err(
+            "token.max_lifetime: must be positive (non-expiring tokens do not exist)".into(),
+        ));
     }
     for (name, ttl) in [
         ("token.default_ttl", raw.token.default_ttl.0),
@@ -315,8 +319,14 @@ pub fn validate(raw: &RawConfig) -> Result<Config, ConfigError> {
         match validate_site(site) {
             Ok(site) => {
                 if sites.iter().any(|other| other.id == site.id) {
-                    check(Err(format!("sites[{index}].id: {:?} is used twice", site.id)));
-                } else if sites.iter().any(|other| other.media_host == site.media_host) {
+                    check(Err(format!(
+                        "sites[{index}].id: {:?} is used twice",
+                        site.id
+                    )));
+                } else if sites
+                    .iter()
+                    .any(|other| other.media_host == site.media_host)
+                {
                     check(Err(format!(
                         "sites[{index}].media_origin: host {:?} is used twice",
                         site.media_host
@@ -423,14 +433,22 @@ fn parse_origin(text: &str) -> Result<(String, String), String> {
         && url.query().is_none()
         && url.fragment().is_none();
     let host = url.host_str().filter(|_| plain).ok_or_else(|| {
-        format!("{text:?} must be an origin like https://media.example.org (no path, user or query)")
+        format!(
+            "{text:?} must be an origin like https://media.example.org (no path, user or query)"
+        )
     })?;
-    Ok((url.origin().ascii_serialization(), host.to_ascii_lowercase()))
+    Ok((
+        url.origin().ascii_serialization(),
+        host.to_ascii_lowercase(),
+    ))
 }
 
 fn validate_site(raw: &raw::RawSite) -> Result<Site, String> {
     if !crate::token::is_kid(raw.id.as_bytes()) {
-        return Err(format!("id: {:?} must be 1-32 of A-Z a-z 0-9 . _ -", raw.id));
+        return Err(format!(
+            "id: {:?} must be 1-32 of A-Z a-z 0-9 . _ -",
+            raw.id
+        ));
     }
     let (media_origin, media_host) =
         parse_origin(&raw.media_origin).map_err(|e| format!("media_origin: {e}"))?;
@@ -443,7 +461,10 @@ fn validate_site(raw: &raw::RawSite) -> Result<Site, String> {
             if refresh_path.is_empty()
                 || path::canonicalize(refresh_path).ok().as_deref() != Some(refresh_path)
             {
-                return Err(format!("refresh_path: {:?} is not a canonical path", raw.refresh_path));
+                return Err(format!(
+                    "refresh_path: {:?} is not a canonical path",
+                    raw.refresh_path
+                ));
             }
             let login_url = match &raw.login_url {
                 None => None,
@@ -482,9 +503,11 @@ fn validate_site(raw: &raw::RawSite) -> Result<Site, String> {
 fn load_keys(raw: &raw::RawKeys) -> Result<(KeyRing, KeyOrigin), String> {
     if raw.secrets.is_empty() {
         if !raw.dev_key {
-            return Err("no keys configured and keys.dev_key = false; add [keys.secrets] \
+            return Err(
+                "no keys configured and keys.dev_key = false; add [keys.secrets] \
                         (generate one with `mediagate keygen`)"
-                .into());
+                    .into(),
+            );
         }
         let file = dev_key::location(&raw.dev_key_file)?;
         let secret = dev_key::load_or_create(&file)?;
@@ -515,8 +538,8 @@ fn resolve_secret(source: &SecretSource) -> Result<Secret, String> {
             Secret::from_base64(&text).map_err(|e| format!("{file:?}: {e}"))
         }
         SecretSource::Env { env } => {
-            let text = std::env::var(env)
-                .map_err(|_| format!("environment variable {env} is not set"))?;
+            let text =
+                std::env::var(env).map_err(|_| format!("environment variable {env} is not set"))?;
             Secret::from_base64(&text).map_err(|e| format!("${env}: {e}"))
         }
     }

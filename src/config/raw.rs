@@ -168,7 +168,9 @@ impl Duration {
     /// Parses `90`, `90s`, `15m`, `2h` or `7d`.
     pub fn parse(text: &str) -> Result<Duration, String> {
         let text = text.trim();
-        let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+        let split = text
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len());
         let (number, unit) = text.split_at(split);
         let number: u64 = number
             .parse()
@@ -178,7 +180,11 @@ impl Duration {
             "m" => 60,
             "h" => 3600,
             "d" => 86_400,
-            _ => return Err(format!("{text:?}: unknown unit {unit:?} (use s, m, h or d)")),
+            _ => {
+                return Err(format!(
+                    "{text:?}: unknown unit {unit:?} (use s, m, h or d)"
+                ))
+            }
         };
         number
             .checked_mul(scale)

@@ -8,7 +8,7 @@
 use std::net::IpAddr;
 
 use super::wire::{decode, Token, TokenBuf};
-use super::{mac, Purpose};
+use super::{mac, Purpose, RefreshMarker};
 use crate::keys::KeyRing;
 use crate::path;
 use crate::reason::Reason;
@@ -35,13 +35,14 @@ pub struct Limits {
     pub max_lifetime: u64,
 }
 
-/// A failed verification: the reason, and the decoded token when it got that far.
+/// A failed verification: the reason, and the token's refresh marker when it decoded far
+/// enough to have one (authentic only for reasons checked after the MAC).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Denied<'a> {
+pub struct Denied {
     /// Why.
     pub reason: Reason,
-    /// The token, when it decoded. Authentic only for reasons checked after the MAC.
-    pub token: Option<Token<'a>>,
+    /// The refresh marker, for telling a refresh loop from an old link.
+    pub refresh: Option<RefreshMarker>,
 }
 
 /// Verifies `text` for `request` at unix time `now`.
@@ -53,14 +54,14 @@ pub fn verify<'a>(
     keys: &KeyRing,
     limits: Limits,
     now: u64,
-) -> Result<Token<'a>, Denied<'a>> {
+) -> Result<Token<'a>, Denied> {
     let token = decode(text, buf).map_err(|_| Denied {
         reason: Reason::Malformed,
-        token: None,
+        refresh: None,
     })?;
     let deny = |reason| Denied {
         reason,
-        token: Some(token),
+        refresh: token.refresh,
     };
     if token.purpose != purpose {
         return Err(deny(Reason::WrongPurpose));

@@ -1,0 +1,260 @@
+//! The one place where an outcome becomes an HTTP response.
+//!
+//! Two dialects of the same decision:
+//! - **auth** (`auth_request`): 204 allow, 401 + `Location` for a refresh (the snippet's
+//!   `error_page 401 =302 $mediagate_location` turns it into a redirect), 403 deny. Never any
+//!   other status: nginx turns anything else into a 500.
+//! - **accel** (proxied): 200 + `X-Accel-Redirect` into the internal location, 302 refresh,
+//!   403 deny.
+//!
+//! Denials carry `X-Mediagate-Reason` and `Cache-Control: no-store`; they are never cacheable.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use hyper::body::Bytes;
+use hyper::header::{HeaderName, HeaderValue, CACHE_CONTROL, CONTENT_TYPE, LOCATION};
+use hyper::{Response, StatusCode};
+
+use crate::config::{AccelConfig, Disposition};
+use crate::gate::Outcome;
+use crate::path;
+use crate::reason::Reason;
+use crate::token::Token;
+
+/// Response body type used throughout the server.
+pub type Body = http_body_util::Full<Bytes>;
+
+/// `X-Mediagate-Reason`: the machine-readable denial reason.
+pub const REASON: HeaderName = HeaderName::from_static("x-mediagate-reason");
+/// `X-Mediagate-Subject`: the token's subject, for `auth_request_set` and upstream headers.
+pub const SUBJECT: HeaderName = HeaderName::from_static("x-mediagate-subject");
+/// `X-Mediagate-Token-Id`.
+pub const TOKEN_ID: HeaderName = HeaderName::from_static("x-mediagate-token-id");
+/// `X-Mediagate-Expires-In`: seconds of validity left.
+pub const EXPIRES_IN: HeaderName = HeaderName::from_static("x-mediagate-expires-in");
+/// `X-Mediagate-Data`: the token's opaque data, base64url.
+pub const DATA: HeaderName = HeaderName::from_static("x-mediagate-data");
+/// `X-Accel-Redirect`.
+pub const ACCEL_REDIRECT: HeaderName = HeaderName::from_static("x-accel-redirect");
+/// `X-Accel-Expires`.
+pub const ACCEL_EXPIRES: HeaderName = HeaderName::from_static("x-accel-expires");
+/// `X-Accel-Limit-Rate`.
+pub const ACCEL_LIMIT_RATE: HeaderName = HeaderName::from_static("x-accel-limit-rate");
+/// `X-Accel-Buffering`.
+pub const ACCEL_BUFFERING: HeaderName = HeaderName::from_static("x-accel-buffering");
+
+const NO_STORE: HeaderValue = HeaderValue::from_static("no-store");
+
+/// Which nginx integration asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// `auth_request` subrequest.
+    Auth,
+    /// Proxied request answered with `X-Accel-Redirect`.
+    Accel,
+}
+
+impl Mode {
+    /// Label for logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Auth => "auth",
+            Mode::Accel => "accel",
+        }
+    }
+}
+
+/// Builds the response for a media decision.
+pub fn media_response(
+    mode: Mode,
+    outcome: &Outcome<'_>,
+    accel: &AccelConfig,
+    now: u64,
+) -> Response<Body> {
+    match (outcome, mode) {
+        (Outcome::Allow { token, .. }, Mode::Auth) => {
+            let mut response = empty(StatusCode::NO_CONTENT);
+            grant_headers(&mut response, token.as_ref(), now);
+            response
+        }
+        (Outcome::Allow { path, token, .. }, Mode::Accel) => {
+            accel_response(accel, path, token.as_ref(), now)
+        }
+        (Outcome::Refresh { location, reason }, mode) => {
+            let status = match mode {
+                Mode::Auth => StatusCode::UNAUTHORIZED,
+                Mode::Accel => StatusCode::FOUND,
+            };
+            redirect(status, location, Some(*reason))
+        }
+        (Outcome::Deny(reason), _) => deny(StatusCode::FORBIDDEN, *reason),
+    }
+}
+
+/// A denial: status, reason header, short explanation, never cacheable.
+pub fn deny(status: StatusCode, reason: Reason) -> Response<Body> {
+    let text = match reason {
+        Reason::RefreshLoop => "This link could not be renewed: a fresh link was refused again \
+             (clock or key mismatch between the sites?). Reload the page that linked here; \
+             if it persists, contact the site's operators.\n"
+            .to_owned(),
+        _ => format!(
+            "{} {}: {reason}\n",
+            status.as_u16(),
+            status.canonical_reason().unwrap_or("")
+        ),
+    };
+    let mut response = text_response(status, text);
+    response
+        .headers_mut()
+        .insert(REASON, HeaderValue::from_static(reason.as_str()));
+    response
+}
+
+/// A redirect (302, or 401 for auth_request) to a location built from configuration.
+pub fn redirect(status: StatusCode, location: &str, reason: Option<Reason>) -> Response<Body> {
+    let mut response = empty(status);
+    let headers = response.headers_mut();
+    // Locations are assembled from configuration and percent-encoded canonical paths, so they
+    // are always valid header values; if one were not, failing closed is a plain 403.
+    let Ok(value) = HeaderValue::from_str(location) else {
+        return deny(StatusCode::FORBIDDEN, Reason::BadPath);
+    };
+    headers.insert(LOCATION, value);
+    headers.insert(CACHE_CONTROL, NO_STORE);
+    headers.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
+    if let Some(reason) = reason {
+        headers.insert(REASON, HeaderValue::from_static(reason.as_str()));
+    }
+    response
+}
+
+/// A plain-text response that is never cached.
+pub fn text_response(status: StatusCode, text: String) -> Response<Body> {
+    let mut response = Response::new(Body::new(Bytes::from(text)));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    headers.insert(CACHE_CONTROL, NO_STORE);
+    response
+}
+
+/// An empty response.
+pub fn empty(status: StatusCode) -> Response<Body> {
+    let mut response = Response::new(Body::default());
+    *response.status_mut() = status;
+    response
+}
+
+fn grant_headers(response: &mut Response<Body>, token: Option<&Token<'_>>, now: u64) {
+    let Some(token) = token else {
+        return;
+    };
+    let headers = response.headers_mut();
+    // Token fields were validated as printable ASCII, so these conversions cannot fail; a
+    // failure would only drop an informational header.
+    if let Some(subject) = token.subject.and_then(|s| HeaderValue::from_str(s).ok()) {
+        headers.insert(SUBJECT, subject);
+    }
+    if let Some(id) = token.token_id.and_then(|s| HeaderValue::from_str(s).ok()) {
+        headers.insert(TOKEN_ID, id);
+    }
+    if let Some(data) = token.data {
+        if let Ok(value) = HeaderValue::from_str(&URL_SAFE_NO_PAD.encode(data)) {
+            headers.insert(DATA, value);
+        }
+    }
+    headers.insert(
+        EXPIRES_IN,
+        HeaderValue::from(token.expires.saturating_sub(now)),
+    );
+}
+
+fn accel_response(
+    accel: &AccelConfig,
+    canonical: &str,
+    token: Option<&Token<'_>>,
+    now: u64,
+) -> Response<Body> {
+    let mut response = empty(StatusCode::OK);
+    grant_headers(&mut response, token, now);
+    let target = format!(
+        "{}{}",
+        accel.internal_prefix.trim_end_matches('/'),
+        path::encode_path(canonical)
+    );
+    let headers = response.headers_mut();
+    let Ok(target) = HeaderValue::from_str(&target) else {
+        return deny(StatusCode::FORBIDDEN, Reason::BadPath);
+    };
+    headers.insert(ACCEL_REDIRECT, target);
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("private"));
+    if let Some(kind) = accel.content_disposition {
+        if let Ok(value) = HeaderValue::from_str(&content_disposition(kind, canonical)) {
+            headers.insert(hyper::header::CONTENT_DISPOSITION, value);
+        }
+    }
+    if let Some(rate) = accel.limit_rate {
+        headers.insert(ACCEL_LIMIT_RATE, HeaderValue::from(rate));
+    }
+    if let Some(buffering) = accel.buffering {
+        headers.insert(
+            ACCEL_BUFFERING,
+            HeaderValue::from_static(if buffering { "yes" } else { "no" }),
+        );
+    }
+    // nginx may cache the redirect response; never for longer than the token lives.
+    let remaining = token.map_or(u64::MAX, |token| token.expires.saturating_sub(now));
+    let expires = accel.max_expires.min(remaining);
+    if expires > 0 {
+        headers.insert(ACCEL_EXPIRES, HeaderValue::from(expires));
+    }
+    response
+}
+
+/// `inline; filename="report.pdf"; filename*=UTF-8''r%C3%A9port.pdf` (RFC 6266): an ASCII
+/// fallback for old clients and the exact UTF-8 name for everyone else.
+pub fn content_disposition(kind: Disposition, canonical: &str) -> String {
+    let name = canonical.rsplit('/').next().unwrap_or_default();
+    let fallback: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let kind = match kind {
+        Disposition::Inline => "inline",
+        Disposition::Attachment => "attachment",
+    };
+    format!(
+        "{kind}; filename=\"{fallback}\"; filename*=UTF-8''{}",
+        path::encode_component(name)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_disposition_has_ascii_fallback_and_utf8_name() {
+        assert_eq!(
+            content_disposition(Disposition::Attachment, "/media/ré\"port 1.pdf"),
+            "attachment; filename=\"r__port 1.pdf\"; filename*=UTF-8''r%C3%A9%22port%201.pdf"
+        );
+    }
+
+    #[test]
+    fn denials_are_never_cacheable_and_say_why() {
+        let response = deny(StatusCode::FORBIDDEN, Reason::Expired);
+        assert_eq!(response.headers()[CACHE_CONTROL], "no-store");
+        assert_eq!(response.headers()[REASON], "expired");
+    }
+}

@@ -1,0 +1,179 @@
+//! The media-domain decision: given the original request nginx describes, allow it, send the
+//! browser to the session domain for a fresh token, or deny it with a reason.
+//!
+//! Pure (no hyper, no clock): the HTTP layer extracts a [`MediaRequest`] and turns the
+//! [`Outcome`] into a response in `decision.rs`. Both nginx modes (auth_request and
+//! X-Accel-Redirect) share this function, so they can never disagree.
+
+use std::borrow::Cow;
+use std::net::IpAddr;
+
+use crate::config::{Config, Site};
+use crate::mint;
+use crate::path;
+use crate::reason::Reason;
+use crate::token::{self, Purpose, RefreshMarker, Request, Token, TokenBuf};
+
+/// The original request, as nginx reported it.
+#[derive(Debug, Clone, Copy)]
+pub struct MediaRequest<'a> {
+    /// Raw `$request_uri`: path and query, still percent-encoded.
+    pub uri: &'a str,
+    /// Original method.
+    pub method: &'a str,
+    /// `$host`: the media host, lower case, without port.
+    pub host: &'a str,
+    /// Client address (`$remote_addr`).
+    pub client_ip: Option<IpAddr>,
+}
+
+/// What to do with a media request.
+// Lives on the stack for one request; boxing the token would allocate on the hot path.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub enum Outcome<'a> {
+    /// Serve the file at `path` (canonical). `token` is `None` for public paths.
+    Allow {
+        /// Canonical path to serve.
+        path: Cow<'a, str>,
+        /// The verified token, if the path was not public.
+        token: Option<Token<'a>>,
+        /// The site the request belongs to.
+        site: &'a Site,
+    },
+    /// Redirect the browser to the session domain for a fresh token.
+    Refresh {
+        /// Absolute refresh URL, built from configuration and the canonical path only.
+        location: String,
+        /// Why the current token (if any) did not do.
+        reason: Reason,
+    },
+    /// Refuse, with a reason.
+    Deny(Reason),
+}
+
+impl Outcome<'_> {
+    /// The reason to report: `None` when allowed.
+    pub fn reason(&self) -> Option<Reason> {
+        match self {
+            Outcome::Allow { .. } => None,
+            Outcome::Refresh { reason, .. } => Some(*reason),
+            Outcome::Deny(reason) => Some(*reason),
+        }
+    }
+}
+
+/// Decides a media request at unix time `now`. `buf` holds the decoded token.
+pub fn decide<'a>(
+    config: &'a Config,
+    request: &MediaRequest<'a>,
+    buf: &'a mut TokenBuf,
+    now: u64,
+) -> Outcome<'a> {
+    let Some(site) = config.site_for_host(request.host) else {
+        return Outcome::Deny(Reason::UnknownHost);
+    };
+    let (raw_path, query) = path::split_uri(request.uri);
+    let Ok(canonical) = path::canonicalize(raw_path) else {
+        return Outcome::Deny(Reason::BadPath);
+    };
+    // Public prefixes are decided on the canonical path, so `/public/../private` cannot count.
+    if site
+        .public_prefixes
+        .iter()
+        .any(|prefix| path::is_within(&canonical, prefix))
+    {
+        return Outcome::Allow {
+            path: canonical,
+            token: None,
+            site,
+        };
+    }
+    let text = match path::query_param(query.unwrap_or(""), &config.token.param) {
+        Ok(Some(text)) if !text.is_empty() => text,
+        Ok(_) => return refresh_or_deny(config, site, &canonical, Reason::MissingToken, None, now),
+        Err(()) => return Outcome::Deny(Reason::Malformed),
+    };
+    let verified = {
+        let token_request = Request {
+            path: &canonical,
+            method: request.method,
+            host: Some(request.host),
+            client_ip: request.client_ip,
+        };
+        token::verify(
+            text,
+            buf,
+            Purpose::Download,
+            &token_request,
+            &config.keys,
+            config.token.limits,
+            now,
+        )
+    };
+    match verified {
+        Ok(token) => Outcome::Allow {
+            path: canonical,
+            token: Some(token),
+            site,
+        },
+        Err(denied) => {
+            refresh_or_deny(config, site, &canonical, denied.reason, denied.refresh, now)
+        }
+    }
+}
+
+/// A refreshable failure becomes a redirect to the session domain, unless the site has none
+/// or the browser is already going round in circles.
+fn refresh_or_deny<'a>(
+    config: &Config,
+    site: &Site,
+    canonical: &str,
+    reason: Reason,
+    previous: Option<RefreshMarker>,
+    now: u64,
+) -> Outcome<'a> {
+    let Some(refresh) = site.refresh.as_ref().filter(|_| reason.is_refreshable()) else {
+        return Outcome::Deny(reason);
+    };
+    let Some(marker) = next_marker(config, previous, now) else {
+        return Outcome::Deny(Reason::RefreshLoop);
+    };
+    match mint::refresh_state(config, &site.id, canonical, marker, now) {
+        Ok(state) => Outcome::Refresh {
+            location: format!(
+                "{}{}{}?state={state}",
+                refresh.session_origin,
+                refresh.refresh_path,
+                path::encode_path(canonical)
+            ),
+            reason,
+        },
+        // Only a path too long for the format gets here; fail closed.
+        Err(_) => Outcome::Deny(reason),
+    }
+}
+
+/// The marker for the next refresh. A token minted by a refresh that fails again within the
+/// loop window continues its chain; anything else starts a new one. The window is measured on
+/// this (media) side's clock only, so clock skew between the two sides cannot hide a loop.
+fn next_marker(
+    config: &Config,
+    previous: Option<RefreshMarker>,
+    now: u64,
+) -> Option<RefreshMarker> {
+    let fresh = RefreshMarker {
+        attempt: 1,
+        started: now,
+    };
+    let marker = match previous {
+        Some(previous) if now.saturating_sub(previous.started) < config.refresh.loop_window => {
+            RefreshMarker {
+                attempt: previous.attempt.saturating_add(1),
+                started: previous.started,
+            }
+        }
+        _ => fresh,
+    };
+    (marker.attempt <= config.refresh.max_attempts).then_some(marker)
+}

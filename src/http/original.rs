@@ -1,0 +1,64 @@
+//! Reading the original request that nginx describes in `X-Original-*` headers.
+//!
+//! These headers are only believed from trusted peers (the caller checks). Each must occur
+//! exactly once: a missing or duplicated header is a denial, never a guess.
+
+use std::net::IpAddr;
+
+use hyper::header::{HeaderMap, HeaderName};
+
+use crate::gate::MediaRequest;
+use crate::reason::Reason;
+
+/// `X-Original-URI`: nginx `$request_uri` (raw path and query).
+pub const ORIGINAL_URI: HeaderName = HeaderName::from_static("x-original-uri");
+/// `X-Original-Method`: nginx `$request_method` (the auth subrequest itself is always GET).
+pub const ORIGINAL_METHOD: HeaderName = HeaderName::from_static("x-original-method");
+/// `X-Original-Host`: nginx `$host`.
+pub const ORIGINAL_HOST: HeaderName = HeaderName::from_static("x-original-host");
+/// `X-Real-IP`: nginx `$remote_addr`.
+pub const REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+
+/// The value of a header that must occur exactly once, as UTF-8.
+pub fn single<'h>(headers: &'h HeaderMap, name: &HeaderName) -> Result<&'h str, Reason> {
+    let mut values = headers.get_all(name).iter();
+    let value = values.next().ok_or(Reason::BadRequest)?;
+    if values.next().is_some() {
+        return Err(Reason::BadRequest);
+    }
+    // Not HeaderValue::to_str: nginx passes raw UTF-8 bytes of the request line through.
+    std::str::from_utf8(value.as_bytes()).map_err(|_| Reason::BadRequest)
+}
+
+/// The value of a header that may be absent but not repeated.
+pub fn optional<'h>(headers: &'h HeaderMap, name: &HeaderName) -> Result<Option<&'h str>, Reason> {
+    if headers.contains_key(name) {
+        single(headers, name).map(Some)
+    } else {
+        Ok(None)
+    }
+}
+
+/// Builds the media request from nginx's headers. `method` overrides `X-Original-Method`
+/// in accel mode, where nginx proxies the original method itself.
+pub fn media_request<'h>(
+    headers: &'h HeaderMap,
+    method: Option<&'h str>,
+) -> Result<MediaRequest<'h>, Reason> {
+    let uri = single(headers, &ORIGINAL_URI)?;
+    let method = match method {
+        Some(method) => method,
+        None => single(headers, &ORIGINAL_METHOD)?,
+    };
+    let host = single(headers, &ORIGINAL_HOST)?;
+    let client_ip: IpAddr = single(headers, &REAL_IP)?
+        .trim()
+        .parse()
+        .map_err(|_| Reason::BadRequest)?;
+    Ok(MediaRequest {
+        uri,
+        method,
+        host,
+        client_ip: Some(client_ip),
+    })
+}

@@ -1,0 +1,389 @@
+//! Routing and request handlers. Each handler extracts what it needs, calls the pure core
+//! (`gate`, `refresh`, `mint`) and hands the outcome to `decision` for the response.
+
+use std::sync::atomic::Ordering;
+
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use hyper::header::{HeaderName, HeaderValue, ALLOW, AUTHORIZATION, CONTENT_TYPE, USER_AGENT};
+use hyper::{Method, Request, Response, StatusCode};
+use serde::{Deserialize, Serialize};
+use subtle::ConstantTimeEq;
+
+use super::original::{self, ORIGINAL_URI};
+use super::{App, Role};
+use crate::clock;
+use crate::config::{Config, Duration};
+use crate::decision::{self, Body, Mode};
+use crate::gate::{self, MediaRequest, Outcome};
+use crate::keys::Secret;
+use crate::metrics::Verdict;
+use crate::mint::{mint, MintRequest};
+use crate::reason::Reason;
+use crate::refresh::{self, Grant};
+use crate::token::{Methods, TokenBuf};
+
+/// `X-Mediagate-Secret`: set by the session-domain nginx on /refresh.
+pub const SECRET: HeaderName = HeaderName::from_static("x-mediagate-secret");
+/// Application grant headers forwarded by the session-domain nginx.
+pub const GRANT_TTL: HeaderName = HeaderName::from_static("x-mediagate-grant-ttl");
+/// See [`GRANT_TTL`].
+pub const GRANT_PREFIX: HeaderName = HeaderName::from_static("x-mediagate-grant-prefix");
+/// See [`GRANT_TTL`].
+pub const GRANT_SUBJECT: HeaderName = HeaderName::from_static("x-mediagate-grant-subject");
+
+/// Largest accepted /mint body.
+const MAX_MINT_BODY: usize = 16 * 1024;
+
+/// Dispatches one request.
+pub async fn handle(
+    app: &App,
+    role: Role,
+    trusted: bool,
+    request: Request<Incoming>,
+) -> Response<Body> {
+    let path = request.uri().path();
+    match (role, path) {
+        (_, "/healthz") => decision::text_response(StatusCode::OK, "ok\n".into()),
+        (_, "/readyz") => readyz(app),
+        (Role::Verify, "/auth") => media(app, Mode::Auth, trusted, &request),
+        (Role::Verify, "/accel") => media(app, Mode::Accel, trusted, &request),
+        (Role::Internal, "/refresh") => refresh_endpoint(app, trusted, &request),
+        (Role::Internal, "/login") => login_endpoint(app, trusted, &request),
+        (Role::Internal, "/mint") => mint_endpoint(app, request).await,
+        (Role::Internal, "/metrics") => {
+            let mut response = decision::text_response(StatusCode::OK, app.metrics.render());
+            response.headers_mut().insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            response
+        }
+        _ => decision::text_response(StatusCode::NOT_FOUND, "not found\n".into()),
+    }
+}
+
+fn readyz(app: &App) -> Response<Body> {
+    if app.ready.load(Ordering::Relaxed) {
+        decision::text_response(StatusCode::OK, "ready\n".into())
+    } else {
+        decision::text_response(StatusCode::SERVICE_UNAVAILABLE, "draining\n".into())
+    }
+}
+
+/// `/auth` and `/accel`: one media decision.
+fn media(app: &App, mode: Mode, trusted: bool, request: &Request<Incoming>) -> Response<Body> {
+    let config = &app.config;
+    let headers = request.headers();
+    if mode == Mode::Accel && !matches!(*request.method(), Method::GET | Method::HEAD) {
+        let mut response = decision::text_response(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "405 method not allowed\n".into(),
+        );
+        response
+            .headers_mut()
+            .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return response;
+    }
+    let extracted = if trusted {
+        let method = (mode == Mode::Accel).then(|| request.method().as_str());
+        original::media_request(headers, method)
+    } else {
+        Err(Reason::UntrustedPeer)
+    };
+    let media_request = match extracted {
+        Ok(media_request) => media_request,
+        Err(reason) => {
+            app.metrics.media(mode, Verdict::Deny, Some(reason));
+            audit_early(config, mode, headers, reason);
+            return decision::deny(StatusCode::FORBIDDEN, reason);
+        }
+    };
+    let now = clock::now();
+    let mut buf = TokenBuf::new();
+    let outcome = gate::decide(config, &media_request, &mut buf, now);
+    let response = decision::media_response(mode, &outcome, &config.accel, now);
+    let verdict = match outcome {
+        Outcome::Allow { .. } => Verdict::Allow,
+        Outcome::Refresh { .. } => Verdict::Refresh,
+        Outcome::Deny(_) => Verdict::Deny,
+    };
+    app.metrics.media(mode, verdict, outcome.reason());
+    if config.log.audit {
+        audit_media(
+            mode,
+            &media_request,
+            headers,
+            &outcome,
+            verdict,
+            response.status(),
+        );
+    }
+    response
+}
+
+/// `/refresh`: mint for a path the application approved, redirect back to the media domain.
+fn refresh_endpoint(app: &App, trusted: bool, request: &Request<Incoming>) -> Response<Body> {
+    let result = refresh_location(app, trusted, request);
+    app.metrics
+        .refresh(result.as_ref().map(|_| ()).map_err(|reason| *reason));
+    let uri_for_log = original::single(request.headers(), &ORIGINAL_URI)
+        .map(|uri| crate::path::split_uri(uri).0)
+        .unwrap_or("-");
+    match result {
+        Ok(location) => {
+            if app.config.log.audit {
+                tracing::info!(target: "mediagate::audit", endpoint = "refresh", decision = "minted", path = ?truncate(uri_for_log), status = 302);
+            }
+            decision::redirect(StatusCode::FOUND, &location, None)
+        }
+        Err(reason) => {
+            if app.config.log.audit {
+                tracing::info!(target: "mediagate::audit", endpoint = "refresh", decision = "deny", reason = reason.as_str(), path = ?truncate(uri_for_log), status = 403);
+            }
+            decision::deny(StatusCode::FORBIDDEN, reason)
+        }
+    }
+}
+
+fn refresh_location(
+    app: &App,
+    trusted: bool,
+    request: &Request<Incoming>,
+) -> Result<String, Reason> {
+    let config = &app.config;
+    let headers = request.headers();
+    // Both the peer and the secret: a process that can reach the internal listener still
+    // cannot mint without the secret only the session-domain nginx holds.
+    if !trusted || !secret_matches(config, original::optional(headers, &SECRET)?) {
+        return Err(Reason::UntrustedPeer);
+    }
+    let uri = original::single(headers, &ORIGINAL_URI)?;
+    let now = clock::now();
+    let target = refresh::check_target(config, uri, now)?;
+    let grant = Grant {
+        ttl: original::optional(headers, &GRANT_TTL)?,
+        prefix: original::optional(headers, &GRANT_PREFIX)?,
+        subject: original::optional(headers, &GRANT_SUBJECT)?,
+    };
+    refresh::approve(config, &target, grant, now)
+}
+
+/// `/login`: the application said "not logged in"; send the user to its login page with the
+/// refresh URL as the way back.
+fn login_endpoint(app: &App, trusted: bool, request: &Request<Incoming>) -> Response<Body> {
+    let location = (|| {
+        if !trusted {
+            return Err(Reason::UntrustedPeer);
+        }
+        let uri = original::single(request.headers(), &ORIGINAL_URI)?;
+        let target = refresh::check_target(&app.config, uri, clock::now())?;
+        refresh::login_location(&target).ok_or(Reason::MissingToken)
+    })();
+    match location {
+        Ok(location) => decision::redirect(StatusCode::FOUND, &location, None),
+        // No login URL configured (or a bad state): a plain 401 is the honest answer.
+        Err(Reason::MissingToken) => decision::deny(StatusCode::UNAUTHORIZED, Reason::MissingToken),
+        Err(reason) => decision::deny(StatusCode::FORBIDDEN, reason),
+    }
+}
+
+fn secret_matches(config: &Config, presented: Option<&str>) -> bool {
+    let (Some(expected), Some(presented)) = (&config.internal_secret, presented) else {
+        return false;
+    };
+    let Ok(presented) = Secret::from_base64(presented) else {
+        return false;
+    };
+    bool::from(expected.expose().ct_eq(presented.expose()))
+}
+
+/// JSON body of `POST /mint`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MintBody {
+    path: String,
+    #[serde(default)]
+    prefix: bool,
+    ttl: Option<Duration>,
+    methods: Option<Vec<String>>,
+    ip: Option<String>,
+    host: Option<String>,
+    subject: Option<String>,
+    token_id: Option<String>,
+    /// base64url
+    data: Option<String>,
+    not_before: Option<u64>,
+    /// Site id whose media origin prefixes the URL (default: the first site).
+    site: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct MintResponse {
+    url: String,
+    path_and_query: String,
+    token: String,
+    path: String,
+    expires: u64,
+}
+
+/// `POST /mint`: JSON in, signed URL out. Requires `Authorization: Bearer <internal secret>`.
+async fn mint_endpoint(app: &App, request: Request<Incoming>) -> Response<Body> {
+    let config = &app.config;
+    if request.method() != Method::POST {
+        let mut response = json_error(StatusCode::METHOD_NOT_ALLOWED, "use POST");
+        response
+            .headers_mut()
+            .insert(ALLOW, HeaderValue::from_static("POST"));
+        return response;
+    }
+    let bearer = original::optional(request.headers(), &AUTHORIZATION)
+        .ok()
+        .flatten()
+        .and_then(|value| value.strip_prefix("Bearer "));
+    if !secret_matches(config, bearer) {
+        return json_error(StatusCode::UNAUTHORIZED, "missing or wrong bearer secret");
+    }
+    let bytes = match Limited::new(request.into_body(), MAX_MINT_BODY)
+        .collect()
+        .await
+    {
+        Ok(collected) => collected.to_bytes(),
+        Err(_) => return json_error(StatusCode::PAYLOAD_TOO_LARGE, "body larger than 16 KiB"),
+    };
+    let body: MintBody = match serde_json::from_slice(&bytes) {
+        Ok(body) => body,
+        Err(error) => return json_error(StatusCode::BAD_REQUEST, &format!("bad JSON: {error}")),
+    };
+    match mint_from_body(config, body) {
+        Ok(response) => {
+            app.metrics.minted_api();
+            if config.log.audit {
+                tracing::info!(target: "mediagate::audit", endpoint = "mint", path = ?truncate(&response.path), expires = response.expires);
+            }
+            let json = serde_json::to_string(&response).unwrap_or_default();
+            json_response(StatusCode::OK, json)
+        }
+        Err(message) => json_error(StatusCode::BAD_REQUEST, &message),
+    }
+}
+
+fn mint_from_body(config: &Config, body: MintBody) -> Result<MintResponse, String> {
+    let site = match &body.site {
+        Some(id) => Some(
+            config
+                .site_by_id(id)
+                .ok_or_else(|| format!("unknown site {id:?}"))?,
+        ),
+        None => config.sites.first(),
+    };
+    let methods = body
+        .methods
+        .map(|list| list.join(",").parse::<Methods>())
+        .transpose()?;
+    let data = body
+        .data
+        .map(|data| {
+            use base64::Engine;
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(data)
+                .map_err(|_| "data must be base64url without padding".to_owned())
+        })
+        .transpose()?;
+    let request = MintRequest {
+        path: body.path,
+        prefix: body.prefix,
+        ttl: body.ttl.map(|ttl| ttl.0),
+        methods,
+        ip: body.ip.map(|ip| ip.parse()).transpose()?,
+        host: body.host,
+        subject: body.subject,
+        token_id: body.token_id,
+        data,
+        not_before: body.not_before,
+        refresh: None,
+    };
+    let minted = mint(config, &request, clock::now()).map_err(|error| error.to_string())?;
+    let origin = site.map_or("", |site| site.media_origin.as_str());
+    Ok(MintResponse {
+        url: format!("{origin}{}", minted.path_and_query),
+        path_and_query: minted.path_and_query,
+        token: minted.token,
+        path: minted.path,
+        expires: minted.expires,
+    })
+}
+
+fn json_response(status: StatusCode, json: String) -> Response<Body> {
+    let mut response = decision::text_response(status, json);
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+fn json_error(status: StatusCode, message: &str) -> Response<Body> {
+    json_response(status, serde_json::json!({ "error": message }).to_string())
+}
+
+/// Paths in logs: capped, and always without the query (where the token lives).
+fn truncate(text: &str) -> &str {
+    let mut end = text.len().min(512);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+fn audit_media(
+    mode: Mode,
+    request: &MediaRequest<'_>,
+    headers: &hyper::HeaderMap,
+    outcome: &Outcome<'_>,
+    verdict: Verdict,
+    status: StatusCode,
+) {
+    let (token_id, subject, site) = match outcome {
+        Outcome::Allow { token, site, .. } => (
+            token.and_then(|token| token.token_id),
+            token.and_then(|token| token.subject),
+            site.id.as_str(),
+        ),
+        _ => (None, None, "-"),
+    };
+    let path = crate::path::split_uri(request.uri).0;
+    let user_agent = headers
+        .get(USER_AGENT)
+        .map(|value| String::from_utf8_lossy(value.as_bytes()));
+    tracing::info!(
+        target: "mediagate::audit",
+        mode = mode.as_str(),
+        decision = verdict.as_str(),
+        reason = outcome.reason().map_or("-", |reason| reason.as_str()),
+        status = status.as_u16(),
+        site,
+        method = request.method,
+        host = request.host,
+        path = ?truncate(path),
+        token_id = token_id.unwrap_or("-"),
+        subject = subject.unwrap_or("-"),
+        client_ip = ?request.client_ip,
+        user_agent = ?user_agent.as_deref().map(truncate),
+    );
+}
+
+/// Audit line for requests refused before a media request could be read.
+fn audit_early(config: &Config, mode: Mode, headers: &hyper::HeaderMap, reason: Reason) {
+    if config.log.audit {
+        let uri = original::single(headers, &ORIGINAL_URI)
+            .map_or("-", |uri| crate::path::split_uri(uri).0);
+        tracing::info!(
+            target: "mediagate::audit",
+            mode = mode.as_str(),
+            decision = "deny",
+            reason = reason.as_str(),
+            status = 403,
+            path = ?truncate(uri),
+        );
+    }
+}

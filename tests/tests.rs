@@ -1,0 +1,10 @@
+//! mediagate's integration tests: one binary, one module per concern.
+//!
+//! - `vectors`: the token spec's test vectors, replayed in Rust and by the Python minter.
+//! - `paths`: hostile request paths and canonicaliser properties.
+//! - `e2e`: real nginx + real mediagate over real HTTP (needs nginx; see `support`).
+
+mod e2e;
+mod paths;
+mod support;
+mod vectors;

@@ -133,6 +133,15 @@ fn check_segments(path: &[u8]) -> Result<(), PathError> {
     Ok(())
 }
 
+/// True when `path` is already in canonical (decoded) form: what [`canonicalize`] returns.
+///
+/// Not `canonicalize(path) == path`: a canonical path may contain a literal `%` (from `%25`),
+/// which a second decoding would misread. Allocation-free; used when minting and when
+/// decoding prefix tokens.
+pub fn is_canonical(path: &str) -> bool {
+    path.len() <= MAX_PATH_LEN && path.starts_with('/') && check_segments(path.as_bytes()).is_ok()
+}
+
 /// Canonicalises a scope prefix and gives it a trailing `/`, so that matching happens only at
 /// a segment boundary: prefix `/media/a` becomes `/media/a/` and never matches `/media/ab`.
 pub fn canonical_prefix(raw: &str) -> Result<String, PathError> {
@@ -247,6 +256,14 @@ mod tests {
             assert_eq!(canonicalize(&encode_path(path)).unwrap(), path);
         }
         assert_eq!(encode_path("/a b/%?#é"), "/a%20b/%25%3F%23%C3%A9");
+    }
+
+    #[test]
+    fn decoded_paths_with_percent_are_canonical() {
+        let decoded = canonicalize("/files/100%25.txt").unwrap();
+        assert_eq!(decoded, "/files/100%.txt");
+        assert!(is_canonical(&decoded));
+        assert!(!is_canonical("/a/../b") && !is_canonical("a") && !is_canonical("/a//b"));
     }
 
     #[test]

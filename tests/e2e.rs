@@ -1,1 +1,524 @@
-//! End-to-end tests through real nginx (being written).
+//! End-to-end: a browser's view of real nginx (rendered from `nginx/example.conf` with the
+//! shipped snippets) in front of the real `mediagate` binary and a stand-in application.
+
+use mediagate::mint::MintRequest;
+use mediagate::token::Methods;
+
+use crate::support::{request, split_url, Options, Stack, MEDIA_HOST, WWW_HOST};
+
+const PDF: &[u8] = b"%PDF-1.4 not really a pdf, but bytes we can recognise\n";
+
+fn stack_with_files(name: &str) -> Stack {
+    let stack = Stack::start(name);
+    stack.dir.write("files/media/report.pdf", PDF);
+    stack
+        .dir
+        .write("files/media/public/logo.txt", "public bytes");
+    stack.dir.write("files/media/secret.txt", "secret bytes");
+    stack.dir.write("files/media/hls/seg1.ts", "segment one");
+    stack.dir.write("files/media/hls/seg2.ts", "segment two");
+    stack.dir.write("files/media/short-clip.txt", "short clip");
+    stack
+}
+
+#[test]
+fn media_url_without_token_heals_through_the_session_domain() {
+    let stack = stack_with_files("heal");
+    let hops = stack.browse(
+        &format!("http://{MEDIA_HOST}/media/report.pdf"),
+        Some("session=alice"),
+    );
+    let statuses: Vec<u16> = hops.iter().map(|hop| hop.status).collect();
+    assert_eq!(
+        statuses,
+        [302, 302, 200],
+        "{hops:#?}\n{}",
+        stack.mediagate.log_text()
+    );
+    let to_refresh = hops[0].header("location").unwrap();
+    assert!(
+        to_refresh.starts_with(&format!(
+            "http://{WWW_HOST}/_mediagate/refresh/media/report.pdf?state="
+        )),
+        "{to_refresh}"
+    );
+    assert_eq!(hops[0].header("x-mediagate-reason"), Some("missing_token"));
+    assert_eq!(hops[0].header("cache-control"), Some("no-store"));
+    let back = hops[1].header("location").unwrap();
+    assert!(
+        back.starts_with(&format!("http://{MEDIA_HOST}/media/report.pdf?token=")),
+        "{back}"
+    );
+    assert_eq!(hops[1].header("cache-control"), Some("no-store"));
+    assert_eq!(hops[2].body, PDF);
+    assert_eq!(hops[2].header("content-type"), Some("application/pdf"));
+    assert_eq!(hops[2].header("cache-control"), Some("private"));
+    assert_eq!(*stack.app.asked.lock().unwrap(), ["/media/report.pdf"]);
+}
+
+#[test]
+fn valid_token_serves_the_file_with_ranges_and_head() {
+    let stack = stack_with_files("valid");
+    let url = stack.sign("/media/report.pdf");
+    let full = stack.media("GET", &url);
+    assert_eq!(full.status, 200);
+    assert_eq!(full.body, PDF);
+
+    let socket = stack.socket("media.sock");
+    let range = request(&socket, "GET", MEDIA_HOST, &url, &[("Range", "bytes=5-7")]);
+    assert_eq!(range.status, 206);
+    assert_eq!(range.body, &PDF[5..=7]);
+
+    let head = stack.media("HEAD", &url);
+    assert_eq!(head.status, 200);
+    assert_eq!(
+        head.header("content-length"),
+        Some(PDF.len().to_string().as_str())
+    );
+    assert!(head.body.is_empty());
+}
+
+#[test]
+fn forged_tampered_wrong_path_and_wrong_method_tokens_are_refused() {
+    let stack = stack_with_files("forged");
+    let good = stack.sign("/media/report.pdf");
+    let (_, token) = good.split_once("?token=").unwrap();
+
+    // Another file, same token: the path is bound through the MAC.
+    let wrong_path = stack.media("GET", &format!("/media/secret.txt?token={token}"));
+    assert_eq!(wrong_path.status, 403);
+    assert_eq!(
+        wrong_path.header("x-mediagate-reason"),
+        Some("bad_signature")
+    );
+    assert_eq!(wrong_path.header("cache-control"), Some("no-store"));
+
+    // Flip one character of the tag.
+    let mut tampered = token.to_owned();
+    let last = tampered.pop().unwrap();
+    tampered.push(if last == 'A' { 'B' } else { 'A' });
+    let response = stack.media("GET", &format!("/media/report.pdf?token={tampered}"));
+    assert_eq!(response.status, 403);
+
+    // Garbage.
+    let response = stack.media("GET", "/media/report.pdf?token=not-a-token!");
+    assert_eq!(response.status, 403);
+    assert_eq!(response.header("x-mediagate-reason"), Some("malformed"));
+
+    // A GET/HEAD token used for DELETE.
+    let response = stack.media("DELETE", &good);
+    assert_eq!(response.status, 403);
+    assert_eq!(response.header("x-mediagate-reason"), Some("method"));
+
+    // Two tokens in one URL are ambiguous.
+    let response = stack.media("GET", &format!("{good}&token={token}"));
+    assert_eq!(response.status, 403);
+}
+
+#[test]
+fn put_token_allows_put_but_not_get() {
+    let stack = stack_with_files("methods");
+    let url = stack.sign_with(MintRequest {
+        path: "/media/report.pdf".into(),
+        methods: Some("PUT".parse::<Methods>().unwrap()),
+        ..MintRequest::default()
+    });
+    let get = stack.media("GET", &url);
+    assert_eq!(get.status, 403);
+    assert_eq!(get.header("x-mediagate-reason"), Some("method"));
+}
+
+#[test]
+fn public_prefix_is_served_without_token_but_not_through_traversal() {
+    let stack = stack_with_files("public");
+    let public = stack.media("GET", "/media/public/logo.txt");
+    assert_eq!(public.status, 200);
+    assert_eq!(public.text(), "public bytes");
+
+    for sneaky in [
+        "/media/public/../secret.txt",
+        "/media/public/%2e%2e/secret.txt",
+        "/media/public/%2E%2E/secret.txt",
+        "/media/public/..%2fsecret.txt",
+        "/media/public/%2e%2e%2fsecret.txt",
+        "/media/public/..%5csecret.txt",
+    ] {
+        let response = stack.media("GET", sneaky);
+        assert_ne!(response.status, 200, "{sneaky} must not be served");
+        assert_ne!(response.text(), "secret bytes", "{sneaky}");
+    }
+}
+
+#[test]
+fn traversal_and_encoding_tricks_are_rejected_even_with_a_valid_token() {
+    let stack = stack_with_files("tricks");
+    let url = stack.sign("/media/secret.txt");
+    let (_, query) = url.split_once('?').unwrap();
+    for path in [
+        "/media/hls/../secret.txt",
+        "/media/hls/%2e%2e/secret.txt",
+        "/media//secret.txt",
+        "/media/./secret.txt",
+        "/media/%2fsecret.txt",
+        "/media/secret.txt%00.pdf",
+    ] {
+        let response = stack.media("GET", &format!("{path}?{query}"));
+        assert!(
+            response.status == 403 || response.status == 400,
+            "{path}: {} {:?}",
+            response.status,
+            response.headers
+        );
+        assert_ne!(response.text(), "secret bytes", "{path}");
+    }
+}
+
+#[test]
+fn prefix_token_opens_a_folder_and_nothing_beside_it() {
+    let stack = stack_with_files("prefix");
+    let url = stack.sign_with(MintRequest {
+        path: "/media/hls".into(),
+        prefix: true,
+        ..MintRequest::default()
+    });
+    let (_, query) = url.split_once('?').unwrap();
+    assert_eq!(
+        stack
+            .media("GET", &format!("/media/hls/seg1.ts?{query}"))
+            .text(),
+        "segment one"
+    );
+    assert_eq!(
+        stack
+            .media("GET", &format!("/media/hls/seg2.ts?{query}"))
+            .text(),
+        "segment two"
+    );
+    let beside = stack.media("GET", &format!("/media/secret.txt?{query}"));
+    assert_eq!(beside.status, 403);
+    assert_eq!(beside.header("x-mediagate-reason"), Some("out_of_scope"));
+}
+
+#[test]
+fn expired_token_refreshes_to_a_working_link() {
+    let stack = stack_with_files("expired");
+    // Minted an hour ago with a one-minute lifetime.
+    let now = mediagate::clock::now();
+    let minted = mediagate::mint::mint(
+        &stack.config,
+        &MintRequest {
+            path: "/media/report.pdf".into(),
+            ttl: Some(60),
+            ..MintRequest::default()
+        },
+        now - 3600,
+    )
+    .unwrap();
+    let hops = stack.browse(
+        &format!("http://{MEDIA_HOST}{}", minted.path_and_query),
+        Some("session=alice"),
+    );
+    assert_eq!(hops[0].status, 302);
+    assert_eq!(hops[0].header("x-mediagate-reason"), Some("expired"));
+    assert_eq!(hops.last().unwrap().status, 200);
+    assert_eq!(hops.last().unwrap().body, PDF);
+}
+
+#[test]
+fn not_logged_in_goes_to_login_and_comes_back() {
+    let stack = stack_with_files("login");
+    let hops = stack.browse(&format!("http://{MEDIA_HOST}/media/report.pdf"), None);
+    let statuses: Vec<u16> = hops.iter().map(|hop| hop.status).collect();
+    assert_eq!(statuses, [302, 302, 200], "{hops:#?}");
+    let login = hops[1].header("location").unwrap();
+    let (host, path) = split_url(login);
+    assert_eq!(host, WWW_HOST);
+    assert!(
+        path.starts_with("/login?next=%2F_mediagate%2Frefresh%2Fmedia%2Freport.pdf%3Fstate%3D"),
+        "{path}"
+    );
+    assert_eq!(hops[2].text(), "login page");
+
+    // After logging in, the return path from `next` completes the flow.
+    let next = path.split_once("next=").unwrap().1;
+    let next = next
+        .replace("%2F", "/")
+        .replace("%3F", "?")
+        .replace("%3D", "=");
+    let hops = stack.browse(&format!("http://{WWW_HOST}{next}"), Some("session=alice"));
+    assert_eq!(hops.last().unwrap().body, PDF);
+}
+
+#[test]
+fn logged_in_but_not_allowed_gets_403_and_no_token() {
+    let stack = stack_with_files("notallowed");
+    let hops = stack.browse(
+        &format!("http://{MEDIA_HOST}/media/report.pdf"),
+        Some("session=mallory"),
+    );
+    let statuses: Vec<u16> = hops.iter().map(|hop| hop.status).collect();
+    assert_eq!(statuses, [302, 403]);
+}
+
+#[test]
+fn sidecar_down_fails_closed() {
+    let mut stack = stack_with_files("down");
+    let url = stack.sign("/media/report.pdf");
+    assert_eq!(stack.media("GET", &url).status, 200);
+    stack.mediagate.child.kill().unwrap();
+    stack.mediagate.child.wait().unwrap();
+    let response = stack.media("GET", &url);
+    assert_eq!(
+        response.status, 500,
+        "auth_request with a dead sidecar must not serve"
+    );
+    assert_ne!(response.body, PDF);
+    let public = stack.media("GET", "/media/public/logo.txt");
+    assert_ne!(public.status, 200);
+}
+
+#[test]
+fn nginx_access_log_never_contains_the_token() {
+    let stack = stack_with_files("accesslog");
+    let url = stack.sign("/media/report.pdf");
+    let (_, token) = url.split_once("?token=").unwrap();
+    assert_eq!(stack.media("GET", &url).status, 200);
+    let _ = stack.media("GET", "/media/report.pdf?token=forged");
+    drop(stack.media("GET", "/media/public/logo.txt"));
+    let log = std::fs::read_to_string(stack.dir.path().join("access.log")).unwrap();
+    assert!(log.contains("/media/report.pdf"), "{log}");
+    assert!(
+        !log.contains(token),
+        "token leaked into the access log:\n{log}"
+    );
+    assert!(!log.contains("forged"), "{log}");
+    let audit = stack.mediagate.log_text();
+    assert!(audit.contains("/media/report.pdf"), "{audit}");
+    assert!(
+        !audit.contains(token),
+        "token leaked into mediagate's log:\n{audit}"
+    );
+}
+
+#[test]
+fn accel_mode_serves_names_with_spaces_unicode_and_percent() {
+    let stack = stack_with_files("accel");
+    for name in ["a b.txt", "ünï çødé.txt", "100%.txt", "q?x#y.txt"] {
+        stack
+            .dir
+            .write(&format!("files/files/{name}"), format!("bytes of {name}"));
+        let url = stack.sign(&format!("/files/{}", mediagate::path::encode_path(name)));
+        let response = stack.media("GET", &url);
+        assert_eq!(
+            response.status,
+            200,
+            "{name}: {response:?}\n{}",
+            stack.nginx.log_text()
+        );
+        assert_eq!(response.text(), format!("bytes of {name}"));
+        assert_eq!(response.header("cache-control"), Some("private"));
+        assert!(
+            response.header("x-accel-redirect").is_none(),
+            "internal header leaked"
+        );
+    }
+    // Ranges and HEAD are nginx's job after the internal redirect.
+    let url = stack.sign("/files/a%20b.txt");
+    let range = request(
+        &stack.socket("media.sock"),
+        "GET",
+        MEDIA_HOST,
+        &url,
+        &[("Range", "bytes=0-4")],
+    );
+    assert_eq!(range.status, 206);
+    assert_eq!(range.text(), "bytes");
+    assert_eq!(stack.media("HEAD", &url).status, 200);
+}
+
+#[test]
+fn accel_mode_redirects_denies_and_refuses_other_methods() {
+    let stack = stack_with_files("accelflow");
+    stack.dir.write("files/files/doc.txt", "doc bytes");
+    let hops = stack.browse(
+        &format!("http://{MEDIA_HOST}/files/doc.txt"),
+        Some("session=alice"),
+    );
+    let statuses: Vec<u16> = hops.iter().map(|hop| hop.status).collect();
+    assert_eq!(statuses, [302, 302, 200], "{hops:#?}");
+    assert_eq!(hops[2].text(), "doc bytes");
+
+    let forged = stack.media("GET", "/files/doc.txt?token=AAAA");
+    assert_eq!(forged.status, 403);
+    assert_eq!(forged.header("x-mediagate-reason"), Some("malformed"));
+
+    let url = stack.sign("/files/doc.txt");
+    assert_eq!(stack.media("POST", &url).status, 405);
+}
+
+#[test]
+fn open_redirect_attempts_never_leave_the_configured_hosts() {
+    let stack = stack_with_files("openredirect");
+    for path in [
+        "//evil.example/x",
+        "/\\evil.example/x",
+        "/%09/evil.example",
+        "/media/@evil.example",
+        "/media/x#@evil.example",
+        "/media/x?@evil.example",
+        "/media/.evil.example",
+        "/media/%0d%0aLocation:%20http://evil.example",
+        "/media/javascript:alert(1)",
+        "/media/%2F%2Fevil.example",
+    ] {
+        let response = stack.media("GET", path);
+        if let Some(location) = response.header("location") {
+            let (host, rest) = split_url(location);
+            assert_eq!(host, WWW_HOST, "{path} -> {location}");
+            assert!(
+                rest.starts_with("/_mediagate/refresh/media/"),
+                "{path} -> {location}"
+            );
+            assert!(!location.contains('\r') && !location.contains('\n'));
+        }
+    }
+    // The refresh endpoint rebuilds the target from configuration: a state for one path
+    // cannot be replayed for another, and no input host is ever used.
+    let first = stack.media("GET", "/media/report.pdf");
+    let refresh = first.header("location").unwrap();
+    let (_, refresh_path) = split_url(refresh);
+    let swapped = refresh_path.replace("/media/report.pdf", "/media/secret.txt");
+    let hops = stack.browse(
+        &format!("http://{WWW_HOST}{swapped}"),
+        Some("session=alice"),
+    );
+    assert_eq!(hops[0].status, 403, "{hops:#?}");
+    assert_eq!(hops[0].header("x-mediagate-reason"), Some("bad_state"));
+}
+
+#[test]
+fn refresh_endpoint_cannot_be_used_without_nginx_and_the_app() {
+    let stack = stack_with_files("direct");
+    let first = stack.media("GET", "/media/report.pdf");
+    let (_, refresh_path) = split_url(first.header("location").unwrap());
+    let internal = stack.socket("internal.sock");
+    // Straight to mediagate, without the secret only nginx holds.
+    let direct = request(
+        &internal,
+        "GET",
+        "x",
+        "/refresh",
+        &[("X-Original-URI", &refresh_path)],
+    );
+    assert_eq!(direct.status, 403);
+    assert_eq!(direct.header("x-mediagate-reason"), Some("untrusted_peer"));
+    // With a wrong secret.
+    let wrong = request(
+        &internal,
+        "GET",
+        "x",
+        "/refresh",
+        &[
+            ("X-Original-URI", &refresh_path),
+            ("X-Mediagate-Secret", "d3Jvbmctc2VjcmV0LXdyb25nLXNlY3JldA"),
+        ],
+    );
+    assert_eq!(wrong.status, 403);
+    // Through nginx but with client-supplied grant headers and no session: the app says no.
+    let sneaky = request(
+        &stack.socket("www.sock"),
+        "GET",
+        WWW_HOST,
+        &refresh_path,
+        &[
+            ("X-Mediagate-Secret", &stack.internal_secret),
+            ("X-Mediagate-Grant-Prefix", "/"),
+        ],
+    );
+    assert_eq!(sneaky.status, 302);
+    assert!(sneaky.header("location").unwrap().contains("/login?next="));
+}
+
+#[test]
+fn refresh_loop_is_cut_with_a_clear_403() {
+    // The session side signs with a key the media side does not know: every refreshed token
+    // is refused again, which without loop detection would bounce the browser forever.
+    let stack = Stack::start_with(
+        "loop",
+        Options {
+            session_side_signs_with_unknown_key: true,
+            ..Options::default()
+        },
+    );
+    stack.dir.write("files/media/report.pdf", PDF);
+    let hops = stack.browse(
+        &format!("http://{MEDIA_HOST}/media/report.pdf"),
+        Some("session=alice"),
+    );
+    let statuses: Vec<u16> = hops.iter().map(|hop| hop.status).collect();
+    // media 302 -> refresh 302 -> media 302 (attempt 2) -> refresh 302 -> media 403.
+    assert_eq!(statuses, [302, 302, 302, 302, 403], "{hops:#?}");
+    let last = hops.last().unwrap();
+    assert_eq!(last.header("x-mediagate-reason"), Some("refresh_loop"));
+    assert_eq!(last.header("cache-control"), Some("no-store"));
+}
+
+#[test]
+fn app_grants_narrow_the_token() {
+    let stack = stack_with_files("grants");
+    let hops = stack.browse(
+        &format!("http://{MEDIA_HOST}/media/hls/seg1.ts"),
+        Some("session=alice"),
+    );
+    assert_eq!(hops.last().unwrap().text(), "segment one");
+    let back = hops[1].header("location").unwrap();
+    let (_, path) = split_url(back);
+    let (_, query) = path.split_once('?').unwrap();
+    // The granted prefix token opens the sibling segment too.
+    assert_eq!(
+        stack
+            .media("GET", &format!("/media/hls/seg2.ts?{query}"))
+            .text(),
+        "segment two"
+    );
+    let inspected = std::process::Command::new(env!("CARGO_BIN_EXE_mediagate"))
+        .args(["inspect", back])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&inspected.stdout);
+    assert!(text.contains("every path below /media/hls/"), "{text}");
+    assert!(text.contains("subject     alice"), "{text}");
+
+    let hops = stack.browse(
+        &format!("http://{MEDIA_HOST}/media/short-clip.txt"),
+        Some("session=alice"),
+    );
+    let back = hops[1].header("location").unwrap();
+    let (_, path) = split_url(back);
+    let token = path.split_once("token=").unwrap().1;
+    let mut buf = mediagate::token::TokenBuf::new();
+    let decoded = mediagate::token::decode(token, &mut buf).unwrap();
+    let lifetime = decoded.expires - mediagate::clock::now();
+    assert!(
+        (55..=60).contains(&lifetime),
+        "granted ttl 60 s, got {lifetime}"
+    );
+    assert_eq!(decoded.host, Some(MEDIA_HOST));
+}
+
+#[test]
+fn unknown_media_host_is_denied() {
+    let stack = stack_with_files("unknownhost");
+    let url = stack.sign("/media/report.pdf");
+    let response = request(
+        &stack.socket("media.sock"),
+        "GET",
+        "evil.localhost",
+        &url,
+        &[],
+    );
+    // nginx routes an unknown Host to the default (first) server, the media server; mediagate
+    // must still refuse because the host is not a configured media host.
+    assert_eq!(response.status, 403);
+    assert_eq!(response.header("x-mediagate-reason"), Some("unknown_host"));
+}

@@ -1,1 +1,628 @@
-//! Test harness (being written).
+//! Test harness: a temporary directory, real nginx rendered from `nginx/example.conf`, the
+//! real `mediagate` binary, a tiny stand-in application, and a raw HTTP/1.1 client.
+//!
+//! Everything talks over Unix sockets inside the temporary directory, so tests never race
+//! for ports and can run in parallel. nginx is required: a missing nginx is a failure, not a
+//! skip (`scripts/test.sh` installs it).
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::fs;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use mediagate::config::Config;
+use mediagate::keys::Secret;
+use mediagate::mint::{mint, MintRequest};
+
+pub const MEDIA_HOST: &str = "media.localhost";
+pub const WWW_HOST: &str = "www.localhost";
+
+/// A world-readable temporary directory (nginx workers run as `nobody`), removed on drop.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new(name: &str) -> TempDir {
+        let mut random = [0u8; 6];
+        getrandom::getrandom(&mut random).unwrap();
+        let suffix: String = random.iter().map(|b| format!("{b:02x}")).collect();
+        let path = std::env::temp_dir().join(format!("mediagate-{name}-{suffix}"));
+        fs::create_dir_all(&path).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
+        TempDir(path)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    /// Writes a world-readable file, creating parent directories (also world-readable).
+    pub fn write(&self, relative: &str, contents: impl AsRef<[u8]>) -> PathBuf {
+        let path = self.0.join(relative);
+        let mut dir = path.parent().unwrap().to_path_buf();
+        fs::create_dir_all(&dir).unwrap();
+        while dir.starts_with(&self.0) && dir != self.0 {
+            fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
+            dir.pop();
+        }
+        fs::write(&path, contents).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+        path
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if std::env::var_os("MEDIAGATE_KEEP_TEST_DIRS").is_none() {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+/// A child process killed on drop, with its stderr in a log file.
+pub struct Process {
+    pub child: Child,
+    pub log: PathBuf,
+    stop: Option<Command>,
+}
+
+impl Process {
+    pub fn log_text(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Sends SIGTERM (graceful shutdown) and waits up to `timeout` for the exit status.
+    pub fn terminate(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let pid = self.child.id() as i32;
+        // SAFETY: kill(2) on our own child's pid has no memory-safety implications.
+        unsafe {
+            libc::kill(pid, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        if let Some(mut stop) = self.stop.take() {
+            let _ = stop.stdout(Stdio::null()).stderr(Stdio::null()).status();
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = self.child.try_wait() {
+                    return;
+                }
+                thread::sleep(Duration::from_millis(20));
+            }
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn wait_for_socket(path: &Path, process: &mut Process, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < deadline {
+        if UnixStream::connect(path).is_ok() {
+            return;
+        }
+        if let Ok(Some(status)) = process.child.try_wait() {
+            panic!(
+                "{what} exited with {status} before listening:\n{}",
+                process.log_text()
+            );
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    panic!(
+        "{what} did not listen on {} in time:\n{}",
+        path.display(),
+        process.log_text()
+    );
+}
+
+/// A random secret in base64.
+pub fn random_secret() -> String {
+    Secret::generate().unwrap().to_base64()
+}
+
+/// What to vary between stacks.
+#[derive(Default, Clone)]
+pub struct Options {
+    /// Extra TOML appended to mediagate's configuration (sections not otherwise set).
+    pub extra_config: String,
+    /// Replacements applied to the rendered nginx configuration after the standard ones.
+    pub nginx_edits: Vec<(String, String)>,
+    /// Run a second mediagate for the session domain whose signing key the media side does
+    /// not know (a key mismatch between the two sides).
+    pub session_side_signs_with_unknown_key: bool,
+}
+
+/// mediagate's configuration for a stack; `prefix` names the socket files.
+fn mediagate_toml(
+    dir: &TempDir,
+    prefix: &str,
+    keys: &str,
+    internal_secret: &str,
+    extra: &str,
+) -> String {
+    format!(
+        r#"[server]
+listen = "unix:{dir}/{prefix}verify.sock"
+internal_listen = "unix:{dir}/{prefix}internal.sock"
+shutdown_grace = "5s"
+
+[keys]
+dev_key = false
+{keys}
+
+[internal]
+secret = "{internal_secret}"
+
+[[sites]]
+id = "demo"
+media_origin = "http://{MEDIA_HOST}"
+session_origin = "http://{WWW_HOST}"
+login_url = "http://{WWW_HOST}/login"
+public_prefixes = ["/media/public/"]
+{extra}
+"#,
+        dir = dir.path().display(),
+    )
+}
+
+/// mediagate + nginx (rendered from example.conf) + the stand-in application.
+pub struct Stack {
+    pub dir: TempDir,
+    pub config: Config,
+    pub internal_secret: String,
+    pub app: TestApp,
+    // Field order is drop order: nginx stops before mediagate.
+    pub nginx: Process,
+    pub mediagate: Process,
+    pub session_mediagate: Option<Process>,
+}
+
+impl Stack {
+    pub fn start(name: &str) -> Stack {
+        Stack::start_with(name, Options::default())
+    }
+
+    pub fn start_with(name: &str, options: Options) -> Stack {
+        let dir = TempDir::new(name);
+        let internal_secret = random_secret();
+        let (k1, k2) = (random_secret(), random_secret());
+        let keys = format!("signing = \"k2\"\n[keys.secrets]\nk1 = \"{k1}\"\nk2 = \"{k2}\"");
+        let config_text = mediagate_toml(&dir, "", &keys, &internal_secret, &options.extra_config);
+        let config_path = dir.write("mediagate.toml", config_text);
+        let config = mediagate::config::load(Some(&config_path))
+            .unwrap_or_else(|error| panic!("test configuration is invalid: {error}"));
+        let app = TestApp::start(&dir.path().join("app.sock"));
+        let mediagate = start_mediagate(&dir, &config_path, "");
+        let mut nginx_edits = options.nginx_edits.clone();
+        let session_mediagate = if options.session_side_signs_with_unknown_key {
+            // A second instance for the session domain: it can verify the media side's
+            // states (k2) but signs with k3, which the media side has never heard of.
+            let k3 = random_secret();
+            let keys = format!("signing = \"k3\"\n[keys.secrets]\nk2 = \"{k2}\"\nk3 = \"{k3}\"");
+            let text = mediagate_toml(
+                &dir,
+                "session-",
+                &keys,
+                &internal_secret,
+                &options.extra_config,
+            );
+            let path = dir.write("session-mediagate.toml", text);
+            nginx_edits.push((
+                format!("server unix:{}/internal.sock;", dir.path().display()),
+                format!(
+                    "server unix:{}/session-internal.sock;",
+                    dir.path().display()
+                ),
+            ));
+            Some(start_mediagate(&dir, &path, "session-"))
+        } else {
+            None
+        };
+        let nginx = start_nginx(&dir, &internal_secret, &nginx_edits);
+        Stack {
+            dir,
+            config,
+            internal_secret,
+            app,
+            nginx,
+            mediagate,
+            session_mediagate,
+        }
+    }
+
+    /// A signed path-and-query for `path`, minted with the stack's configuration.
+    pub fn sign(&self, path: &str) -> String {
+        self.sign_with(MintRequest {
+            path: path.into(),
+            ..MintRequest::default()
+        })
+    }
+
+    pub fn sign_with(&self, request: MintRequest) -> String {
+        mint(&self.config, &request, mediagate::clock::now())
+            .unwrap()
+            .path_and_query
+    }
+
+    pub fn socket(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// GET (or another method) on the media domain through nginx.
+    pub fn media(&self, method: &str, path_and_query: &str) -> Response {
+        request(
+            &self.socket("media.sock"),
+            method,
+            MEDIA_HOST,
+            path_and_query,
+            &[],
+        )
+    }
+
+    /// Follows redirects like a browser, across both domains, sending `cookie` to the
+    /// session domain only. Returns every response in order.
+    pub fn browse(&self, url: &str, cookie: Option<&str>) -> Vec<Response> {
+        let mut responses = Vec::new();
+        let mut url = url.to_owned();
+        for _ in 0..10 {
+            let (host, path_and_query) = split_url(&url);
+            let socket = match host.as_str() {
+                MEDIA_HOST => self.socket("media.sock"),
+                WWW_HOST => self.socket("www.sock"),
+                other => panic!("redirected to an unexpected host {other:?} ({url})"),
+            };
+            let cookie_header = match (host.as_str(), cookie) {
+                (WWW_HOST, Some(cookie)) => vec![("Cookie", cookie)],
+                _ => vec![],
+            };
+            let response = request(&socket, "GET", &host, &path_and_query, &cookie_header);
+            let location = response.header("location").map(str::to_owned);
+            let redirect = matches!(response.status, 301 | 302 | 303 | 307 | 308);
+            responses.push(response);
+            match location {
+                Some(location) if redirect => url = location,
+                _ => return responses,
+            }
+        }
+        panic!("more than 10 redirects: {responses:#?}");
+    }
+}
+
+fn start_mediagate(dir: &TempDir, config_path: &Path, prefix: &str) -> Process {
+    let log = dir.path().join(format!("{prefix}mediagate.log"));
+    let child = Command::new(env!("CARGO_BIN_EXE_mediagate"))
+        .arg("--config")
+        .arg(config_path)
+        .arg("serve")
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("cannot start mediagate");
+    let mut process = Process {
+        child,
+        log,
+        stop: None,
+    };
+    wait_for_socket(
+        &dir.path().join(format!("{prefix}verify.sock")),
+        &mut process,
+        "mediagate",
+    );
+    wait_for_socket(
+        &dir.path().join(format!("{prefix}internal.sock")),
+        &mut process,
+        "mediagate",
+    );
+    process
+}
+
+/// Renders nginx/example.conf for this directory, replacing exactly the lines marked ADAPT.
+pub fn render_nginx_conf(dir: &Path, internal_secret: &str) -> String {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let example = fs::read_to_string(format!("{root}/nginx/example.conf")).unwrap();
+    let d = dir.display();
+    let replacements = [
+        (
+            "listen 127.0.0.1:8080;".to_owned(),
+            format!("listen unix:{d}/media.sock;"),
+        ),
+        (
+            "listen 127.0.0.1:8081;".to_owned(),
+            format!("listen unix:{d}/www.sock;"),
+        ),
+        (
+            "server 127.0.0.1:8088;".to_owned(),
+            format!("server unix:{d}/verify.sock;"),
+        ),
+        (
+            "server 127.0.0.1:8089;".to_owned(),
+            format!("server unix:{d}/internal.sock;"),
+        ),
+        (
+            "server 127.0.0.1:8000;".to_owned(),
+            format!("server unix:{d}/app.sock;"),
+        ),
+        ("/srv/mediagate-demo".to_owned(), format!("{d}/files")),
+        (
+            "ZGVtby1pbnRlcm5hbC1zZWNyZXQtY2hhbmdlLW1l".to_owned(),
+            internal_secret.to_owned(),
+        ),
+    ];
+    let mut conf = example;
+    for (from, to) in replacements {
+        assert!(
+            conf.contains(&from),
+            "nginx/example.conf no longer contains {from:?}"
+        );
+        conf = conf.replace(&from, &to);
+    }
+    conf
+}
+
+fn start_nginx(dir: &TempDir, internal_secret: &str, edits: &[(String, String)]) -> Process {
+    let mut conf = render_nginx_conf(dir.path(), internal_secret);
+    for (from, to) in edits {
+        assert!(
+            conf.contains(from.as_str()),
+            "nginx edit target {from:?} not found"
+        );
+        conf = conf.replace(from.as_str(), to);
+    }
+    dir.write("nginx.conf", conf);
+    let snippets = Path::new(env!("CARGO_MANIFEST_DIR")).join("nginx/snippets");
+    for entry in fs::read_dir(snippets).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name().into_string().unwrap();
+        dir.write(
+            &format!("mediagate/{name}"),
+            fs::read(entry.path()).unwrap(),
+        );
+    }
+    fs::create_dir_all(dir.path().join("tmp")).unwrap();
+    dir.write("files/.keep", "");
+    let log = dir.path().join("nginx.log");
+    let prefix = dir.path().to_str().unwrap().to_owned();
+    let conf_path = format!("{prefix}/nginx.conf");
+    let spawned = Command::new("nginx")
+        .args(["-p", &prefix, "-c", &conf_path, "-g", "daemon off;"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(fs::File::create(&log).unwrap())
+        .spawn();
+    let child = match spawned {
+        Ok(child) => child,
+        Err(error) => panic!(
+            "cannot start nginx ({error}): these tests need a real nginx; run `bash scripts/test.sh`, which installs it"
+        ),
+    };
+    let mut stop = Command::new("nginx");
+    stop.args(["-p", &prefix, "-c", &conf_path, "-s", "stop"]);
+    let mut process = Process {
+        child,
+        log,
+        stop: Some(stop),
+    };
+    wait_for_socket(&dir.path().join("media.sock"), &mut process, "nginx");
+    wait_for_socket(&dir.path().join("www.sock"), &mut process, "nginx");
+    process
+}
+
+/// One HTTP response, as bytes on the wire were parsed.
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    /// The first header with this (case-insensitive) name.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(key, _)| key.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value.as_str())
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// Sends one request over a Unix socket and reads the whole response (Connection: close).
+pub fn request(
+    socket: &Path,
+    method: &str,
+    host: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+) -> Response {
+    let mut raw = format!("{method} {target} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        raw.push_str(&format!("{name}: {value}\r\n"));
+    }
+    raw.push_str("\r\n");
+    request_raw(socket, raw.as_bytes(), method == "HEAD")
+}
+
+/// Sends raw bytes and parses the response.
+pub fn request_raw(socket: &Path, raw: &[u8], head: bool) -> Response {
+    let mut stream = UnixStream::connect(socket)
+        .unwrap_or_else(|error| panic!("connect {}: {error}", socket.display()));
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream.write_all(raw).unwrap();
+    let mut bytes = Vec::new();
+    stream.read_to_end(&mut bytes).unwrap();
+    parse_response(&bytes, head)
+}
+
+fn parse_response(bytes: &[u8], head: bool) -> Response {
+    let end = bytes
+        .windows(4)
+        .position(|window| window == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no header end in {:?}", String::from_utf8_lossy(bytes)));
+    let head_text = String::from_utf8_lossy(&bytes[..end]).into_owned();
+    let mut lines = head_text.split("\r\n");
+    let status_line = lines.next().unwrap();
+    let status = status_line.split(' ').nth(1).unwrap().parse().unwrap();
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|line| line.split_once(':'))
+        .map(|(name, value)| (name.trim().to_owned(), value.trim().to_owned()))
+        .collect();
+    let mut body = bytes[end + 4..].to_vec();
+    let chunked = headers.iter().any(|(name, value)| {
+        name.eq_ignore_ascii_case("transfer-encoding") && value.contains("chunked")
+    });
+    if chunked && !head {
+        body = dechunk(&body);
+    }
+    Response {
+        status,
+        headers,
+        body,
+    }
+}
+
+fn dechunk(mut bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let Some(line_end) = bytes.windows(2).position(|w| w == b"\r\n") else {
+            return out;
+        };
+        let size_text = String::from_utf8_lossy(&bytes[..line_end]);
+        let size =
+            usize::from_str_radix(size_text.split(';').next().unwrap().trim(), 16).unwrap_or(0);
+        if size == 0 {
+            return out;
+        }
+        let start = line_end + 2;
+        out.extend_from_slice(&bytes[start..start + size]);
+        bytes = &bytes[start + size + 2..];
+    }
+}
+
+/// Splits `http://host/path?query` into host and path-and-query.
+pub fn split_url(url: &str) -> (String, String) {
+    let rest = url
+        .strip_prefix("http://")
+        .unwrap_or_else(|| panic!("not an http URL: {url:?}"));
+    let slash = rest.find('/').unwrap_or(rest.len());
+    (rest[..slash].to_owned(), rest[slash..].to_owned())
+}
+
+/// The stand-in application: `/media-access` decides by cookie, `/login` is a login page.
+///
+/// - `session=alice`: may see everything; folders under `/media/hls/` are granted as a
+///   prefix; paths containing `short` get a 60 s grant.
+/// - `session=mallory`: logged in but may see nothing (403).
+/// - no session: 401.
+pub struct TestApp {
+    /// Every X-Media-Path the application was asked about.
+    pub asked: Arc<Mutex<Vec<String>>>,
+}
+
+impl TestApp {
+    fn start(socket: &Path) -> TestApp {
+        let listener = UnixListener::bind(socket).unwrap();
+        fs::set_permissions(socket, fs::Permissions::from_mode(0o666)).unwrap();
+        let asked = Arc::new(Mutex::new(Vec::new()));
+        let recorder = Arc::clone(&asked);
+        thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { return };
+                let recorder = Arc::clone(&recorder);
+                thread::spawn(move || serve_app_connection(stream, &recorder));
+            }
+        });
+        TestApp { asked }
+    }
+}
+
+fn serve_app_connection(stream: UnixStream, asked: &Mutex<Vec<String>>) {
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut writer = stream;
+    loop {
+        let mut request_line = String::new();
+        if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
+            return;
+        }
+        let mut headers = HashMap::new();
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                return;
+            }
+            let line = line.trim_end();
+            if line.is_empty() {
+                break;
+            }
+            if let Some((name, value)) = line.split_once(':') {
+                headers.insert(name.trim().to_ascii_lowercase(), value.trim().to_owned());
+            }
+        }
+        let path = request_line.split(' ').nth(1).unwrap_or("/").to_owned();
+        let (status, extra, body) = app_decide(&path, &headers, asked);
+        let mut response = format!("HTTP/1.1 {status}\r\nContent-Length: {}\r\n", body.len());
+        for (name, value) in extra {
+            response.push_str(&format!("{name}: {value}\r\n"));
+        }
+        response.push_str("\r\n");
+        response.push_str(&body);
+        if writer.write_all(response.as_bytes()).is_err() {
+            return;
+        }
+    }
+}
+
+fn app_decide(
+    path: &str,
+    headers: &HashMap<String, String>,
+    asked: &Mutex<Vec<String>>,
+) -> (&'static str, Vec<(&'static str, String)>, String) {
+    if path.starts_with("/login") {
+        return ("200 OK", vec![], "login page".into());
+    }
+    if !path.starts_with("/media-access") {
+        return ("200 OK", vec![], "application".into());
+    }
+    let media_path = headers.get("x-media-path").cloned().unwrap_or_default();
+    asked.lock().unwrap().push(media_path.clone());
+    let cookie = headers.get("cookie").map(String::as_str).unwrap_or("");
+    match cookie {
+        "session=alice" => {
+            let mut grant = vec![("X-Mediagate-Grant-Subject", "alice".to_owned())];
+            if media_path.starts_with("/media/hls/") {
+                grant.push(("X-Mediagate-Grant-Prefix", "/media/hls/".to_owned()));
+            }
+            if media_path.contains("short") {
+                grant.push(("X-Mediagate-Grant-Ttl", "60".to_owned()));
+            }
+            ("200 OK", grant, String::new())
+        }
+        "session=mallory" => ("403 Forbidden", vec![], String::new()),
+        _ => ("401 Unauthorized", vec![], String::new()),
+    }
+}

@@ -51,14 +51,16 @@ pub fn media_request<'h>(
         None => single(headers, &ORIGINAL_METHOD)?,
     };
     let host = single(headers, &ORIGINAL_HOST)?;
-    let client_ip: IpAddr = single(headers, &REAL_IP)?
-        .trim()
-        .parse()
-        .map_err(|_| Reason::BadRequest)?;
+    let client_ip = match single(headers, &REAL_IP)?.trim() {
+        // nginx's $remote_addr on a Unix-socket listener: no address, so IP-bound tokens
+        // fail closed with `ip`, everything else works.
+        "unix:" => None,
+        text => Some(text.parse::<IpAddr>().map_err(|_| Reason::BadRequest)?),
+    };
     Ok(MediaRequest {
         uri,
         method,
         host,
-        client_ip: Some(client_ip),
+        client_ip,
     })
 }

@@ -222,7 +222,7 @@ impl Claims {
             push_field(&mut body, id::REFRESH, &marker.to_wire())?;
         }
         if let Scope::Exact(path) = &self.scope {
-            if path::canonicalize(path).ok().as_deref() != Some(path.as_str()) {
+            if !path::is_canonical(path) {
                 return Err(Malformed("exact path is not canonical"));
             }
         }
@@ -333,10 +333,8 @@ fn validate_field(field: u8, value: &[u8]) -> Result<(), Malformed> {
         id::EXPIRES | id::NOT_BEFORE => value.len() == 8 && be_u64(value) != 0,
         id::PREFIX => {
             value.len() <= limit::PREFIX
-                && std::str::from_utf8(value).is_ok_and(|prefix| {
-                    prefix.ends_with('/')
-                        && path::canonicalize(prefix).is_ok_and(|canon| canon == prefix)
-                })
+                && std::str::from_utf8(value)
+                    .is_ok_and(|prefix| prefix.ends_with('/') && path::is_canonical(prefix))
         }
         id::HOST => {
             (1..=limit::HOST).contains(&value.len())

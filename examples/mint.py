@@ -1,0 +1,351 @@
+#!/usr/bin/env python3
+"""Mint mediagate tokens (format v1) without mediagate: a stdlib-only reference minter.
+
+Written from docs/token-format.md alone, as a template for minters in other languages.
+tests/vectors.rs checks that it reproduces every token in tests/vectors/tokens.json.
+
+    # one token for one file, valid for 10 minutes
+    python3 examples/mint.py --secret-b64url "$SECRET" --kid k1 --path /media/x.pdf --ttl 600
+
+    # replay the test vectors: one token per line
+    python3 examples/mint.py --vectors tests/vectors/tokens.json
+
+As a library:
+
+    from mint import mint
+    token = mint(secret, "k1", {"path": "/media/x.pdf", "expires": int(time.time()) + 600})
+
+Claims (all but `expires` and one of `path` / `prefix` are optional):
+
+    purpose      "download" (default), "upload" or "refresh_state"
+    expires      unix seconds; the token is expired when now >= expires
+    not_before   unix seconds
+    path         one exact canonical path (bound through the MAC, not carried in the token)
+    prefix       a canonical prefix ending in "/" (carried in the token)
+    host         media host name, lower case
+    methods      list of method names, e.g. ["GET", "PUT"] (default on the verifier: GET, HEAD)
+    ip           "203.0.113.7", "203.0.113.0/24" or "2001:db8::/32"
+    token_id     1-64 visible ASCII characters
+    subject      1-128 printable ASCII characters (space allowed)
+    data         1-255 bytes (or data_b64url: the same as base64url without padding)
+    refresh      {"attempt": 1-255, "started": unix seconds}; set by the refresh flow only
+"""
+
+import argparse
+import base64
+import hashlib
+import hmac
+import ipaddress
+import json
+import sys
+import time
+
+VERSION = 1
+TAG_LEN = 16  # HMAC-SHA256 truncated to 128 bits
+MAX_TOKEN_CHARS = 1024
+MAX_TOKEN_BYTES = MAX_TOKEN_CHARS // 4 * 3  # 768: body + tag
+DOMAIN = b"mediagate\x00"  # MAC domain-separation prefix
+MIN_SECRET_LEN = 32
+MAX_PATH_LEN = 4096
+
+PURPOSES = {"download": 1, "upload": 2, "refresh_state": 3}
+METHOD_BITS = {"GET": 1, "HEAD": 2, "POST": 4, "PUT": 8, "DELETE": 16, "PATCH": 32, "OPTIONS": 64}
+
+# Field ids: each field is id:u8 len:u8 value, in strictly ascending id order.
+KID, EXPIRES, NOT_BEFORE, PREFIX, HOST, METHODS, IP = 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07
+TOKEN_ID, SUBJECT, DATA, REFRESH = 0x08, 0x09, 0x0A, 0x0B
+BOUND_PATH = 0x10  # never in the body: introduces the exact path in the MAC input
+
+KID_CHARS = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-")
+HOST_CHARS = frozenset(b"abcdefghijklmnopqrstuvwxyz0123456789-.:[]")
+HEX_DIGITS = frozenset(b"0123456789abcdefABCDEF")
+
+
+class MintError(ValueError):
+    """The claims break a rule of the format; nothing was minted."""
+
+
+class PathError(ValueError):
+    """A request path is not canonical. The message is the reason, e.g. "dot_segment"."""
+
+
+def b64url(raw: bytes) -> str:
+    """base64url without padding."""
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+def b64url_decode(text: str) -> bytes:
+    """Inverse of b64url, tolerant of padding (for secrets typed by humans)."""
+    text = text.strip().rstrip("=")
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+# --- paths -----------------------------------------------------------------------------------
+
+
+def check_decoded(decoded: bytes) -> None:
+    """The checks on decoded bytes; a canonical path passes them unchanged."""
+    if any(b < 0x20 or b == 0x7F for b in decoded):
+        raise PathError("forbidden_byte")
+    if b"\\" in decoded:
+        raise PathError("backslash")
+    segments = decoded[1:].split(b"/")
+    for index, segment in enumerate(segments):
+        if segment in (b".", b".."):
+            raise PathError("dot_segment")
+        if segment == b"" and index + 1 != len(segments):
+            raise PathError("repeated_slash")
+
+
+def canonicalize(raw: str) -> str:
+    """Decodes a raw request path once and checks it is canonical: reject, never repair."""
+    data = raw.encode("utf-8")
+    if len(data) > MAX_PATH_LEN:
+        raise PathError("too_long")
+    if not data.startswith(b"/"):
+        raise PathError("not_absolute")
+    if b"#" in data:
+        raise PathError("forbidden_byte")
+    decoded = bytearray()
+    i = 0
+    while i < len(data):
+        if data[i] != ord("%"):
+            decoded.append(data[i])
+            i += 1
+            continue
+        hex_pair = data[i + 1 : i + 3]
+        if len(hex_pair) != 2 or not set(hex_pair) <= HEX_DIGITS:
+            raise PathError("bad_percent_encoding")
+        value = int(hex_pair, 16)
+        if value in (ord("/"), ord("\\")):
+            raise PathError("encoded_separator")
+        decoded.append(value)
+        i += 3
+    check_decoded(bytes(decoded))
+    try:
+        return decoded.decode("utf-8")
+    except UnicodeDecodeError:
+        raise PathError("invalid_utf8") from None
+
+
+def canonical_prefix(raw: str) -> str:
+    """Canonicalises a scope prefix and makes it end with "/" (prefixes match whole segments)."""
+    prefix = canonicalize(raw)
+    return prefix if prefix.endswith("/") else prefix + "/"
+
+
+def is_canonical(path: str) -> bool:
+    """True when `path` is something canonicalize() returns: the rule for prefixes and exact
+    paths. Not canonicalize(path) == path: a canonical path may contain a literal "%" (from
+    "%25"), which a second decoding would misread."""
+    try:
+        data = path.encode("utf-8")
+        if len(data) > MAX_PATH_LEN or not data.startswith(b"/"):
+            return False
+        check_decoded(data)
+    except (PathError, UnicodeEncodeError):
+        return False
+    return True
+
+
+# --- fields ----------------------------------------------------------------------------------
+
+
+def field(field_id: int, value: bytes) -> bytes:
+    assert len(value) <= 255
+    return bytes([field_id, len(value)]) + value
+
+
+def ascii_text(name: str, value: str, low: int, high: int, allowed) -> bytes:
+    raw = value.encode("utf-8") if isinstance(value, str) else b""
+    if not low <= len(raw) <= high or not all(allowed(b) for b in raw):
+        raise MintError(f"bad {name}: {value!r}")
+    return raw
+
+
+def is_kid_char(b: int) -> bool:
+    return b in KID_CHARS
+
+
+def is_host_char(b: int) -> bool:
+    return b in HOST_CHARS
+
+
+def is_visible(b: int) -> bool:
+    return 0x21 <= b <= 0x7E  # ASCII without space and controls
+
+
+def is_printable(b: int) -> bool:
+    return 0x20 <= b <= 0x7E  # visible ASCII or space
+
+
+def unix_seconds(name: str, value) -> bytes:
+    if not isinstance(value, int) or not 1 <= value < 2**64:
+        raise MintError(f"bad {name}: must be unix seconds between 1 and 2^64-1")
+    return value.to_bytes(8, "big")
+
+
+def method_bits(methods) -> int:
+    names = methods.split(",") if isinstance(methods, str) else methods
+    bits = 0
+    for name in names:
+        bit = METHOD_BITS.get(name.strip().upper())
+        if bit is None:
+            raise MintError(f"unknown HTTP method {name!r}")
+        bits |= bit
+    if bits == 0:
+        raise MintError("empty method list")
+    return bits
+
+
+def ip_wire(text: str) -> bytes:
+    try:
+        net = ipaddress.ip_network(text, strict=True)  # strict: host bits must be zero
+    except ValueError as error:
+        raise MintError(f"bad ip network: {error}") from None
+    return net.network_address.packed + bytes([net.prefixlen])
+
+
+def encode_body(kid: str, claims: dict) -> bytes:
+    """The body: version, purpose, then every present field in ascending id order."""
+    purpose = claims.get("purpose", "download")
+    if purpose not in PURPOSES:
+        raise MintError(f"unknown purpose {purpose!r}")
+    if ("path" in claims) == ("prefix" in claims):
+        raise MintError("give exactly one of path and prefix")
+
+    body = bytes([VERSION, PURPOSES[purpose]])
+    body += field(KID, ascii_text("kid", kid, 1, 32, is_kid_char))
+    body += field(EXPIRES, unix_seconds("expires", claims.get("expires")))
+    if "not_before" in claims:
+        body += field(NOT_BEFORE, unix_seconds("not_before", claims["not_before"]))
+    if "prefix" in claims:
+        prefix = claims["prefix"]
+        raw = prefix.encode("utf-8")
+        if len(raw) > 255 or not prefix.endswith("/") or not is_canonical(prefix):
+            raise MintError("prefix is not a canonical path ending in '/'")
+        body += field(PREFIX, raw)
+    if "host" in claims:
+        body += field(HOST, ascii_text("host", claims["host"], 1, 253, is_host_char))
+    if "methods" in claims:
+        body += field(METHODS, bytes([method_bits(claims["methods"])]))
+    if "ip" in claims:
+        body += field(IP, ip_wire(claims["ip"]))
+    if "token_id" in claims:
+        body += field(TOKEN_ID, ascii_text("token id", claims["token_id"], 1, 64, is_visible))
+    if "subject" in claims:
+        body += field(SUBJECT, ascii_text("subject", claims["subject"], 1, 128, is_printable))
+    data = claims.get("data")
+    if "data_b64url" in claims:
+        data = b64url_decode(claims["data_b64url"])
+    if data is not None:
+        if not 1 <= len(data) <= 255:
+            raise MintError("bad data: 1 to 255 bytes")
+        body += field(DATA, bytes(data))
+    if "refresh" in claims:
+        attempt, started = claims["refresh"]["attempt"], claims["refresh"]["started"]
+        if not 1 <= attempt <= 255 or not 0 <= started < 2**64:
+            raise MintError("bad refresh marker")
+        body += field(REFRESH, bytes([attempt]) + started.to_bytes(8, "big"))
+
+    if "path" in claims and not is_canonical(claims["path"]):
+        raise MintError("exact path is not canonical")
+    if len(body) + TAG_LEN > MAX_TOKEN_BYTES:
+        raise MintError("token would be longer than 1024 characters")
+    return body
+
+
+# --- MAC and token ---------------------------------------------------------------------------
+
+
+def mac_input(body: bytes, bound_path) -> bytes:
+    """"mediagate\\0" || body || binding; the binding is empty for prefix tokens."""
+    binding = b""
+    if bound_path is not None:
+        path = bound_path.encode("utf-8")
+        binding = bytes([BOUND_PATH]) + len(path).to_bytes(2, "big") + path
+    return DOMAIN + body + binding
+
+
+def tag(secret: bytes, body: bytes, bound_path) -> bytes:
+    return hmac.new(secret, mac_input(body, bound_path), hashlib.sha256).digest()[:TAG_LEN]
+
+
+def mint(secret: bytes, kid: str, claims: dict) -> str:
+    """Mints a token; raises MintError when a claim breaks the format's rules."""
+    if len(secret) < MIN_SECRET_LEN:
+        raise MintError(f"secret has {len(secret)} bytes; at least {MIN_SECRET_LEN} are required")
+    body = encode_body(kid, claims)
+    return b64url(body + tag(secret, body, claims.get("path")))
+
+
+# --- command line ----------------------------------------------------------------------------
+
+
+def replay_vectors(path: str, section: str) -> None:
+    """Prints one line per vector: the token, or "rejected: ..." when minting was refused."""
+    with open(path, encoding="utf-8") as file:
+        vectors = json.load(file)
+    secrets = {key["id"]: b64url_decode(key["secret_b64url"]) for key in vectors["keys"]}
+    for vector in vectors[section]:
+        secret = secrets[vector.get("key", vector["kid"])]  # "key": sign under another kid
+        try:
+            print(mint(secret, vector["kid"], vector["claims"]))
+        except MintError as error:
+            print(f"rejected: {error}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Mint a mediagate v1 token.")
+    parser.add_argument("--vectors", metavar="FILE", help="replay test vectors instead")
+    parser.add_argument("--section", default="mint", help="vector section (mint, mint_rejects)")
+    parser.add_argument("--secret-b64url", help="the signing key's secret")
+    parser.add_argument("--kid", help="the signing key's id")
+    parser.add_argument("--path", help="raw request path; canonicalised here")
+    parser.add_argument("--prefix", action="store_true", help="scope to everything below --path")
+    parser.add_argument(
+        "--ttl", type=int, default=3600, help="lifetime in seconds (verifiers cap it, 7 days by default)"
+    )
+    parser.add_argument("--now", type=int, help="unix seconds (default: the clock)")
+    parser.add_argument("--purpose", default="download", choices=sorted(PURPOSES))
+    parser.add_argument("--not-before", type=int)
+    parser.add_argument("--host")
+    parser.add_argument("--methods", help="e.g. GET,HEAD")
+    parser.add_argument("--ip", help="address or CIDR network")
+    parser.add_argument("--token-id")
+    parser.add_argument("--subject")
+    args = parser.parse_args()
+    sys.stdout.reconfigure(encoding="utf-8")
+
+    if args.vectors:
+        replay_vectors(args.vectors, args.section)
+        return
+    if not (args.secret_b64url and args.kid and args.path):
+        parser.error("--secret-b64url, --kid and --path are required")
+    try:
+        if args.ttl < 1:
+            raise MintError("--ttl must be positive")
+        now = args.now if args.now is not None else int(time.time())
+        claims = {"purpose": args.purpose, "expires": now + args.ttl}
+        if args.prefix:
+            claims["prefix"] = canonical_prefix(args.path)
+        else:
+            claims["path"] = canonicalize(args.path)
+        optional = {
+            "not_before": args.not_before,
+            "host": args.host and args.host.lower(),
+            "methods": args.methods,
+            "ip": args.ip,
+            "token_id": args.token_id,
+            "subject": args.subject,
+        }
+        claims.update({name: value for name, value in optional.items() if value is not None})
+        print(mint(b64url_decode(args.secret_b64url), args.kid, claims))
+    except PathError as error:
+        sys.exit(f"mint.py: path {args.path!r} is not canonical: {error}")
+    except (MintError, ValueError) as error:
+        sys.exit(f"mint.py: {error}")
+
+
+if __name__ == "__main__":
+    main()

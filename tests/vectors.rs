@@ -1,0 +1,582 @@
+//! The token spec's test vectors (`tests/vectors/tokens.json`), replayed against the
+//! implementation and against the Python reference minter (`examples/mint.py`).
+//!
+//! The JSON is the source of truth: when one of these tests fails, the implementation (or the
+//! minter) has drifted from the frozen v1 format, not the other way round.
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use serde::Deserialize;
+
+use mediagate::keys::{Key, KeyRing, Secret};
+use mediagate::path::{self, PathError};
+use mediagate::reason::Reason;
+use mediagate::token::{
+    self, mac, Claims, IpNet, Limits, Methods, Purpose, RefreshMarker, Request, Scope, TokenBuf,
+};
+
+#[derive(Deserialize)]
+struct Vectors {
+    keys: Vec<KeyVector>,
+    now: u64,
+    limits: LimitsVector,
+    mint: Vec<MintVector>,
+    mint_rejects: Vec<RejectVector>,
+    verify: Vec<VerifyVector>,
+    paths: Vec<PathVector>,
+}
+
+#[derive(Deserialize)]
+struct KeyVector {
+    id: String,
+    secret_hex: String,
+    secret_b64url: String,
+}
+
+#[derive(Deserialize)]
+struct LimitsVector {
+    leeway: u64,
+    max_lifetime: u64,
+}
+
+#[derive(Deserialize)]
+struct MintVector {
+    name: String,
+    kid: String,
+    claims: ClaimsVector,
+    body_hex: String,
+    mac_input_hex: String,
+    tag_hex: String,
+    token: String,
+}
+
+#[derive(Deserialize)]
+struct RejectVector {
+    name: String,
+    kid: String,
+    /// Whose secret signs, when `kid` names no key (bad key ids).
+    key: Option<String>,
+    claims: ClaimsVector,
+}
+
+/// Claims exactly as the JSON spells them; unknown names are an error so a typo in the
+/// vectors cannot silently drop a field.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClaimsVector {
+    purpose: String,
+    expires: u64,
+    not_before: Option<u64>,
+    path: Option<String>,
+    prefix: Option<String>,
+    host: Option<String>,
+    methods: Option<Vec<String>>,
+    ip: Option<String>,
+    token_id: Option<String>,
+    subject: Option<String>,
+    data_b64url: Option<String>,
+    refresh: Option<RefreshVector>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RefreshVector {
+    attempt: u8,
+    started: u64,
+}
+
+#[derive(Deserialize)]
+struct VerifyVector {
+    name: String,
+    token: String,
+    /// The purpose the verifier expects; `download` when absent.
+    purpose: Option<String>,
+    request: RequestVector,
+    expect: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RequestVector {
+    path: String,
+    method: String,
+    host: Option<String>,
+    client_ip: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct PathVector {
+    raw: String,
+    canonical: Option<String>,
+    reject: Option<String>,
+}
+
+fn manifest_dir() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn vectors_file() -> PathBuf {
+    manifest_dir().join("tests/vectors/tokens.json")
+}
+
+fn load() -> Vectors {
+    let text = std::fs::read_to_string(vectors_file()).expect("read tests/vectors/tokens.json");
+    serde_json::from_str(&text).expect("tests/vectors/tokens.json matches the vector schema")
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn purpose(name: &str) -> Result<Purpose, String> {
+    match name {
+        "download" => Ok(Purpose::Download),
+        "upload" => Ok(Purpose::Upload),
+        "refresh_state" => Ok(Purpose::RefreshState),
+        other => Err(format!("unknown purpose {other:?}")),
+    }
+}
+
+impl Vectors {
+    fn secret(&self, id: &str) -> Secret {
+        let key = self
+            .keys
+            .iter()
+            .find(|key| key.id == id)
+            .unwrap_or_else(|| panic!("no key {id:?} in the vectors"));
+        let bytes = URL_SAFE_NO_PAD
+            .decode(&key.secret_b64url)
+            .expect("secret_b64url is base64url without padding");
+        assert_eq!(
+            hex(&bytes),
+            key.secret_hex,
+            "key {id}: hex and base64 differ"
+        );
+        Secret::new(bytes)
+    }
+
+    fn key(&self, id: &str) -> Key {
+        Key::new(id, &self.secret(id)).expect("vector keys are valid")
+    }
+
+    fn ring(&self) -> KeyRing {
+        let keys = self.keys.iter().map(|key| self.key(&key.id)).collect();
+        KeyRing::new(keys, &self.keys[0].id).expect("vector keys form a ring")
+    }
+
+    fn limits(&self) -> Limits {
+        Limits {
+            leeway: self.limits.leeway,
+            max_lifetime: self.limits.max_lifetime,
+        }
+    }
+}
+
+impl ClaimsVector {
+    /// Builds the library's claims. Fails only where the Rust types cannot represent the
+    /// value at all (unknown purpose or method, bad IP network, no single scope).
+    fn to_claims(&self) -> Result<Claims, String> {
+        let scope = match (&self.path, &self.prefix) {
+            (Some(path), None) => Scope::Exact(path.clone()),
+            (None, Some(prefix)) => Scope::Prefix(prefix.clone()),
+            _ => return Err("exactly one of path and prefix".into()),
+        };
+        let methods = match &self.methods {
+            None => None,
+            Some(names) => {
+                let mut bits = 0;
+                for name in names {
+                    bits |= Methods::bit_of(name).ok_or(format!("unknown method {name:?}"))?;
+                }
+                Some(Methods::from_bits(bits).ok_or("empty method list")?)
+            }
+        };
+        let ip = self.ip.as_deref().map(str::parse::<IpNet>).transpose()?;
+        let data = self
+            .data_b64url
+            .as_deref()
+            .map(|text| URL_SAFE_NO_PAD.decode(text))
+            .transpose()
+            .map_err(|error| format!("data_b64url: {error}"))?;
+        Ok(Claims {
+            purpose: purpose(&self.purpose)?,
+            expires: self.expires,
+            not_before: self.not_before,
+            scope,
+            host: self.host.clone(),
+            methods,
+            ip,
+            token_id: self.token_id.clone(),
+            subject: self.subject.clone(),
+            data,
+            refresh: self.refresh.as_ref().map(|marker| RefreshMarker {
+                attempt: marker.attempt,
+                started: marker.started,
+            }),
+        })
+    }
+}
+
+/// Fails with every mismatch at once, so one run shows the whole extent of a drift.
+fn assert_no_failures(what: &str, failures: &[String]) {
+    assert!(
+        failures.is_empty(),
+        "{} {what} disagree with tests/vectors/tokens.json:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn every_mint_vector_signs_to_the_recorded_bytes_and_token() {
+    let vectors = load();
+    assert!(!vectors.mint.is_empty());
+    let mut failures = Vec::new();
+    for vector in &vectors.mint {
+        let name = &vector.name;
+        let key = vectors.key(&vector.kid);
+        let claims = vector
+            .claims
+            .to_claims()
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let body = match claims.encode_body(&vector.kid) {
+            Ok(body) => body,
+            Err(error) => {
+                failures.push(format!("{name}: refused to mint: {error}"));
+                continue;
+            }
+        };
+        if hex(&body) != vector.body_hex {
+            failures.push(format!(
+                "{name}: body {} != {}",
+                hex(&body),
+                vector.body_hex
+            ));
+        }
+        let bound_path = vector.claims.path.as_deref();
+        let input = hex(&mac::input(&body, bound_path));
+        if input != vector.mac_input_hex {
+            failures.push(format!(
+                "{name}: MAC input {input} != {}",
+                vector.mac_input_hex
+            ));
+        }
+        let tag = hex(&mac::tag(&key, &body, bound_path));
+        if tag != vector.tag_hex {
+            failures.push(format!("{name}: tag {tag} != {}", vector.tag_hex));
+        }
+        match token::sign(&claims, &key) {
+            Ok(token) if token == vector.token => {}
+            Ok(token) => failures.push(format!("{name}: token {token} != {}", vector.token)),
+            Err(error) => failures.push(format!("{name}: sign failed: {error}")),
+        }
+        let raw = URL_SAFE_NO_PAD
+            .decode(&vector.token)
+            .expect("vector tokens decode");
+        if hex(&raw) != format!("{}{}", vector.body_hex, vector.tag_hex) {
+            failures.push(format!("{name}: token is not base64url(body || tag)"));
+        }
+    }
+    assert_no_failures("mint vectors", &failures);
+}
+
+#[test]
+fn every_mint_vector_decodes_back_to_its_claims() {
+    let vectors = load();
+    let mut failures = Vec::new();
+    for vector in &vectors.mint {
+        let claims = vector.claims.to_claims().expect("mint vector claims");
+        let mut buf = TokenBuf::new();
+        let decoded = match token::decode(&vector.token, &mut buf) {
+            Ok(decoded) => decoded,
+            Err(error) => {
+                failures.push(format!("{}: {error}", vector.name));
+                continue;
+            }
+        };
+        let prefix = match &claims.scope {
+            Scope::Prefix(prefix) => Some(prefix.as_str()),
+            Scope::Exact(_) => None,
+        };
+        let same = decoded.purpose == claims.purpose
+            && decoded.kid == vector.kid
+            && decoded.expires == claims.expires
+            && decoded.not_before == claims.not_before
+            && decoded.prefix == prefix
+            && decoded.host == claims.host.as_deref()
+            && decoded.methods_field == claims.methods
+            && decoded.ip == claims.ip
+            && decoded.token_id == claims.token_id.as_deref()
+            && decoded.subject == claims.subject.as_deref()
+            && decoded.data == claims.data.as_deref()
+            && decoded.refresh == claims.refresh;
+        if !same {
+            failures.push(format!("{}: decoded {decoded:?}", vector.name));
+        }
+    }
+    assert_no_failures("decoded mint vectors", &failures);
+}
+
+#[test]
+fn every_rejected_mint_vector_is_refused() {
+    let vectors = load();
+    assert!(!vectors.mint_rejects.is_empty());
+    let mut failures = Vec::new();
+    for vector in &vectors.mint_rejects {
+        let name = &vector.name;
+        let secret = vectors.secret(vector.key.as_deref().unwrap_or(&vector.kid));
+        // Refusals the Rust API makes before `sign` are accepted only where they belong.
+        let Ok(key) = Key::new(&vector.kid, &secret) else {
+            if !name.starts_with("kid_") {
+                failures.push(format!("{name}: refused as a bad key id"));
+            }
+            continue;
+        };
+        let claims = match vector.claims.to_claims() {
+            Ok(claims) => claims,
+            Err(error) => {
+                let unrepresentable = [
+                    "unknown_purpose",
+                    "path_and_prefix",
+                    "neither_path_nor_prefix",
+                ];
+                let by_type = ["methods_", "ip_"];
+                if !unrepresentable.contains(&name.as_str())
+                    && !by_type.iter().any(|start| name.starts_with(start))
+                {
+                    failures.push(format!("{name}: refused while building claims: {error}"));
+                }
+                continue;
+            }
+        };
+        if let Ok(token) = token::sign(&claims, &key) {
+            failures.push(format!("{name}: minted {token}"));
+        }
+    }
+    assert_no_failures("rejected mint vectors", &failures);
+}
+
+#[test]
+fn every_verify_vector_gives_the_recorded_outcome() {
+    let vectors = load();
+    let ring = vectors.ring();
+    let mut failures = Vec::new();
+    for vector in &vectors.verify {
+        let name = &vector.name;
+        let request = &vector.request;
+        // Canonical: some raw spelling canonicalises to it. (Canonicalising the canonical form
+        // again would misread a literal '%'.)
+        let raw = path::encode_path(&request.path);
+        assert_eq!(
+            path::canonicalize(&raw).as_deref(),
+            Ok(request.path.as_str()),
+            "{name}: verify vectors carry canonical request paths"
+        );
+        let client_ip = request
+            .client_ip
+            .as_deref()
+            .map(|ip| ip.parse::<IpAddr>().expect("client_ip is an address"));
+        let expected_purpose = purpose(vector.purpose.as_deref().unwrap_or("download")).unwrap();
+        let mut buf = TokenBuf::new();
+        let outcome = token::verify(
+            &vector.token,
+            &mut buf,
+            expected_purpose,
+            &Request {
+                path: &request.path,
+                method: &request.method,
+                host: request.host.as_deref(),
+                client_ip,
+            },
+            &ring,
+            vectors.limits(),
+            vectors.now,
+        );
+        let got = match outcome {
+            Ok(_) => "valid",
+            Err(denied) => denied.reason.as_str(),
+        };
+        if got != vector.expect {
+            failures.push(format!("{name}: got {got}, expected {}", vector.expect));
+        }
+    }
+    assert_no_failures("verify vectors", &failures);
+}
+
+#[test]
+fn verify_vectors_cover_every_token_reason() {
+    let vectors = load();
+    let covered: BTreeSet<&str> = vectors.verify.iter().map(|v| v.expect.as_str()).collect();
+    let token_reasons = [
+        Reason::Malformed,
+        Reason::WrongPurpose,
+        Reason::UnknownKey,
+        Reason::BadSignature,
+        Reason::Expired,
+        Reason::NotYetValid,
+        Reason::Lifetime,
+        Reason::WrongHost,
+        Reason::OutOfScope,
+        Reason::Method,
+        Reason::Ip,
+    ];
+    let wanted: BTreeSet<&str> = token_reasons
+        .iter()
+        .map(|reason| reason.as_str())
+        .chain(["valid"])
+        .collect();
+    assert_eq!(
+        covered, wanted,
+        "verify vectors cover exactly the token outcomes"
+    );
+
+    let mut names = BTreeSet::new();
+    let all = vectors.mint.iter().map(|v| &v.name);
+    let all = all.chain(vectors.mint_rejects.iter().map(|v| &v.name));
+    for name in all.chain(vectors.verify.iter().map(|v| &v.name)) {
+        assert!(names.insert(name), "vector name {name} is used twice");
+    }
+}
+
+#[test]
+fn every_path_vector_canonicalises_as_recorded() {
+    let vectors = load();
+    let mut failures = Vec::new();
+    for vector in &vectors.paths {
+        let got = match path::canonicalize(&vector.raw) {
+            Ok(canonical) => Ok(canonical.into_owned()),
+            Err(error) => Err(match error {
+                PathError::NotAbsolute => "not_absolute",
+                PathError::TooLong => "too_long",
+                PathError::BadPercentEncoding => "bad_percent_encoding",
+                PathError::EncodedSeparator => "encoded_separator",
+                PathError::Backslash => "backslash",
+                PathError::DotSegment => "dot_segment",
+                PathError::RepeatedSlash => "repeated_slash",
+                PathError::ForbiddenByte => "forbidden_byte",
+                PathError::InvalidUtf8 => "invalid_utf8",
+            }),
+        };
+        let expected = match (&vector.canonical, &vector.reject) {
+            (Some(canonical), None) => Ok(canonical.clone()),
+            (None, Some(reject)) => Err(reject.as_str()),
+            _ => panic!("{:?}: give exactly one of canonical and reject", vector.raw),
+        };
+        if got != expected {
+            failures.push(format!(
+                "{:?}: got {got:?}, expected {expected:?}",
+                vector.raw
+            ));
+        }
+    }
+    assert_no_failures("path vectors", &failures);
+}
+
+/// Runs the Python reference minter and returns its stdout lines.
+fn python_minter(args: &[&str]) -> Vec<String> {
+    let script = manifest_dir().join("examples/mint.py");
+    let output = Command::new("python3")
+        .arg(&script)
+        .args(args)
+        .output()
+        .expect("python3 runs (it is required for the vector tests)");
+    assert!(
+        output.status.success(),
+        "python3 examples/mint.py {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout)
+        .expect("mint.py prints UTF-8")
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn python_minter_agrees_with_every_mint_vector() {
+    let vectors = load();
+    let file = vectors_file();
+    let lines = python_minter(&["--vectors", file.to_str().unwrap()]);
+    assert_eq!(lines.len(), vectors.mint.len(), "one line per mint vector");
+    let failures: Vec<String> = vectors
+        .mint
+        .iter()
+        .zip(&lines)
+        .filter(|(vector, line)| **line != vector.token)
+        .map(|(vector, line)| format!("{}: python minted {line}", vector.name))
+        .collect();
+    assert_no_failures("python tokens", &failures);
+}
+
+#[test]
+fn python_minter_refuses_every_rejected_mint_vector() {
+    let vectors = load();
+    let file = vectors_file();
+    let lines = python_minter(&[
+        "--vectors",
+        file.to_str().unwrap(),
+        "--section",
+        "mint_rejects",
+    ]);
+    assert_eq!(
+        lines.len(),
+        vectors.mint_rejects.len(),
+        "one line per reject vector"
+    );
+    let failures: Vec<String> = vectors
+        .mint_rejects
+        .iter()
+        .zip(&lines)
+        .filter(|(_, line)| !line.starts_with("rejected: "))
+        .map(|(vector, line)| format!("{}: python minted {line}", vector.name))
+        .collect();
+    assert_no_failures("python refusals", &failures);
+}
+
+#[test]
+fn python_cli_canonicalises_raw_paths_like_mediagate() {
+    let vectors = load();
+    let now = vectors.now.to_string();
+    let secret = vectors.secret("k1").to_base64();
+    let mint = |extra: &[&str]| {
+        let mut args = vec!["--secret-b64url", &secret, "--kid", "k1", "--now", &now];
+        args.extend_from_slice(extra);
+        python_minter(&args).join("\n")
+    };
+    let key = vectors.key("k1");
+    let expected = |scope| token::sign(&Claims::download(scope, vectors.now + 600), &key).unwrap();
+
+    let exact = mint(&["--path", "/media/caf%C3%A9%20noir.pdf", "--ttl", "600"]);
+    assert_eq!(exact, expected(Scope::Exact("/media/café noir.pdf".into())));
+    let percent = mint(&["--path", "/media/100%25.pdf", "--ttl", "600"]);
+    assert_eq!(percent, expected(Scope::Exact("/media/100%.pdf".into())));
+    let prefix = mint(&["--path", "/media/a", "--prefix", "--ttl", "600"]);
+    assert_eq!(prefix, expected(Scope::Prefix("/media/a/".into())));
+}
+
+#[test]
+fn spec_documents_every_reason_and_the_worked_example() {
+    let spec = std::fs::read_to_string(manifest_dir().join("docs/token-format.md"))
+        .expect("read docs/token-format.md");
+    for reason in Reason::ALL {
+        assert!(
+            spec.contains(&format!("`{}`", reason.as_str())),
+            "docs/token-format.md does not list reason {reason}"
+        );
+    }
+    let vectors = load();
+    let example = vectors
+        .mint
+        .iter()
+        .find(|vector| vector.name == "minimal_exact_path")
+        .expect("the worked example's vector");
+    assert!(
+        spec.contains(&example.token),
+        "the worked example in docs/token-format.md is not the minimal_exact_path vector"
+    );
+}

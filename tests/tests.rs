@@ -2,9 +2,11 @@
 //!
 //! - `vectors`: the token spec's test vectors, replayed in Rust and by the Python minter.
 //! - `paths`: hostile request paths and canonicaliser properties.
+//! - `server`: the server in-process on pre-bound TCP listeners (no nginx needed).
 //! - `e2e`: real nginx + real mediagate over real HTTP (needs nginx; see `support`).
 
 mod e2e;
 mod paths;
+mod server;
 mod support;
 mod vectors;

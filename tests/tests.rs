@@ -5,6 +5,7 @@
 //! - `server`: the server in-process on pre-bound TCP listeners (no nginx needed).
 //! - `e2e`: real nginx + real mediagate over real HTTP (needs nginx; see `support`).
 
+mod cli;
 mod e2e;
 mod paths;
 mod server;

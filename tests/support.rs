@@ -70,7 +70,6 @@ impl Drop for TempDir {
 pub struct Process {
     pub child: Child,
     pub log: PathBuf,
-    stop: Option<Command>,
 }
 
 impl Process {
@@ -80,6 +79,9 @@ impl Process {
 
     /// Sends SIGTERM (graceful shutdown) and waits up to `timeout` for the exit status.
     pub fn terminate(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            return Some(status);
+        }
         let pid = self.child.id() as i32;
         // SAFETY: kill(2) on our own child's pid has no memory-safety implications.
         unsafe {
@@ -98,18 +100,12 @@ impl Process {
 
 impl Drop for Process {
     fn drop(&mut self) {
-        if let Some(mut stop) = self.stop.take() {
-            let _ = stop.stdout(Stdio::null()).stderr(Stdio::null()).status();
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = self.child.try_wait() {
-                    return;
-                }
-                thread::sleep(Duration::from_millis(20));
-            }
+        // SIGTERM first: nginx's master then stops its workers (SIGKILL would orphan them)
+        // and mediagate drains. SIGKILL only if that takes too long.
+        if self.terminate(Duration::from_secs(5)).is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
         }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -319,11 +315,7 @@ fn start_mediagate(dir: &TempDir, config_path: &Path, prefix: &str) -> Process {
         .stderr(fs::File::create(&log).unwrap())
         .spawn()
         .expect("cannot start mediagate");
-    let mut process = Process {
-        child,
-        log,
-        stop: None,
-    };
+    let mut process = Process { child, log };
     wait_for_socket(
         &dir.path().join(format!("{prefix}verify.sock")),
         &mut process,
@@ -416,13 +408,7 @@ fn start_nginx(dir: &TempDir, internal_secret: &str, edits: &[(String, String)])
             "cannot start nginx ({error}): these tests need a real nginx; run `bash scripts/test.sh`, which installs it"
         ),
     };
-    let mut stop = Command::new("nginx");
-    stop.args(["-p", &prefix, "-c", &conf_path, "-s", "stop"]);
-    let mut process = Process {
-        child,
-        log,
-        stop: Some(stop),
-    };
+    let mut process = Process { child, log };
     wait_for_socket(&dir.path().join("media.sock"), &mut process, "nginx");
     wait_for_socket(&dir.path().join("www.sock"), &mut process, "nginx");
     process

@@ -44,6 +44,8 @@ pub const ACCEL_LIMIT_RATE: HeaderName = HeaderName::from_static("x-accel-limit-
 pub const ACCEL_BUFFERING: HeaderName = HeaderName::from_static("x-accel-buffering");
 
 const NO_STORE: HeaderValue = HeaderValue::from_static("no-store");
+/// `X-Accel-Expires: 0`: nginx must not cache this answer.
+const NO_CACHE: HeaderValue = HeaderValue::from_static("0");
 
 /// Which nginx integration asked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,6 +77,13 @@ pub fn media_response(
         (Outcome::Allow { token, .. }, Mode::Auth) => {
             let mut response = empty(StatusCode::NO_CONTENT);
             grant_headers(&mut response, token.as_ref(), now);
+            // Public paths carry no expiry and so are never cached by the optional auth cache.
+            if let Some(token) = token {
+                let expires = auth_cache_until(token, accel, now)
+                    .and_then(|until| HeaderValue::from_str(&format!("@{until}")).ok())
+                    .unwrap_or(NO_CACHE);
+                response.headers_mut().insert(ACCEL_EXPIRES, expires);
+            }
             response
         }
         (Outcome::Allow { path, token, .. }, Mode::Accel) => {
@@ -147,6 +156,20 @@ pub fn empty(status: StatusCode) -> Response<Body> {
     let mut response = Response::new(Body::default());
     *response.status_mut() = status;
     response
+}
+
+/// Until when (unix seconds) nginx's optional auth cache (`nginx/snippets/media-auth-cached.conf`)
+/// may reuse an allow: never beyond the token's expiry, never longer than
+/// `accel.max_expires`, and never for IP-bound tokens, whose answer depends on the client
+/// address that the cache key does not contain.
+fn auth_cache_until(token: &Token<'_>, accel: &AccelConfig, now: u64) -> Option<u64> {
+    if token.ip.is_some() || accel.max_expires == 0 {
+        return None;
+    }
+    // nginx serves an entry while `valid_sec >= now`, but a token is expired at
+    // `now >= expires`: the last second the cache may answer is `expires - 1`.
+    let until = (token.expires - 1).min(now.saturating_add(accel.max_expires));
+    (until > now).then_some(until)
 }
 
 fn grant_headers(response: &mut Response<Body>, token: Option<&Token<'_>>, now: u64) {

@@ -37,7 +37,8 @@ fn main() -> ExitCode {
 }
 
 fn serve(config: mediagate::config::Config) -> ExitCode {
-    logging::init(&config.log);
+    // Held until the end of serve so queued log lines are flushed on exit.
+    let _log_guard = logging::init(&config.log);
     if let KeyOrigin::Development(file) = &config.key_origin {
         tracing::warn!(
             key_file = %file.display(),

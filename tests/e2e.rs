@@ -292,7 +292,7 @@ fn nginx_access_log_never_contains_the_token() {
         "token leaked into the access log:\n{log}"
     );
     assert!(!log.contains("forged"), "{log}");
-    let audit = stack.mediagate.log_text();
+    let audit = stack.mediagate.log_containing("/media/public/logo.txt");
     assert!(audit.contains("/media/report.pdf"), "{audit}");
     assert!(
         !audit.contains(token),
@@ -521,4 +521,70 @@ fn unknown_media_host_is_denied() {
     // must still refuse because the host is not a configured media host.
     assert_eq!(response.status, 403);
     assert_eq!(response.header("x-mediagate-reason"), Some("unknown_host"));
+}
+
+#[test]
+fn optional_auth_cache_answers_repeats_without_mediagate_but_never_past_expiry() {
+    let dir_marker = "/var/cache/nginx/mediagate-auth";
+    let mut stack = Stack::start_with(
+        "authcache",
+        Options {
+            nginx_edits: vec![
+                (
+                    "include mediagate/media-auth.conf;".into(),
+                    "include mediagate/media-auth-cached.conf;".into(),
+                ),
+                (
+                    "include mediagate/http.conf;".into(),
+                    "include mediagate/http.conf;\n    include mediagate/auth-cache-zone.conf;"
+                        .into(),
+                ),
+            ],
+            snippet_edits: vec![(
+                "auth-cache-zone.conf".into(),
+                dir_marker.into(),
+                "tmp/auth-cache".into(),
+            )],
+            ..Options::default()
+        },
+    );
+    stack.dir.write("files/media/report.pdf", PDF);
+    let long = stack.sign("/media/report.pdf");
+    let short = stack.sign_with(MintRequest {
+        path: "/media/report.pdf".into(),
+        ttl: Some(2),
+        ..MintRequest::default()
+    });
+    assert_eq!(stack.media("GET", &long).status, 200);
+    assert_eq!(stack.media("GET", &short).status, 200);
+    // A denial is never cached: the same forged URL asks mediagate every time.
+    assert_eq!(
+        stack.media("GET", "/media/report.pdf?token=forged").status,
+        403
+    );
+
+    stack.mediagate.child.kill().unwrap();
+    stack.mediagate.child.wait().unwrap();
+    // Cached allows still work with the sidecar gone...
+    let cached = stack.media("GET", &long);
+    assert_eq!(cached.status, 200, "{cached:?}");
+    assert_eq!(cached.body, PDF);
+    // ...the method is part of the key...
+    assert_eq!(stack.media("HEAD", &long).status, 500);
+    // ...nothing that was not allowed before is allowed now...
+    assert_eq!(
+        stack.media("GET", "/media/report.pdf?token=forged").status,
+        500
+    );
+    // (A different lifetime makes a different token; the same claims in the same second
+    // would be byte-identical and rightly hit the cache.)
+    let unseen = stack.sign_with(MintRequest {
+        path: "/media/report.pdf".into(),
+        ttl: Some(1800),
+        ..MintRequest::default()
+    });
+    assert_eq!(stack.media("GET", &unseen).status, 500);
+    // ...and no entry outlives its token.
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    assert_ne!(stack.media("GET", &short).status, 200);
 }

@@ -77,6 +77,19 @@ impl Process {
         fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// The log once it contains `needle` (log lines are written asynchronously), or after
+    /// five seconds, whatever it holds then.
+    pub fn log_containing(&self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let text = self.log_text();
+            if text.contains(needle) || Instant::now() > deadline {
+                return text;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Sends SIGTERM (graceful shutdown) and waits up to `timeout` for the exit status.
     pub fn terminate(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
         if let Ok(Some(status)) = self.child.try_wait() {
@@ -142,6 +155,8 @@ pub struct Options {
     pub extra_config: String,
     /// Replacements applied to the rendered nginx configuration after the standard ones.
     pub nginx_edits: Vec<(String, String)>,
+    /// Replacements in copied snippets: (file name, from, to).
+    pub snippet_edits: Vec<(String, String, String)>,
     /// Run a second mediagate for the session domain whose signing key the media side does
     /// not know (a key mismatch between the two sides).
     pub session_side_signs_with_unknown_key: bool,
@@ -233,7 +248,7 @@ impl Stack {
         } else {
             None
         };
-        let nginx = start_nginx(&dir, &internal_secret, &nginx_edits);
+        let nginx = start_nginx(&dir, &internal_secret, &nginx_edits, &options.snippet_edits);
         Stack {
             dir,
             config,
@@ -372,7 +387,12 @@ pub fn render_nginx_conf(dir: &Path, internal_secret: &str) -> String {
     conf
 }
 
-fn start_nginx(dir: &TempDir, internal_secret: &str, edits: &[(String, String)]) -> Process {
+fn start_nginx(
+    dir: &TempDir,
+    internal_secret: &str,
+    edits: &[(String, String)],
+    snippet_edits: &[(String, String, String)],
+) -> Process {
     let mut conf = render_nginx_conf(dir.path(), internal_secret);
     for (from, to) in edits {
         assert!(
@@ -386,10 +406,12 @@ fn start_nginx(dir: &TempDir, internal_secret: &str, edits: &[(String, String)])
     for entry in fs::read_dir(snippets).unwrap() {
         let entry = entry.unwrap();
         let name = entry.file_name().into_string().unwrap();
-        dir.write(
-            &format!("mediagate/{name}"),
-            fs::read(entry.path()).unwrap(),
-        );
+        let mut text = fs::read_to_string(entry.path()).unwrap();
+        for (file, from, to) in snippet_edits.iter().filter(|(file, ..)| *file == name) {
+            assert!(text.contains(from.as_str()), "{from:?} not found in {file}");
+            text = text.replace(from.as_str(), to);
+        }
+        dir.write(&format!("mediagate/{name}"), text);
     }
     fs::create_dir_all(dir.path().join("tmp")).unwrap();
     dir.write("files/.keep", "");

@@ -1,6 +1,7 @@
 //! The `mediagate` binary: parse the command line, load configuration, run. Configuration
 //! errors exit with 64 (EX_USAGE) before anything is bound.
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -74,8 +75,16 @@ fn serve(config: mediagate::config::Config) -> ExitCode {
 fn print(result: anyhow::Result<String>) -> ExitCode {
     match result {
         Ok(text) => {
-            println!("{}", text.trim_end());
-            ExitCode::SUCCESS
+            // Not println!: it panics when the reader went away (`mediagate keygen | head -1`).
+            let mut stdout = std::io::stdout().lock();
+            match writeln!(stdout, "{}", text.trim_end()).and_then(|()| stdout.flush()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+                Err(error) => {
+                    eprintln!("mediagate: cannot write output: {error}");
+                    ExitCode::FAILURE
+                }
+            }
         }
         Err(error) => {
             eprintln!("mediagate: {error:#}");

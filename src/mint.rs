@@ -68,6 +68,15 @@ pub fn mint(config: &Config, request: &MintRequest, now: u64) -> Result<Minted, 
         path::canonicalize(&request.path).map(|path| path.into_owned())
     }
     .map_err(|error| MintError::BadPath(request.path.clone(), error))?;
+    let encoded_path = path::encode_path(&canonical);
+    // The URL carries the encoded form, which can be three times longer than the canonical
+    // one; never mint a link whose path the verifier will refuse as too long.
+    if encoded_path.len() > path::MAX_PATH_LEN {
+        return Err(MintError::BadPath(
+            request.path.clone(),
+            path::PathError::TooLong,
+        ));
+    }
     let max = config.token.limits.max_lifetime;
     let ttl = request.ttl.unwrap_or(config.token.default_ttl);
     if ttl == 0 || ttl > max {
@@ -91,12 +100,7 @@ pub fn mint(config: &Config, request: &MintRequest, now: u64) -> Result<Minted, 
     };
     let token = token::sign(&claims, config.keys.signing_key())
         .map_err(|error| MintError::BadField(error.0))?;
-    let path_and_query = format!(
-        "{}?{}={}",
-        path::encode_path(&canonical),
-        config.token.param,
-        token
-    );
+    let path_and_query = format!("{encoded_path}?{}={token}", config.token.param);
     Ok(Minted {
         token,
         path: canonical,

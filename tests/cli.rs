@@ -221,3 +221,18 @@ fn keygen_prints_a_usable_key() {
     );
     assert!(stdout(&check).contains("key ring (signing key first): 2026-11"));
 }
+
+#[test]
+fn closed_stdout_is_not_a_crash() {
+    // `mediagate keygen | head -n 1`: the reader goes away before the output is written.
+    let home = TempDir::new("cli-pipe");
+    let mut child = mediagate(&home)
+        .arg("keygen")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+}

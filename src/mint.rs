@@ -77,6 +77,18 @@ pub fn mint(config: &Config, request: &MintRequest, now: u64) -> Result<Minted, 
             path::PathError::TooLong,
         ));
     }
+    if let Some(host) = &request.host {
+        // Compared with nginx's $host, which never carries a port (`[v6]` literals may
+        // contain colons inside their brackets).
+        let port = host
+            .rsplit_once(':')
+            .is_some_and(|(_, tail)| !tail.ends_with(']'));
+        if port {
+            return Err(MintError::BadField(
+                "host must not include a port (nginx's $host has none)",
+            ));
+        }
+    }
     let max = config.token.limits.max_lifetime;
     let ttl = request.ttl.unwrap_or(config.token.default_ttl);
     if ttl == 0 || ttl > max {

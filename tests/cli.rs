@@ -234,5 +234,41 @@ fn closed_stdout_is_not_a_crash() {
         .unwrap();
     drop(child.stdout.take());
     let output = child.wait_with_output().unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
+fn sign_refuses_scopes_that_could_never_match() {
+    let home = TempDir::new("cli-deadscopes");
+    for args in [
+        ["--host", "media.example.org:8080"],
+        ["--ip", "::ffff:198.51.100.0/120"],
+    ] {
+        let output = mediagate(&home)
+            .args(["sign", "/media/a.pdf"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            !output.status.success(),
+            "{args:?} was accepted: {}",
+            stdout(&output)
+        );
+    }
+    for args in [["--host", "media.example.org"], ["--host", "[2001:db8::1]"]] {
+        let output = mediagate(&home)
+            .args(["sign", "/media/a.pdf"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
 }

@@ -170,6 +170,15 @@ impl FromStr for IpNet {
         let addr: IpAddr = addr
             .parse()
             .map_err(|_| format!("{text:?} is not an IP address"))?;
+        // Clients in ::ffff:a.b.c.d form are compared as IPv4, so a mapped network could
+        // never match anything: ask for the IPv4 spelling instead of minting a dead token.
+        if let IpAddr::V6(v6) = addr {
+            if v6.to_ipv4_mapped().is_some() {
+                return Err(format!(
+                    "{text:?} is IPv4-mapped; write the IPv4 network instead"
+                ));
+            }
+        }
         let prefix_len = match prefix {
             Some(prefix) => prefix
                 .parse()
@@ -241,6 +250,12 @@ mod tests {
         let v6: IpNet = "2001:db8::/32".parse().unwrap();
         assert!(v6.contains("2001:db8:1::1".parse().unwrap()));
         assert_eq!(IpNet::from_wire(&v6.to_wire()), Some(v6));
+    }
+
+    #[test]
+    fn mapped_networks_are_refused_in_favour_of_ipv4() {
+        assert!("::ffff:198.51.100.0/120".parse::<IpNet>().is_err());
+        assert!("198.51.100.0/24".parse::<IpNet>().is_ok());
     }
 
     #[test]

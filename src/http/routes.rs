@@ -172,20 +172,25 @@ fn refresh_location(
 /// `/login`: the application said "not logged in"; send the user to its login page with the
 /// refresh URL as the way back.
 fn login_endpoint(app: &App, trusted: bool, request: &Request<Incoming>) -> Response<Body> {
-    let location = (|| {
-        if !trusted {
-            return Err(Reason::UntrustedPeer);
-        }
-        let uri = original::single(request.headers(), &ORIGINAL_URI)?;
-        let target = refresh::check_target(&app.config, uri, clock::now())?;
-        refresh::login_location(&target).ok_or(Reason::MissingToken)
-    })();
-    match location {
-        Ok(location) => decision::redirect(StatusCode::FOUND, &location, None),
-        // No login URL configured (or a bad state): a plain 401 is the honest answer.
-        Err(Reason::MissingToken) => decision::deny(StatusCode::UNAUTHORIZED, Reason::MissingToken),
+    match login_location(app, trusted, request) {
+        Ok(Some(location)) => decision::redirect(StatusCode::FOUND, &location, None),
+        // The site has no login_url: the application's "not logged in" stands as a 401.
+        Ok(None) => decision::deny(StatusCode::UNAUTHORIZED, Reason::MissingToken),
         Err(reason) => decision::deny(StatusCode::FORBIDDEN, reason),
     }
+}
+
+fn login_location(
+    app: &App,
+    trusted: bool,
+    request: &Request<Incoming>,
+) -> Result<Option<String>, Reason> {
+    if !trusted {
+        return Err(Reason::UntrustedPeer);
+    }
+    let uri = original::single(request.headers(), &ORIGINAL_URI)?;
+    let target = refresh::check_target(&app.config, uri, clock::now())?;
+    Ok(refresh::login_location(&target))
 }
 
 fn secret_matches(config: &Config, presented: Option<&str>) -> bool {

@@ -509,7 +509,7 @@ proptest! {
 // `#[ignore]`d ones pin a bug in src/ that the tests work reports rather than fixes; run them
 // with `cargo test --test integration paths -- --ignored`.
 
-const NOW_CONFIG: &str = r#"
+const SITE_TOML: &str = r#"
 [keys]
 dev_key = false
 [keys.secrets]
@@ -525,7 +525,7 @@ session_origin = "https://www.example.org"
 /// A configuration with one site and the refresh flow enabled; no files, no environment.
 fn config() -> Config {
     let raw: RawConfig = figment::Figment::from(Toml::string(mediagate::config::DEFAULT_TOML))
-        .merge(Toml::string(NOW_CONFIG))
+        .merge(Toml::string(SITE_TOML))
         .extract()
         .unwrap();
     mediagate::config::validate(&raw).unwrap()

@@ -139,13 +139,17 @@ fn refresh_or_deny<'a>(
     let Some(marker) = next_marker(config, previous, now) else {
         return Outcome::Deny(Reason::RefreshLoop);
     };
+    // The session side re-reads the path from the refresh URL, where it is percent-encoded
+    // and may have grown past the path limit: such a round trip could only end in an error.
+    let encoded = path::encode_path(canonical);
+    if encoded.len() > path::MAX_PATH_LEN {
+        return Outcome::Deny(reason);
+    }
     match mint::refresh_state(config, &site.id, canonical, marker, now) {
         Ok(state) => Outcome::Refresh {
             location: format!(
-                "{}{}{}?state={state}",
-                refresh.session_origin,
-                refresh.refresh_path,
-                path::encode_path(canonical)
+                "{}{}{encoded}?state={state}",
+                refresh.session_origin, refresh.refresh_path,
             ),
             reason,
         },

@@ -113,24 +113,45 @@ fn hex_value(b: u8) -> Option<u8> {
 }
 
 /// Checks decoded bytes: no control bytes, no backslash, no dot or empty segments
-/// (a single trailing slash is allowed: `/media/dir/`).
+/// (a single trailing slash is allowed: `/media/dir/`). `path` starts with `/`.
+///
+/// One pass over the bytes (this runs on every request). When several problems occur, the
+/// reported one follows a fixed precedence, pinned by the test vectors: control byte, then
+/// backslash, then the first bad segment.
 fn check_segments(path: &[u8]) -> Result<(), PathError> {
-    if path.iter().any(|&b| b < 0x20 || b == 0x7f) {
-        return Err(PathError::ForbiddenByte);
-    }
-    if path.contains(&b'\\') {
-        return Err(PathError::Backslash);
-    }
-    let segments = path[1..].split(|&b| b == b'/');
-    let count = segments.clone().count();
-    for (index, segment) in segments.enumerate() {
-        match segment {
-            b"." | b".." => return Err(PathError::DotSegment),
-            b"" if index + 1 != count => return Err(PathError::RepeatedSlash),
+    let mut backslash = false;
+    let mut bad_segment = None;
+    let mut segment_start = 1;
+    for (index, &byte) in path.iter().enumerate().skip(1) {
+        match byte {
+            0x00..=0x1f | 0x7f => return Err(PathError::ForbiddenByte),
+            b'\\' => backslash = true,
+            b'/' if bad_segment.is_none() => {
+                bad_segment = segment_error(&path[segment_start..index], false);
+                segment_start = index + 1;
+            }
             _ => {}
         }
     }
-    Ok(())
+    if path.first().is_some_and(|&b| b < 0x20 || b == 0x7f) {
+        return Err(PathError::ForbiddenByte);
+    }
+    if backslash {
+        return Err(PathError::Backslash);
+    }
+    if bad_segment.is_none() {
+        bad_segment = segment_error(&path[segment_start.min(path.len())..], true);
+    }
+    bad_segment.map_or(Ok(()), Err)
+}
+
+/// What is wrong with one segment, if anything. Only the last may be empty (trailing slash).
+fn segment_error(segment: &[u8], last: bool) -> Option<PathError> {
+    match segment {
+        b"." | b".." => Some(PathError::DotSegment),
+        b"" if !last => Some(PathError::RepeatedSlash),
+        _ => None,
+    }
 }
 
 /// True when `path` is already in canonical (decoded) form: what [`canonicalize`] returns.

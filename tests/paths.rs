@@ -506,8 +506,6 @@ proptest! {
 
 // ---------------------------------------------------------------------------------------------
 // Regressions found by the properties and the fuzzers, each named after what it found.
-// `#[ignore]`d ones pin a bug in src/ that the tests work reports rather than fixes; run them
-// with `cargo test --test integration paths -- --ignored`.
 
 const SITE_TOML: &str = r#"
 [keys]
@@ -625,10 +623,9 @@ fn decoded_percent_or_hash_in_path_signs_and_verifies() {
 /// Found while following `encode_path_can_triple_a_path_past_max_path_len` through the refresh
 /// flow: for a media path whose URL form exceeds `MAX_PATH_LEN`, the gate still redirects to
 /// the session domain with `encode_path(canonical)` in the refresh URL, and the session side's
-/// `refresh::check_target` can only reject that URL as `bad_path`, so the browser makes a
-/// pointless cross-domain round trip to an error. The gate should deny directly.
+/// `refresh::check_target` can only reject that URL as `bad_path`, so the browser made a
+/// pointless cross-domain round trip to an error. The gate now denies directly.
 #[test]
-#[ignore = "bug in src/gate.rs: refresh redirect for a path whose URL form is TooLong"]
 fn refresh_redirect_is_never_issued_for_a_path_the_session_side_rejects() {
     let config = config();
     let raw = format!("/media/{}", "'".repeat(1400));

@@ -17,6 +17,16 @@ fn mediagate(home: &TempDir) -> Command {
     command
 }
 
+/// `mediagate --config FILE check-config`.
+fn check_config(home: &TempDir, file: &std::path::Path) -> Output {
+    mediagate(home)
+        .arg("--config")
+        .arg(file)
+        .arg("check-config")
+        .output()
+        .unwrap()
+}
+
 fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
@@ -28,12 +38,7 @@ fn invalid_configuration_exits_64_naming_every_bad_setting() {
         "bad.toml",
         "[token]\ndefault_ttl = \"0s\"\n[server]\nlisten = \"nowhere\"\n[log]\nformat = \"xml\"\n",
     );
-    let output = mediagate(&home)
-        .arg("--config")
-        .arg(&file)
-        .arg("check-config")
-        .output()
-        .unwrap();
+    let output = check_config(&home, &file);
     assert_eq!(output.status.code(), Some(64));
     let stderr = String::from_utf8_lossy(&output.stderr);
     for setting in ["token.default_ttl", "server.listen", "log.format"] {
@@ -43,12 +48,7 @@ fn invalid_configuration_exits_64_naming_every_bad_setting() {
         );
     }
     let typo = home.write("typo.toml", "[token]\nparm = \"t\"\n");
-    let output = mediagate(&home)
-        .arg("--config")
-        .arg(&typo)
-        .arg("check-config")
-        .output()
-        .unwrap();
+    let output = check_config(&home, &typo);
     assert_eq!(output.status.code(), Some(64));
     assert!(String::from_utf8_lossy(&output.stderr).contains("parm"));
 }
@@ -73,12 +73,7 @@ fn check_config_redacts_secrets() {
         "prod.toml",
         format!("[keys]\ndev_key = false\n[keys.secrets]\nk1 = \"{key}\"\n[internal]\nsecret = \"{key}\"\n"),
     );
-    let output = mediagate(&home)
-        .arg("--config")
-        .arg(&file)
-        .arg("check-config")
-        .output()
-        .unwrap();
+    let output = check_config(&home, &file);
     assert!(
         output.status.success(),
         "{}",
@@ -208,12 +203,7 @@ fn keygen_prints_a_usable_key() {
     let bytes = mediagate::keys::Secret::from_base64(secret).unwrap();
     assert_eq!(bytes.expose().len(), 32);
     let file = home.write("prod.toml", &text[secret.len()..]);
-    let check = mediagate(&home)
-        .arg("--config")
-        .arg(&file)
-        .arg("check-config")
-        .output()
-        .unwrap();
+    let check = check_config(&home, &file);
     assert!(
         check.status.success(),
         "{}",

@@ -18,7 +18,7 @@ use crate::{clock, config::raw::Duration};
 /// Signed, expiring media links, verified next to nginx.
 ///
 /// Configuration: the embedded defaults, then --config FILE (or MEDIAGATE_CONFIG), then
-/// environment variables MEDIAGATE_<SECTION>__<KEY> (e.g. MEDIAGATE_SERVER__LISTEN).
+/// environment variables MEDIAGATE_SECTION__KEY, e.g. MEDIAGATE_SERVER__LISTEN.
 #[derive(Debug, Parser)]
 #[command(name = "mediagate", version, about, long_about)]
 pub struct Cli {

@@ -4,7 +4,7 @@
 //! - [`wire`]: field layout, limits, zero-copy decoding.
 //! - [`mac`]: which bytes are signed, and the tag.
 //! - [`fields`]: method sets, IP networks, refresh markers.
-//! - [`verify`]: checks a token against a request, in a fixed order, to one [`Reason`].
+//! - [`mod@verify`]: checks a token against a request, in a fixed order, to one [`Reason`].
 //!
 //! The normative description is `docs/token-format.md`; `tests/vectors/tokens.json` pins it.
 //!

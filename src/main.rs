@@ -50,10 +50,16 @@ fn serve(config: mediagate::config::Config) -> ExitCode {
     if config.internal_secret.is_none() {
         tracing::warn!("internal.secret is not set: /mint and /refresh refuse every request");
     }
-    let mut runtime = tokio::runtime::Builder::new_multi_thread();
-    if config.server.workers > 0 {
-        runtime.worker_threads(config.server.workers);
-    }
+    // One worker: a current-thread runtime, with no work-stealing or cross-thread wake-ups.
+    let mut runtime = match config.server.workers {
+        1 => tokio::runtime::Builder::new_current_thread(),
+        0 => tokio::runtime::Builder::new_multi_thread(),
+        workers => {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            builder.worker_threads(workers);
+            builder
+        }
+    };
     let runtime = match runtime.enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {

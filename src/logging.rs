@@ -68,14 +68,20 @@ impl BufferedStderr {
                 write_out(&flusher, &mut spare);
             })
             .ok();
-        (BufferedStderr(Arc::clone(&shared)), LogGuard { shared, thread })
+        (
+            BufferedStderr(Arc::clone(&shared)),
+            LogGuard { shared, thread },
+        )
     }
 }
 
 /// Swaps the buffer for an empty one and writes the full one, outside the lock.
 fn write_out(shared: &Shared, spare: &mut Vec<u8>) {
     {
-        let mut lines = shared.lines.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut lines = shared
+            .lines
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         std::mem::swap(&mut *lines, spare);
     }
     let dropped = shared.dropped.swap(0, Ordering::Relaxed);
@@ -83,7 +89,10 @@ fn write_out(shared: &Shared, spare: &mut Vec<u8>) {
     // Nothing sensible is left to do if stderr itself fails.
     let _ = stderr.write_all(spare);
     if dropped > 0 {
-        let _ = writeln!(stderr, "mediagate: {dropped} log lines dropped (log buffer full)");
+        let _ = writeln!(
+            stderr,
+            "mediagate: {dropped} log lines dropped (log buffer full)"
+        );
     }
     let _ = stderr.flush();
     spare.clear();
@@ -91,7 +100,11 @@ fn write_out(shared: &Shared, spare: &mut Vec<u8>) {
 
 impl Write for BufferedStderr {
     fn write(&mut self, line: &[u8]) -> io::Result<usize> {
-        let mut lines = self.0.lines.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut lines = self
+            .0
+            .lines
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         if lines.len() + line.len() > BUFFER_LIMIT {
             self.0.dropped.fetch_add(1, Ordering::Relaxed);
         } else {

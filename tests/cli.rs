@@ -88,7 +88,7 @@ fn check_config_redacts_secrets() {
 fn default_serve_accepts_what_default_sign_prints() {
     let home = TempDir::new("cli-defaults");
     let sock = |name: &str| format!("unix:{}/{name}", home.path().display());
-    let mut server = mediagate(&home)
+    let server = mediagate(&home)
         .env("MEDIAGATE_SERVER__LISTEN", sock("verify.sock"))
         .env("MEDIAGATE_SERVER__INTERNAL_LISTEN", sock("internal.sock"))
         .arg("serve")

@@ -175,6 +175,10 @@ def main():
           f"answers 204 over the same kind of upstream | {mine['rps'] / proxy['rps']:.2f}× req/s "
           f"(by CPU {total_cpu(proxy) / total_cpu(mine):.2f}×), "
           f"p99 {mine['p99'] / proxy['p99']:.2f}× | – |")
+    cached, link = rows.get("mediagate_auth_cached_4k"), rows.get("secure_link_4k")
+    if cached and link:
+        w(f"| (aim, not a target) mediagate_auth behind the optional nginx auth cache vs secure_link, 4k "
+          f"| {cached['rps'] / link['rps']:.2f}× req/s, p99 {cached['p99'] / link['p99']:.2f}× | – |")
     direct, nginx = rows.get("mediagate_direct"), rows.get("nginx_204_direct")
     if direct and nginx:
         ratio = direct["rps"] / nginx["rps"]

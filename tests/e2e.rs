@@ -588,3 +588,39 @@ fn optional_auth_cache_answers_repeats_without_mediagate_but_never_past_expiry()
     std::thread::sleep(std::time::Duration::from_millis(2100));
     assert_ne!(stack.media("GET", &short).status, 200);
 }
+
+#[test]
+fn clients_cannot_widen_their_own_grant() {
+    let stack = stack_with_files("widen");
+    let first = stack.media("GET", "/media/report.pdf");
+    let (_, refresh_path) = split_url(first.header("location").unwrap());
+    // Allowed user, but with self-made grant headers: nginx replaces them with the
+    // application's (empty) answer, so the token stays exact-path with the default lifetime.
+    let response = request(
+        &stack.socket("www.sock"),
+        "GET",
+        WWW_HOST,
+        &refresh_path,
+        &[
+            ("Cookie", "session=alice"),
+            ("X-Mediagate-Grant-Prefix", "/"),
+            ("X-Mediagate-Grant-Ttl", "7d"),
+            ("X-Mediagate-Grant-Subject", "admin"),
+        ],
+    );
+    assert_eq!(response.status, 302, "{response:?}");
+    let (_, back) = split_url(response.header("location").unwrap());
+    let token = back.split_once("token=").unwrap().1;
+    let mut buf = mediagate::token::TokenBuf::new();
+    let decoded = mediagate::token::decode(token, &mut buf).unwrap();
+    assert_eq!(decoded.prefix, None);
+    assert_eq!(decoded.subject, Some("alice"));
+    assert!(decoded.expires - mediagate::clock::now() <= 3600);
+    let (_, query) = back.split_once('?').unwrap();
+    assert_eq!(
+        stack
+            .media("GET", &format!("/media/secret.txt?{query}"))
+            .status,
+        403
+    );
+}

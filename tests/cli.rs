@@ -239,15 +239,18 @@ fn closed_stdout_is_not_a_crash() {
 #[test]
 fn sign_refuses_scopes_that_could_never_match() {
     let home = TempDir::new("cli-deadscopes");
+    let sign = |args: [&str; 2]| {
+        mediagate(&home)
+            .args(["sign", "/media/a.pdf"])
+            .args(args)
+            .output()
+            .unwrap()
+    };
     for args in [
         ["--host", "media.example.org:8080"],
         ["--ip", "::ffff:198.51.100.0/120"],
     ] {
-        let output = mediagate(&home)
-            .args(["sign", "/media/a.pdf"])
-            .args(args)
-            .output()
-            .unwrap();
+        let output = sign(args);
         assert!(
             !output.status.success(),
             "{args:?} was accepted: {}",
@@ -255,11 +258,7 @@ fn sign_refuses_scopes_that_could_never_match() {
         );
     }
     for args in [["--host", "media.example.org"], ["--host", "[2001:db8::1]"]] {
-        let output = mediagate(&home)
-            .args(["sign", "/media/a.pdf"])
-            .args(args)
-            .output()
-            .unwrap();
+        let output = sign(args);
         assert!(
             output.status.success(),
             "{args:?}: {}",

@@ -79,9 +79,8 @@ pub fn media_response(
             grant_headers(&mut response, token.as_ref(), now);
             // Public paths carry no expiry and so are never cached by the optional auth cache.
             if let Some(token) = token {
-                let expires = auth_cache_until(token, accel, now)
-                    .and_then(|until| HeaderValue::from_str(&format!("@{until}")).ok())
-                    .unwrap_or(NO_CACHE);
+                let expires =
+                    auth_cache_until(token, accel, now).map_or(NO_CACHE, accel_expires_at);
                 response.headers_mut().insert(ACCEL_EXPIRES, expires);
             }
             response
@@ -170,6 +169,25 @@ fn auth_cache_until(token: &Token<'_>, accel: &AccelConfig, now: u64) -> Option<
     // `now >= expires`: the last second the cache may answer is `expires - 1`.
     let until = (token.expires - 1).min(now.saturating_add(accel.max_expires));
     (until > now).then_some(until)
+}
+
+/// `X-Accel-Expires: @<unix seconds>`, formatted without `core::fmt` (every cached allow).
+fn accel_expires_at(until: u64) -> HeaderValue {
+    let mut text = [0u8; 21];
+    let mut start = text.len();
+    let mut rest = until;
+    loop {
+        start -= 1;
+        text[start] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    start -= 1;
+    text[start] = b'@';
+    // Only '@' and digits: always a valid header value.
+    HeaderValue::from_bytes(&text[start..]).unwrap_or(NO_CACHE)
 }
 
 fn grant_headers(response: &mut Response<Body>, token: Option<&Token<'_>>, now: u64) {
@@ -272,6 +290,13 @@ mod tests {
             content_disposition(Disposition::Attachment, "/media/ré\"port 1.pdf"),
             "attachment; filename=\"r__port 1.pdf\"; filename*=UTF-8''r%C3%A9%22port%201.pdf"
         );
+    }
+
+    #[test]
+    fn accel_expires_is_an_absolute_time() {
+        assert_eq!(accel_expires_at(0), "@0");
+        assert_eq!(accel_expires_at(1_795_412_460), "@1795412460");
+        assert_eq!(accel_expires_at(u64::MAX), format!("@{}", u64::MAX));
     }
 
     #[test]

@@ -13,10 +13,11 @@
 //! - [`http`]: hyper listeners, routing, graceful shutdown.
 //! - [`config`]: figment layers -> validated [`config::Config`]; the only place that reads
 //!   key files.
-//! - [`metrics`], [`logging`], [`clock`], [`cli`]: the edges.
+//! - [`metrics`], [`logging`], [`audit`], [`clock`], [`cli`]: the edges.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod audit;
 pub mod cli;
 pub mod clock;
 pub mod config;

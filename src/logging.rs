@@ -7,10 +7,13 @@
 //! thread is woken per line. A queue with a per-line wake-up (tracing-appender) measured at
 //! about 13 µs of scheduler work per audited request; this costs one short mutex hold. When
 //! the buffer is full, lines are dropped and counted, never waited for.
+//!
+//! Audit lines ([`crate::audit`]) bypass tracing's formatting and are written into the same
+//! buffer through [`append_line`].
 
 use std::io::{self, Write};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
@@ -18,6 +21,9 @@ use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::EnvFilter;
 
 use crate::config::{LogConfig, LogFormat};
+
+/// The buffer and format that [`init`] installed, for [`append_line`].
+static SINK: OnceLock<(Arc<Shared>, LogFormat)> = OnceLock::new();
 
 /// How often buffered lines are written out.
 pub const FLUSH_INTERVAL: Duration = Duration::from_millis(50);
@@ -31,6 +37,7 @@ pub fn init(config: &LogConfig) -> LogGuard {
         .or_else(|_| EnvFilter::try_new(&config.level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
     let (writer, guard) = BufferedStderr::start();
+    let _ = SINK.set((Arc::clone(&writer.0), config.format));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(writer)
@@ -98,6 +105,28 @@ fn write_out(shared: &Shared, spare: &mut Vec<u8>) {
     spare.clear();
 }
 
+/// Appends one line, written by `write_line` straight into the shared buffer (under its
+/// lock, so lines never interleave). A line that would overflow the buffer is dropped and
+/// counted. Does nothing before [`init`].
+pub fn append_line(write_line: impl FnOnce(&mut Vec<u8>, LogFormat)) {
+    if let Some((shared, format)) = SINK.get() {
+        append_to(shared, *format, write_line);
+    }
+}
+
+fn append_to(shared: &Shared, format: LogFormat, write_line: impl FnOnce(&mut Vec<u8>, LogFormat)) {
+    let mut lines = shared
+        .lines
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let start = lines.len();
+    write_line(&mut lines, format);
+    if lines.len() > BUFFER_LIMIT {
+        lines.truncate(start);
+        shared.dropped.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 impl Write for BufferedStderr {
     fn write(&mut self, line: &[u8]) -> io::Result<usize> {
         let mut lines = self
@@ -157,5 +186,22 @@ mod tests {
         }
         assert!(shared.lines.lock().unwrap().len() <= BUFFER_LIMIT);
         assert_eq!(shared.dropped.load(Ordering::Relaxed), 10);
+    }
+
+    #[test]
+    fn appended_lines_that_do_not_fit_are_dropped_whole() {
+        let shared = Shared::default();
+        let line = [b'y'; 1000];
+        let append = || {
+            append_to(&shared, LogFormat::Text, |out, _| {
+                out.extend_from_slice(&line)
+            })
+        };
+        for _ in 0..(BUFFER_LIMIT / line.len() + 3) {
+            append();
+        }
+        let lines = shared.lines.lock().unwrap();
+        assert_eq!(lines.len(), BUFFER_LIMIT / line.len() * line.len());
+        assert_eq!(shared.dropped.load(Ordering::Relaxed), 3);
     }
 }

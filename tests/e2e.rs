@@ -301,6 +301,58 @@ fn nginx_access_log_never_contains_the_token() {
 }
 
 #[test]
+fn json_audit_lines_record_each_decision_and_survive_hostile_values() {
+    let stack = Stack::start_with(
+        "jsonaudit",
+        Options {
+            extra_config: "[log]\nformat = \"json\"\n".into(),
+            ..Options::default()
+        },
+    );
+    stack.dir.write("files/media/report.pdf", PDF);
+    let url = stack.sign("/media/report.pdf");
+    let (_, token) = url.split_once("?token=").unwrap();
+    let hostile_agent = r#"evil" decision="allow \"#;
+    let socket = stack.socket("media.sock");
+    let allowed = request(
+        &socket,
+        "GET",
+        MEDIA_HOST,
+        &url,
+        &[("User-Agent", hostile_agent)],
+    );
+    assert_eq!(allowed.status, 200);
+    // A real token for another path: the signature does not cover this one.
+    let other = stack.sign("/media/other.pdf");
+    let (_, other_token) = other.split_once("?token=").unwrap();
+    let moved = format!("/media/report.pdf?token={other_token}");
+    assert_eq!(stack.media("GET", &moved).status, 403);
+
+    let log = stack.mediagate.log_containing("bad_signature");
+    assert!(
+        !log.contains(token),
+        "token leaked into mediagate's log:\n{log}"
+    );
+    let audit: Vec<serde_json::Value> = log
+        .lines()
+        .filter(|line| line.contains("mediagate::audit"))
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+        .collect();
+    assert_eq!(audit.len(), 2, "{log}");
+    let (allow, deny) = (&audit[0], &audit[1]);
+    assert_eq!(allow["decision"], "allow");
+    assert_eq!(allow["status"], 204);
+    assert_eq!(allow["site"], "demo");
+    assert_eq!(allow["path"], "/media/report.pdf");
+    assert_eq!(allow["user_agent"], hostile_agent);
+    // nginx's $remote_addr on a Unix socket is "unix:", which is no client address.
+    assert_eq!(allow["client_ip"], "-");
+    assert_eq!(deny["decision"], "deny");
+    assert_eq!(deny["reason"], "bad_signature");
+    assert_eq!(deny["status"], 403);
+}
+
+#[test]
 fn accel_mode_serves_names_with_spaces_unicode_and_percent() {
     let stack = stack_with_files("accel");
     for name in ["a b.txt", "ünï çødé.txt", "100%.txt", "q?x#y.txt"] {

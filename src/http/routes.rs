@@ -12,6 +12,7 @@ use subtle::ConstantTimeEq;
 
 use super::original::{self, ORIGINAL_URI};
 use super::{App, Role};
+use crate::audit;
 use crate::clock;
 use crate::config::{Config, Duration};
 use crate::decision::{self, Body, Mode};
@@ -129,17 +130,28 @@ fn refresh_endpoint(app: &App, trusted: bool, request: &Request<Incoming>) -> Re
         .refresh(result.as_ref().map(|_| ()).map_err(|reason| *reason));
     let uri_for_log = original::single(request.headers(), &ORIGINAL_URI)
         .map(|uri| crate::path::split_uri(uri).0)
-        .unwrap_or("-");
+        .ok();
     match result {
         Ok(location) => {
             if app.config.log.audit {
-                tracing::info!(target: "mediagate::audit", endpoint = "refresh", decision = "minted", path = ?truncate(uri_for_log), status = 302);
+                audit::emit(|line| {
+                    line.str("endpoint", Some("refresh"))
+                        .str("decision", Some("minted"))
+                        .str("path", uri_for_log)
+                        .num("status", 302);
+                });
             }
             decision::redirect(StatusCode::FOUND, &location, None)
         }
         Err(reason) => {
             if app.config.log.audit {
-                tracing::info!(target: "mediagate::audit", endpoint = "refresh", decision = "deny", reason = reason.as_str(), path = ?truncate(uri_for_log), status = 403);
+                audit::emit(|line| {
+                    line.str("endpoint", Some("refresh"))
+                        .str("decision", Some("deny"))
+                        .str("reason", Some(reason.as_str()))
+                        .str("path", uri_for_log)
+                        .num("status", 403);
+                });
             }
             decision::deny(StatusCode::FORBIDDEN, reason)
         }
@@ -264,7 +276,11 @@ async fn mint_endpoint(app: &App, request: Request<Incoming>) -> Response<Body> 
         Ok(response) => {
             app.metrics.minted_api();
             if config.log.audit {
-                tracing::info!(target: "mediagate::audit", endpoint = "mint", path = ?truncate(&response.path), expires = response.expires);
+                audit::emit(|line| {
+                    line.str("endpoint", Some("mint"))
+                        .str("path", Some(&response.path))
+                        .num("expires", response.expires);
+                });
             }
             let json = serde_json::to_string(&response).unwrap_or_default();
             json_response(StatusCode::OK, json)
@@ -331,15 +347,6 @@ fn json_error(status: StatusCode, message: &str) -> Response<Body> {
     json_response(status, serde_json::json!({ "error": message }).to_string())
 }
 
-/// Paths in logs: capped, and always without the query (where the token lives).
-fn truncate(text: &str) -> &str {
-    let mut end = text.len().min(512);
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
-}
-
 fn audit_media(
     mode: Mode,
     request: &MediaRequest<'_>,
@@ -352,43 +359,42 @@ fn audit_media(
         Outcome::Allow { token, site, .. } => (
             token.and_then(|token| token.token_id),
             token.and_then(|token| token.subject),
-            site.id.as_str(),
+            Some(site.id.as_str()),
         ),
-        _ => (None, None, "-"),
+        _ => (None, None, None),
     };
-    let path = crate::path::split_uri(request.uri).0;
-    let user_agent = headers
-        .get(USER_AGENT)
-        .map(|value| String::from_utf8_lossy(value.as_bytes()));
-    tracing::info!(
-        target: "mediagate::audit",
-        mode = mode.as_str(),
-        decision = verdict.as_str(),
-        reason = outcome.reason().map_or("-", |reason| reason.as_str()),
-        status = status.as_u16(),
-        site,
-        method = request.method,
-        host = request.host,
-        path = ?truncate(path),
-        token_id = token_id.unwrap_or("-"),
-        subject = subject.unwrap_or("-"),
-        client_ip = ?request.client_ip,
-        user_agent = ?user_agent.as_deref().map(truncate),
-    );
+    audit::emit(|line| {
+        line.str("mode", Some(mode.as_str()))
+            .str("decision", Some(verdict.as_str()))
+            .str("reason", outcome.reason().map(Reason::as_str))
+            .num("status", status.as_u16().into())
+            .str("site", site)
+            .str("method", Some(request.method))
+            .str("host", Some(request.host))
+            // Never the query: that is where the token is.
+            .str("path", Some(crate::path::split_uri(request.uri).0))
+            .str("token_id", token_id)
+            .str("subject", subject)
+            .ip("client_ip", request.client_ip)
+            .bytes(
+                "user_agent",
+                headers.get(USER_AGENT).map(HeaderValue::as_bytes),
+            );
+    });
 }
 
 /// Audit line for requests refused before a media request could be read.
 fn audit_early(config: &Config, mode: Mode, headers: &hyper::HeaderMap, reason: Reason) {
     if config.log.audit {
-        let uri = original::single(headers, &ORIGINAL_URI)
-            .map_or("-", |uri| crate::path::split_uri(uri).0);
-        tracing::info!(
-            target: "mediagate::audit",
-            mode = mode.as_str(),
-            decision = "deny",
-            reason = reason.as_str(),
-            status = 403,
-            path = ?truncate(uri),
-        );
+        let path = original::single(headers, &ORIGINAL_URI)
+            .map(|uri| crate::path::split_uri(uri).0)
+            .ok();
+        audit::emit(|line| {
+            line.str("mode", Some(mode.as_str()))
+                .str("decision", Some("deny"))
+                .str("reason", Some(reason.as_str()))
+                .num("status", 403)
+                .str("path", path);
+        });
     }
 }

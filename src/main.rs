@@ -51,9 +51,8 @@ fn serve(config: mediagate::config::Config) -> ExitCode {
         tracing::warn!("internal.secret is not set: /mint and /refresh refuse every request");
     }
     // One worker: a current-thread runtime, with no work-stealing or cross-thread wake-ups.
-    let mut runtime = match config.server.workers {
+    let mut runtime = match config.server.threads() {
         1 => tokio::runtime::Builder::new_current_thread(),
-        0 => tokio::runtime::Builder::new_multi_thread(),
         workers => {
             let mut builder = tokio::runtime::Builder::new_multi_thread();
             builder.worker_threads(workers);

@@ -353,6 +353,30 @@ fn json_audit_lines_record_each_decision_and_survive_hostile_values() {
 }
 
 #[test]
+fn the_browsers_own_headers_do_not_reach_mediagate() {
+    // mediagate needs only the X-Original-* headers and the user agent; the snippets do not
+    // forward the rest (less to parse per request, nothing private to mishandle). A browser
+    // sending more headers than hyper accepts (100) must still get its file in both modes.
+    let stack = stack_with_files("fewheaders");
+    let junk: Vec<(String, String)> = (0..120)
+        .map(|n| (format!("X-Junk-{n}"), "x".repeat(20)))
+        .collect();
+    let headers: Vec<(&str, &str)> = junk
+        .iter()
+        .map(|(name, value)| (name.as_str(), value.as_str()))
+        .collect();
+    let socket = stack.socket("media.sock");
+    let url = stack.sign("/media/report.pdf");
+    let auth = request(&socket, "GET", MEDIA_HOST, &url, &headers);
+    assert_eq!(auth.status, 200, "{}", auth.text());
+    assert_eq!(auth.body, PDF);
+    stack.dir.write("files/files/clip.txt", "clip bytes");
+    let accel = request(&socket, "GET", MEDIA_HOST, &stack.sign("/files/clip.txt"), &headers);
+    assert_eq!(accel.status, 200, "{}", accel.text());
+    assert_eq!(accel.text(), "clip bytes");
+}
+
+#[test]
 fn accel_mode_serves_names_with_spaces_unicode_and_percent() {
     let stack = stack_with_files("accel");
     for name in ["a b.txt", "ünï çødé.txt", "100%.txt", "q?x#y.txt"] {

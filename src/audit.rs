@@ -18,6 +18,7 @@ use std::net::IpAddr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::config::LogFormat;
+use crate::decimal;
 use crate::logging;
 
 /// The target name, kept from the days these lines went through tracing.
@@ -104,7 +105,7 @@ impl<'a> Line<'a> {
     /// A number field, unquoted.
     pub fn num(&mut self, key: &str, value: u64) -> &mut Self {
         self.key(key);
-        push_decimal(self.out, value);
+        decimal::push(self.out, value);
         self
     }
 
@@ -118,7 +119,7 @@ impl<'a> Line<'a> {
                     if index > 0 {
                         self.out.push(b'.');
                     }
-                    push_decimal(self.out, octet.into());
+                    decimal::push(self.out, octet.into());
                 }
             }
             // Rare enough on this path for core::fmt; the output never needs escaping.
@@ -220,20 +221,6 @@ fn push_hex_byte(out: &mut Vec<u8>, byte: u8) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     out.push(HEX[usize::from(byte >> 4)]);
     out.push(HEX[usize::from(byte & 0xf)]);
-}
-
-fn push_decimal(out: &mut Vec<u8>, mut value: u64) {
-    let mut digits = [0u8; 20];
-    let mut start = digits.len();
-    loop {
-        start -= 1;
-        digits[start] = b'0' + (value % 10) as u8;
-        value /= 10;
-        if value == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[start..]);
 }
 
 /// `YYYY-MM-DDTHH:MM:SS.uuuuuuZ`

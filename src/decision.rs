@@ -16,6 +16,7 @@ use hyper::header::{HeaderName, HeaderValue, CACHE_CONTROL, CONTENT_TYPE, LOCATI
 use hyper::{Response, StatusCode};
 
 use crate::config::{AccelConfig, Disposition};
+use crate::decimal;
 use crate::gate::Outcome;
 use crate::path;
 use crate::reason::Reason;
@@ -173,21 +174,11 @@ fn auth_cache_until(token: &Token<'_>, accel: &AccelConfig, now: u64) -> Option<
 
 /// `X-Accel-Expires: @<unix seconds>`, formatted without `core::fmt` (every cached allow).
 fn accel_expires_at(until: u64) -> HeaderValue {
-    let mut text = [0u8; 21];
-    let mut start = text.len();
-    let mut rest = until;
-    loop {
-        start -= 1;
-        text[start] = b'0' + (rest % 10) as u8;
-        rest /= 10;
-        if rest == 0 {
-            break;
-        }
-    }
-    start -= 1;
-    text[start] = b'@';
-    // Only '@' and digits: always a valid header value.
-    HeaderValue::from_bytes(&text[start..]).unwrap_or(NO_CACHE)
+    let mut text = Vec::with_capacity(21);
+    text.push(b'@');
+    decimal::push(&mut text, until);
+    // Only '@' and digits: always a valid header value. `Bytes` is taken over, not copied.
+    HeaderValue::from_maybe_shared(Bytes::from(text)).unwrap_or(NO_CACHE)
 }
 
 fn grant_headers(response: &mut Response<Body>, token: Option<&Token<'_>>, now: u64) {

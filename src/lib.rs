@@ -13,7 +13,8 @@
 //! - [`http`]: hyper listeners, routing, graceful shutdown.
 //! - [`config`]: figment layers -> validated [`config::Config`]; the only place that reads
 //!   key files.
-//! - [`metrics`], [`logging`], [`audit`], [`clock`], [`cli`]: the edges.
+//! - [`metrics`], [`logging`], [`audit`], [`clock`], [`cli`]: the edges; [`decimal`] helps
+//!   the per-request ones.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -21,6 +22,7 @@ pub mod audit;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod decimal;
 pub mod decision;
 pub mod gate;
 pub mod http;

@@ -371,7 +371,13 @@ fn the_browsers_own_headers_do_not_reach_mediagate() {
     assert_eq!(auth.status, 200, "{}", auth.text());
     assert_eq!(auth.body, PDF);
     stack.dir.write("files/files/clip.txt", "clip bytes");
-    let accel = request(&socket, "GET", MEDIA_HOST, &stack.sign("/files/clip.txt"), &headers);
+    let accel = request(
+        &socket,
+        "GET",
+        MEDIA_HOST,
+        &stack.sign("/files/clip.txt"),
+        &headers,
+    );
     assert_eq!(accel.status, 200, "{}", accel.text());
     assert_eq!(accel.text(), "clip bytes");
 }

@@ -69,7 +69,7 @@ pub struct ServerConfig {
     pub internal_listen: ListenAddr,
     /// Peers trusted to send X-Original-* headers over TCP.
     pub trusted_peers: Vec<IpNet>,
-    /// Connection cap per listener.
+    /// Connection cap, over both listeners together.
     pub max_connections: usize,
     /// Drain time on shutdown.
     pub shutdown_grace: std::time::Duration,

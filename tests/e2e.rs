@@ -4,9 +4,14 @@
 use mediagate::mint::MintRequest;
 use mediagate::token::Methods;
 
-use crate::support::{request, split_url, Options, Stack, MEDIA_HOST, WWW_HOST};
+use crate::support::{request, split_url, Options, Response, Stack, MEDIA_HOST, WWW_HOST};
 
 const PDF: &[u8] = b"%PDF-1.4 not really a pdf, but bytes we can recognise\n";
+
+/// The status of each hop of a `Stack::browse`.
+fn statuses(hops: &[Response]) -> Vec<u16> {
+    hops.iter().map(|hop| hop.status).collect()
+}
 
 fn stack_with_files(name: &str) -> Stack {
     let stack = Stack::start(name);
@@ -28,7 +33,7 @@ fn media_url_without_token_heals_through_the_session_domain() {
         &format!("http://{MEDIA_HOST}/media/report.pdf"),
         Some("session=alice"),
     );
-    let statuses: Vec<u16> = hops.iter().map(|hop| hop.status).collect();
+    let statuses = statuses(&hops);
     assert_eq!(
         statuses,
         [302, 302, 200],
@@ -228,7 +233,7 @@ fn expired_token_refreshes_to_a_working_link() {
 fn not_logged_in_goes_to_login_and_comes_back() {
     let stack = stack_with_files("login");
     let hops = stack.browse(&format!("http://{MEDIA_HOST}/media/report.pdf"), None);
-    let statuses: Vec<u16> = hops.iter().map(|hop| hop.status).collect();
+    let statuses = statuses(&hops);
     assert_eq!(statuses, [302, 302, 200], "{hops:#?}");
     let login = hops[1].header("location").unwrap();
     let (host, path) = split_url(login);
@@ -256,7 +261,7 @@ fn logged_in_but_not_allowed_gets_403_and_no_token() {
         &format!("http://{MEDIA_HOST}/media/report.pdf"),
         Some("session=mallory"),
     );
-    let statuses: Vec<u16> = hops.iter().map(|hop| hop.status).collect();
+    let statuses = statuses(&hops);
     assert_eq!(statuses, [302, 403]);
 }
 
@@ -426,7 +431,7 @@ fn accel_mode_redirects_denies_and_refuses_other_methods() {
         &format!("http://{MEDIA_HOST}/files/doc.txt"),
         Some("session=alice"),
     );
-    let statuses: Vec<u16> = hops.iter().map(|hop| hop.status).collect();
+    let statuses = statuses(&hops);
     assert_eq!(statuses, [302, 302, 200], "{hops:#?}");
     assert_eq!(hops[2].text(), "doc bytes");
 
@@ -537,7 +542,7 @@ fn refresh_loop_is_cut_with_a_clear_403() {
         &format!("http://{MEDIA_HOST}/media/report.pdf"),
         Some("session=alice"),
     );
-    let statuses: Vec<u16> = hops.iter().map(|hop| hop.status).collect();
+    let statuses = statuses(&hops);
     // media 302 -> refresh 302 -> media 302 (attempt 2) -> refresh 302 -> media 403.
     assert_eq!(statuses, [302, 302, 302, 302, 403], "{hops:#?}");
     let last = hops.last().unwrap();

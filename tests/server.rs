@@ -361,26 +361,20 @@ fn mint_api_requires_the_secret_and_returns_a_working_url() {
 #[test]
 fn media_endpoints_are_not_on_the_internal_listener_and_vice_versa() {
     let server = Server::start(LOOPBACK);
-    assert_eq!(
-        exchange(server.internal, "GET", "/auth", &[], "").status,
-        404
-    );
-    assert_eq!(
-        exchange(server.verify, "POST", "/mint", &[], "{}").status,
-        404
-    );
-    assert_eq!(
-        exchange(server.verify, "GET", "/refresh", &[], "").status,
-        404
-    );
-    assert_eq!(
-        exchange(server.verify, "GET", "/healthz", &[], "").status,
-        200
-    );
-    assert_eq!(
-        exchange(server.internal, "GET", "/readyz", &[], "").status,
-        200
-    );
+    let cases = [
+        (server.internal, "GET", "/auth", "", 404),
+        (server.verify, "POST", "/mint", "{}", 404),
+        (server.verify, "GET", "/refresh", "", 404),
+        (server.verify, "GET", "/healthz", "", 200),
+        (server.internal, "GET", "/readyz", "", 200),
+    ];
+    for (listener, method, path, body, status) in cases {
+        assert_eq!(
+            exchange(listener, method, path, &[], body).status,
+            status,
+            "{method} {path} on {listener}"
+        );
+    }
 }
 
 #[test]

@@ -244,7 +244,7 @@ check_row() {
   local headers=(-H "Host: media.localhost")
   if is_direct "$id"; then
     headers+=(-H "X-Original-URI: $direct_uri" -H "X-Original-Method: GET"
-      -H "X-Original-Host: media.localhost" -H "X-Real-IP: 127.0.0.1")
+      -H "X-Mediagate-Server-Name: media.localhost" -H "X-Real-IP: 127.0.0.1")
   fi
   got="$(curl -sS -o "$dir/check.body" -w '%{http_code} %{size_download}' "${headers[@]}" "$url")" ||
     die "$id: curl $url failed"
@@ -271,7 +271,7 @@ expect_status 403 "http://127.0.0.1:$PORT_NOAUDIT$(tamper "${URL[mediagate_auth_
 expect_status 403 "http://127.0.0.1:$PORT/media/4k.bin"
 expect_status 403 "http://127.0.0.1:$PORT/sl/4k.bin?md5=AAAAAAAAAAAAAAAAAAAAAA&expires=$expires"
 expect_status 403 "http://127.0.0.1:$PORT_DIRECT/auth" -H "X-Original-URI: $(tamper "$direct_uri")" \
-  -H "X-Original-Method: GET" -H "X-Original-Host: media.localhost" -H "X-Real-IP: 127.0.0.1"
+  -H "X-Original-Method: GET" -H "X-Mediagate-Server-Name: media.localhost" -H "X-Real-IP: 127.0.0.1"
 for row in "${rows[@]}" "${big_rows[@]}"; do
   IFS='|' read -r id _ file _ url _ status <<<"$row"
   check_row "$id" "$url" "$file" "$status"

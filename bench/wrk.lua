@@ -6,7 +6,7 @@
 local extra = {
   ["X-Original-URI"] = os.getenv("BENCH_ORIGINAL_URI"),
   ["X-Original-Method"] = os.getenv("BENCH_ORIGINAL_METHOD"),
-  ["X-Original-Host"] = os.getenv("BENCH_ORIGINAL_HOST"),
+  ["X-Mediagate-Server-Name"] = os.getenv("BENCH_ORIGINAL_HOST"),
   ["X-Real-IP"] = os.getenv("BENCH_REAL_IP"),
 }
 for name, value in pairs(extra) do

@@ -210,7 +210,7 @@ fn gate_decide(f: &Fixture) {
     let request = MediaRequest {
         uri: black_box(&f.uri),
         method: "GET",
-        host: HOST,
+        server_name: HOST,
         client_ip: Some(f.client_ip),
     };
     let outcome = gate::decide(&f.config, &request, &mut buf, black_box(NOW));
@@ -243,6 +243,7 @@ fn sanity_check(f: &Fixture) {
             NOW,
         )
         .map(|_| ())
+        .map_err(|denied| denied.reason)
     };
     run(&f.exact_token, &mut buf).expect("exact-path token verifies");
     run(&f.prefix_token, &mut buf).expect("prefix token verifies");
@@ -265,7 +266,7 @@ fn sanity_check(f: &Fixture) {
     let request = MediaRequest {
         uri: &f.uri,
         method: "GET",
-        host: HOST,
+        server_name: HOST,
         client_ip: Some(f.client_ip),
     };
     let outcome = gate::decide(&f.config, &request, &mut buf, NOW);

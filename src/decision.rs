@@ -20,7 +20,7 @@ use crate::decimal;
 use crate::gate::Outcome;
 use crate::path;
 use crate::reason::Reason;
-use crate::token::Token;
+use crate::token::{Token, Verified};
 
 /// Response body type used throughout the server.
 pub type Body = http_body_util::Full<Bytes>;
@@ -78,25 +78,25 @@ pub fn media_response(
         (Outcome::Allow { token, .. }, Mode::Auth) => {
             let mut response = empty(StatusCode::NO_CONTENT);
             grant_headers(&mut response, token.as_ref(), now);
-            // Public paths carry no expiry and so are never cached by the optional auth cache.
-            if let Some(token) = token {
-                let expires =
-                    auth_cache_until(token, accel, now).map_or(NO_CACHE, accel_expires_at);
-                response.headers_mut().insert(ACCEL_EXPIRES, expires);
-            }
+            cache_headers(&mut response, token.as_ref(), accel, now);
             response
         }
         (Outcome::Allow { path, token, .. }, Mode::Accel) => {
             accel_response(accel, path, token.as_ref(), now)
         }
-        (Outcome::Refresh { location, reason }, mode) => {
+        (
+            Outcome::Refresh {
+                location, reason, ..
+            },
+            mode,
+        ) => {
             let status = match mode {
                 Mode::Auth => StatusCode::UNAUTHORIZED,
                 Mode::Accel => StatusCode::FOUND,
             };
             redirect(status, location, Some(*reason))
         }
-        (Outcome::Deny(reason), _) => deny(StatusCode::FORBIDDEN, *reason),
+        (Outcome::Deny { reason, .. }, _) => deny(StatusCode::FORBIDDEN, *reason),
     }
 }
 
@@ -158,6 +158,21 @@ pub fn empty(status: StatusCode) -> Response<Body> {
     response
 }
 
+/// `X-Accel-Expires` on an allow, in both modes: how long nginx may reuse this answer. Public
+/// paths carry none (nginx's own cache settings apply); token answers say
+/// [`auth_cache_until`], or `0` (never) when they must not be reused.
+fn cache_headers(
+    response: &mut Response<Body>,
+    token: Option<&Verified<'_>>,
+    accel: &AccelConfig,
+    now: u64,
+) {
+    if let Some(token) = token {
+        let expires = auth_cache_until(token, accel, now).map_or(NO_CACHE, accel_expires_at);
+        response.headers_mut().insert(ACCEL_EXPIRES, expires);
+    }
+}
+
 /// Until when (unix seconds) nginx's optional auth cache (`nginx/snippets/media-auth-cached.conf`)
 /// may reuse an allow: never beyond the token's expiry, never longer than
 /// `accel.max_expires`, and never for IP-bound tokens, whose answer depends on the client
@@ -181,7 +196,8 @@ fn accel_expires_at(until: u64) -> HeaderValue {
     HeaderValue::from_maybe_shared(Bytes::from(text)).unwrap_or(NO_CACHE)
 }
 
-fn grant_headers(response: &mut Response<Body>, token: Option<&Token<'_>>, now: u64) {
+/// Headers nginx hands upstream (`auth_request_set`): fields of a verified token only.
+fn grant_headers(response: &mut Response<Body>, token: Option<&Verified<'_>>, now: u64) {
     let Some(token) = token else {
         return;
     };
@@ -208,7 +224,7 @@ fn grant_headers(response: &mut Response<Body>, token: Option<&Token<'_>>, now: 
 fn accel_response(
     accel: &AccelConfig,
     canonical: &str,
-    token: Option<&Token<'_>>,
+    token: Option<&Verified<'_>>,
     now: u64,
 ) -> Response<Body> {
     let mut response = empty(StatusCode::OK);
@@ -238,12 +254,9 @@ fn accel_response(
             HeaderValue::from_static(if buffering { "yes" } else { "no" }),
         );
     }
-    // nginx may cache the redirect response; never for longer than the token lives.
-    let remaining = token.map_or(u64::MAX, |token| token.expires.saturating_sub(now));
-    let expires = accel.max_expires.min(remaining);
-    if expires > 0 {
-        headers.insert(ACCEL_EXPIRES, HeaderValue::from(expires));
-    }
+    // A cache in front may reuse the redirect answer: never past the token's life, and never
+    // for an IP-bound token, whose answer depends on the client (the same rule as auth mode).
+    cache_headers(&mut response, token, accel, now);
     response
 }
 

@@ -41,7 +41,8 @@ pub enum Reason {
     UntrustedPeer,
     /// A required header is missing, duplicated or unreadable.
     BadRequest,
-    /// `X-Original-Host` is not a configured media host.
+    /// `X-Mediagate-Server-Name` (nginx `$server_name`) is not a configured media host, or no
+    /// site refreshes through the session server that forwarded a refresh.
     UnknownHost,
     /// A freshly refreshed token failed again: stop instead of redirecting forever.
     RefreshLoop,

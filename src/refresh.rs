@@ -2,23 +2,29 @@
 //!
 //! nginx on the session domain first asks the application whether the logged-in user may see
 //! the path (`auth_request`); only then does it forward the request here, with the internal
-//! secret and the application's optional narrowing ("grant") headers. We re-derive the media
-//! path from the refresh URL, check the signed `state` the media side issued for exactly that
-//! path, mint a token and send the browser back. Every redirect target is assembled from
-//! configuration and the canonical path: nothing from the request is copied into a URL.
+//! secret, the name of its `server { }` block, the path the application was asked about and the
+//! application's optional narrowing ("grant") headers. We re-derive the media path from the
+//! refresh URL, check the signed `state` the media side issued for exactly that path and site,
+//! check that the session server forwarding it is that site's, mint a token and send the
+//! browser back. Every redirect target is assembled from configuration and the canonical path:
+//! nothing from the request is copied into a URL.
+//!
+//! Nothing of the state is read before its tag is checked: the site is found from the
+//! forwarding server and the refresh URL's path, and the state must then verify for it.
 
 use crate::config::{Config, Duration, Site};
-use crate::mint::{mint, MintRequest};
+use crate::keys::Key;
 use crate::path;
 use crate::reason::Reason;
-use crate::token::{self, Purpose, RefreshMarker, Request, TokenBuf};
+use crate::token::{self, Claims, Purpose, RefreshMarker, Request, Scope, TokenBuf};
 
 /// What the application said, beyond "yes" (all optional, all can only narrow).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Grant<'a> {
     /// Shorter lifetime (`600`, `10m`).
     pub ttl: Option<&'a str>,
-    /// A prefix (containing the path) the token may cover instead of the one file.
+    /// A folder containing the path, in the same decoded form as `X-Media-Path`, ending in
+    /// `/`, which the token may cover instead of the one file.
     pub prefix: Option<&'a str>,
     /// Subject / user recorded in the token for audit.
     pub subject: Option<&'a str>,
@@ -33,13 +39,18 @@ pub struct RefreshTarget<'c> {
     pub path: String,
     /// The state's marker (attempt, chain start).
     pub marker: RefreshMarker,
+    /// The key that signed the state: the media side knows it, so tokens minted with it can
+    /// always be verified there (a refresh can never loop on `unknown_key`).
+    key: &'c Key,
     /// The state string (validated).
     state: String,
 }
 
-/// Checks the refresh URL `uri` (the session domain's raw `$request_uri`).
+/// Checks the refresh URL `uri` (the session domain's raw `$request_uri`), forwarded by the
+/// session `server { }` named `server_name` (nginx's `$server_name`).
 pub fn check_target<'c>(
     config: &'c Config,
+    server_name: &str,
     uri: &str,
     now: u64,
 ) -> Result<RefreshTarget<'c>, Reason> {
@@ -48,23 +59,55 @@ pub fn check_target<'c>(
         .map_err(|()| Reason::BadState)?
         .filter(|state| !state.is_empty())
         .ok_or(Reason::BadState)?;
-    // The site id is read before the MAC is checked only to find which refresh_path to strip;
-    // the state is then verified for exactly that path and must name the same site.
-    let site_id = {
-        let mut buf = TokenBuf::new();
-        let unverified = token::decode(state, &mut buf).map_err(|_| Reason::BadState)?;
-        unverified.subject.ok_or(Reason::BadState)?.to_owned()
-    };
-    let site = config.site_by_id(&site_id).ok_or(Reason::BadState)?;
-    let refresh = site.refresh.as_ref().ok_or(Reason::BadState)?;
-    let media_raw = raw_path
-        .strip_prefix(refresh.refresh_path.as_str())
-        .filter(|rest| rest.starts_with('/'))
-        .ok_or(Reason::BadPath)?;
-    let canonical = path::canonicalize(media_raw).map_err(|_| Reason::BadPath)?;
+    // Sites refreshing through this session server whose refresh location the URL is in.
+    // Usually one; several sites may share a session domain and even a refresh path, and the
+    // state, signed for one site id, decides between them.
+    let mut reason = Reason::UnknownHost;
+    for site in &config.sites {
+        let Some(refresh) = site.refresh.as_ref() else {
+            continue;
+        };
+        if !refresh.session_host.eq_ignore_ascii_case(server_name) {
+            continue;
+        }
+        let Some(media_raw) = raw_path
+            .strip_prefix(refresh.refresh_path.as_str())
+            .filter(|rest| rest.starts_with('/'))
+        else {
+            reason = Reason::BadPath;
+            continue;
+        };
+        let Ok(canonical) = path::canonicalize(media_raw) else {
+            reason = Reason::BadPath;
+            continue;
+        };
+        match verify_state(config, site, state, &canonical, now) {
+            Ok((marker, key)) => {
+                return Ok(RefreshTarget {
+                    site,
+                    path: canonical.into_owned(),
+                    marker,
+                    key,
+                    state: state.to_owned(),
+                })
+            }
+            Err(denied) => reason = denied,
+        }
+    }
+    Err(reason)
+}
+
+/// Verifies `state` as this side's refresh state for `site` and `canonical`.
+fn verify_state<'c>(
+    config: &'c Config,
+    site: &Site,
+    state: &str,
+    canonical: &str,
+    now: u64,
+) -> Result<(RefreshMarker, &'c Key), Reason> {
     let mut buf = TokenBuf::new();
     let request = Request {
-        path: &canonical,
+        path: canonical,
         method: "GET",
         host: None,
         client_ip: None,
@@ -86,52 +129,56 @@ pub fn check_target<'c>(
     if marker.attempt > config.refresh.max_attempts {
         return Err(Reason::RefreshLoop);
     }
-    Ok(RefreshTarget {
-        site,
-        path: canonical.into_owned(),
-        marker,
-        state: state.to_owned(),
-    })
+    let key = config.keys.get(verified.kid).ok_or(Reason::BadState)?;
+    Ok((marker, key))
 }
 
 /// Mints a fresh token for an approved refresh and returns the media URL to redirect to.
+///
+/// `approved` is the path the application was asked about (`X-Media-Path`, as nginx decoded
+/// it): it must be exactly the path minted, byte for byte.
 pub fn approve(
     config: &Config,
     target: &RefreshTarget<'_>,
+    approved: &str,
     grant: Grant<'_>,
     now: u64,
 ) -> Result<String, Reason> {
+    if approved.as_bytes() != target.path.as_bytes() {
+        return Err(Reason::BadPath);
+    }
     let mut ttl = config.refresh.token_ttl;
     if let Some(granted) = grant.ttl {
         let granted = Duration::parse(granted).map_err(|_| Reason::BadRequest)?.0;
+        if granted == 0 {
+            return Err(Reason::BadRequest);
+        }
         ttl = ttl.min(granted);
     }
-    let prefix = match grant.prefix {
-        Some(raw) => {
-            let prefix = path::canonical_prefix(raw).map_err(|_| Reason::BadRequest)?;
-            if !path::is_within(&target.path, &prefix) {
+    // The grant is already decoded (the application read it from X-Media-Path): taken as
+    // is, never decoded again, and refused unless it is a canonical folder.
+    let scope = match grant.prefix {
+        Some(prefix) if prefix.ends_with('/') && path::is_canonical(prefix) => {
+            if !path::is_within(&target.path, prefix) {
                 return Err(Reason::OutOfScope);
             }
-            Some(prefix)
+            Scope::Prefix(prefix.to_owned())
         }
-        None => None,
+        Some(_) => return Err(Reason::BadRequest),
+        None => Scope::Exact(target.path.clone()),
     };
-    let request = MintRequest {
-        prefix: prefix.is_some(),
-        path: prefix.unwrap_or_else(|| target.path.clone()),
-        ttl: Some(ttl),
+    let claims = Claims {
         host: Some(target.site.media_host.clone()),
         subject: grant.subject.map(str::to_owned),
         refresh: Some(target.marker),
-        ..MintRequest::default()
+        ..Claims::download(scope, now + ttl)
     };
-    let minted = mint(config, &request, now).map_err(|_| Reason::BadRequest)?;
+    let token = token::sign(&claims, target.key).map_err(|_| Reason::BadRequest)?;
     Ok(format!(
-        "{}{}?{}={}",
+        "{}{}?{}={token}",
         target.site.media_origin,
         path::encode_path(&target.path),
         config.token.param,
-        minted.token
     ))
 }
 

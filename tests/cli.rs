@@ -115,7 +115,7 @@ fn default_serve_accepts_what_default_sign_prints() {
     let headers = [
         ("X-Original-URI", uri),
         ("X-Original-Method", "GET"),
-        ("X-Original-Host", "media.localhost"),
+        ("X-Mediagate-Server-Name", "media.localhost"),
         ("X-Real-IP", "127.0.0.1"),
     ];
     let response = request(&verify, "GET", "mediagate", "/auth", &headers);

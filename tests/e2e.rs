@@ -528,12 +528,13 @@ fn refresh_endpoint_cannot_be_used_without_nginx_and_the_app() {
 
 #[test]
 fn refresh_loop_is_cut_with_a_clear_403() {
-    // The session side signs with a key the media side does not know: every refreshed token
-    // is refused again, which without loop detection would bounce the browser forever.
+    // The session side's clock runs two hours behind (faketime): every token it mints has
+    // expired by the media side's clock, which without loop detection would bounce the
+    // browser forever.
     let stack = Stack::start_with(
         "loop",
         Options {
-            session_side_signs_with_unknown_key: true,
+            session_clock_offset: Some("-2h"),
             ..Options::default()
         },
     );
@@ -545,6 +546,7 @@ fn refresh_loop_is_cut_with_a_clear_403() {
     let statuses = statuses(&hops);
     // media 302 -> refresh 302 -> media 302 (attempt 2) -> refresh 302 -> media 403.
     assert_eq!(statuses, [302, 302, 302, 302, 403], "{hops:#?}");
+    assert_eq!(hops[2].header("x-mediagate-reason"), Some("expired"));
     let last = hops.last().unwrap();
     assert_eq!(last.header("x-mediagate-reason"), Some("refresh_loop"));
     assert_eq!(last.header("cache-control"), Some("no-store"));
@@ -594,20 +596,26 @@ fn app_grants_narrow_the_token() {
 }
 
 #[test]
-fn unknown_media_host_is_denied() {
-    let stack = stack_with_files("unknownhost");
-    let url = stack.sign("/media/report.pdf");
-    let response = request(
-        &stack.socket("media.sock"),
-        "GET",
-        "evil.localhost",
-        &url,
-        &[],
+fn media_server_that_names_no_site_is_denied() {
+    // The site comes from the media server block's configured name ($server_name): a server
+    // whose name is not a configured media host decides nothing, whatever the client's Host.
+    let stack = Stack::start_with(
+        "unknownhost",
+        Options {
+            nginx_edits: vec![(
+                "server_name media.localhost;".into(),
+                "server_name media.unconfigured.localhost;".into(),
+            )],
+            ..Options::default()
+        },
     );
-    // nginx routes an unknown Host to the default (first) server, the media server; mediagate
-    // must still refuse because the host is not a configured media host.
-    assert_eq!(response.status, 403);
-    assert_eq!(response.header("x-mediagate-reason"), Some("unknown_host"));
+    stack.dir.write("files/media/report.pdf", PDF);
+    let url = stack.sign("/media/report.pdf");
+    for host in [MEDIA_HOST, "evil.localhost"] {
+        let response = request(&stack.socket("media.sock"), "GET", host, &url, &[]);
+        assert_eq!(response.status, 403, "{host}");
+        assert_eq!(response.header("x-mediagate-reason"), Some("unknown_host"));
+    }
 }
 
 #[test]

@@ -633,7 +633,7 @@ fn refresh_redirect_is_never_issued_for_a_path_the_session_side_rejects() {
     let request = MediaRequest {
         uri: &raw,
         method: "GET",
-        host: "media.example.org",
+        server_name: "media.example.org",
         client_ip: None,
     };
     match gate::decide(&config, &request, &mut buf, NOW) {
@@ -641,10 +641,10 @@ fn refresh_redirect_is_never_issued_for_a_path_the_session_side_rejects() {
             let uri = location
                 .strip_prefix("https://www.example.org")
                 .expect("refresh goes to the session origin");
-            let checked = refresh::check_target(&config, uri, NOW).map(|_| ());
+            let checked = refresh::check_target(&config, "www.example.org", uri, NOW).map(|_| ());
             assert_eq!(checked, Ok(()), "refresh URL of {} bytes", uri.len());
         }
-        Outcome::Deny(_) => {}
+        Outcome::Deny { .. } => {}
         Outcome::Allow { .. } => panic!("untokened request allowed"),
     }
 }

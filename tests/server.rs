@@ -106,7 +106,7 @@ public_prefixes = ["/media/public/"]
         self.auth(&[
             ("X-Original-URI", uri),
             ("X-Original-Method", "GET"),
-            ("X-Original-Host", "media.example.org"),
+            ("X-Mediagate-Server-Name", "media.example.org"),
             ("X-Real-IP", ip),
         ])
     }
@@ -224,7 +224,7 @@ fn missing_or_duplicated_original_headers_are_denied() {
     let full = [
         ("X-Original-URI", uri.as_str()),
         ("X-Original-Method", "GET"),
-        ("X-Original-Host", "media.example.org"),
+        ("X-Mediagate-Server-Name", "media.example.org"),
         ("X-Real-IP", "127.0.0.1"),
     ];
     assert_eq!(server.auth(&full).status, 204);
@@ -415,7 +415,7 @@ fn graceful_shutdown_finishes_the_request_in_flight() {
     thread::sleep(Duration::from_millis(200));
     // ...is still answered, and the connection is then closed.
     stream
-        .write_all(b"X-Original-Method: GET\r\nX-Original-Host: media.example.org\r\nX-Real-IP: 127.0.0.1\r\n\r\n")
+        .write_all(b"X-Original-Method: GET\r\nX-Mediagate-Server-Name: media.example.org\r\nX-Real-IP: 127.0.0.1\r\n\r\n")
         .unwrap();
     let response = read_response(&mut stream);
     assert_eq!(response.status, 204);

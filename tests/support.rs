@@ -24,6 +24,10 @@ use mediagate::mint::{mint, MintRequest};
 
 pub const MEDIA_HOST: &str = "media.localhost";
 pub const WWW_HOST: &str = "www.localhost";
+/// The second site of [`Options::second_site`]: everything below `/media/` is public there.
+pub const MEDIA_B_HOST: &str = "media-b.localhost";
+/// The second site's session domain (same application, same internal secret).
+pub const WWW_B_HOST: &str = "www-b.localhost";
 
 /// A world-readable temporary directory (nginx workers run as `nobody`), removed on drop.
 pub struct TempDir(PathBuf);
@@ -143,6 +147,34 @@ fn wait_for_socket(path: &Path, process: &mut Process, what: &str) {
     );
 }
 
+fn wait_for_tcp(port: u16, process: &mut Process, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < deadline {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        if let Ok(Some(status)) = process.child.try_wait() {
+            panic!("{what} exited with {status}:\n{}", process.log_text());
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    panic!(
+        "{what} did not listen on 127.0.0.1:{port}:\n{}",
+        process.log_text()
+    );
+}
+
+/// A free loopback TCP port: bound to port 0 and released. The kernel hands ephemeral ports
+/// out in turn, so another process taking it before the server binds is unlikely, and would
+/// fail the test loudly (the server cannot bind), never silently.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// A random secret in base64.
 pub fn random_secret() -> String {
     Secret::generate().unwrap().to_base64()
@@ -160,7 +192,59 @@ pub struct Options {
     /// Run a second mediagate for the session domain whose signing key the media side does
     /// not know (a key mismatch between the two sides).
     pub session_side_signs_with_unknown_key: bool,
+    /// Run a second mediagate for the session domain, with the same keys, whose clock runs
+    /// this much behind (a `faketime` offset such as `-2h`): every token it mints has expired
+    /// by the media side's clock.
+    pub session_clock_offset: Option<&'static str>,
+    /// Configure a second site, `b` ([`MEDIA_B_HOST`] with session domain [`WWW_B_HOST`],
+    /// `/media/` public), with its own media and session `server { }` blocks in nginx on
+    /// `media-b.localhost.sock` and `www-b.localhost.sock`, sharing files, application and
+    /// internal secret with the first.
+    pub second_site: bool,
+    /// Put mediagate's verify listener and a second listener of nginx's media server on
+    /// loopback TCP (free ports), so `X-Real-IP` is a real address and `server.trusted_peers`
+    /// applies. The Unix sockets stay as well.
+    pub tcp: bool,
+    /// Extra lines for mediagate's `[server]` section (e.g. `trusted_peers = [...]`).
+    pub server_config: String,
 }
+
+/// mediagate's `[[sites]]` entry for [`Options::second_site`].
+const SECOND_SITE_TOML: &str = r#"
+[[sites]]
+id = "b"
+media_origin = "http://media-b.localhost"
+session_origin = "http://www-b.localhost"
+login_url = "http://www-b.localhost/login"
+public_prefixes = ["/media/"]
+"#;
+
+/// The nginx `server { }` blocks of [`Options::second_site`], inserted before the first
+/// site's session server. `{d}` is the stack directory, `{secret}` the internal secret.
+const SECOND_SITE_NGINX: &str = r#"
+    server {
+        listen unix:{d}/media-b.localhost.sock;
+        server_name media-b.localhost;
+        error_log stderr crit;
+        access_log access.log mediagate;
+        include mediagate/media-auth.conf;
+        location /media/ {
+            include mediagate/protect.conf;
+            root {d}/files;
+        }
+    }
+    server {
+        listen unix:{d}/www-b.localhost.sock;
+        server_name www-b.localhost;
+        set $mediagate_secret "{secret}";
+        set $mediagate_app_check /media-access;
+        include mediagate/session-refresh.conf;
+        location / {
+            proxy_pass http://mediagate_app;
+        }
+    }
+
+    # ---- session domain"#;
 
 /// mediagate's configuration for a stack; `prefix` names the socket files.
 fn mediagate_toml(
@@ -169,12 +253,13 @@ fn mediagate_toml(
     keys: &str,
     internal_secret: &str,
     extra: &str,
+    server: &str,
 ) -> String {
     format!(
         r#"[server]
-listen = "unix:{dir}/{prefix}verify.sock"
 internal_listen = "unix:{dir}/{prefix}internal.sock"
 shutdown_grace = "5s"
+{server}
 
 [keys]
 dev_key = false
@@ -205,6 +290,8 @@ pub struct Stack {
     pub nginx: Process,
     pub mediagate: Process,
     pub session_mediagate: Option<Process>,
+    /// With [`Options::tcp`]: mediagate's verify port and nginx's media TCP port.
+    pub tcp_ports: Option<(u16, u16)>,
 }
 
 impl Stack {
@@ -217,24 +304,62 @@ impl Stack {
         let internal_secret = random_secret();
         let (k1, k2) = (random_secret(), random_secret());
         let keys = format!("signing = \"k2\"\n[keys.secrets]\nk1 = \"{k1}\"\nk2 = \"{k2}\"");
-        let config_text = mediagate_toml(&dir, "", &keys, &internal_secret, &options.extra_config);
+        let mut extra_config = options.extra_config.clone();
+        let mut nginx_edits = options.nginx_edits.clone();
+        if options.second_site {
+            extra_config.push_str(SECOND_SITE_TOML);
+            let servers = SECOND_SITE_NGINX
+                .replace("{d}", &dir.path().display().to_string())
+                .replace("{secret}", &internal_secret);
+            nginx_edits.push(("\n    # ---- session domain".into(), servers));
+        }
+        let d = dir.path().display().to_string();
+        let mut server = options.server_config.clone();
+        let media_tcp = if options.tcp {
+            let (verify_port, media_port) = (free_port(), free_port());
+            server.push_str(&format!("\nlisten = \"127.0.0.1:{verify_port}\"\n"));
+            nginx_edits.push((
+                format!("server unix:{d}/verify.sock;"),
+                format!("server 127.0.0.1:{verify_port};"),
+            ));
+            nginx_edits.push((
+                format!("listen unix:{d}/media.sock;"),
+                format!("listen unix:{d}/media.sock;\n        listen 127.0.0.1:{media_port};"),
+            ));
+            Some((verify_port, media_port))
+        } else {
+            server.push_str(&format!("\nlisten = \"unix:{d}/verify.sock\"\n"));
+            None
+        };
+        let config_text = mediagate_toml(&dir, "", &keys, &internal_secret, &extra_config, &server);
         let config_path = dir.write("mediagate.toml", config_text);
         let config = mediagate::config::load(Some(&config_path))
             .unwrap_or_else(|error| panic!("test configuration is invalid: {error}"));
         let app = TestApp::start(&dir.path().join("app.sock"));
-        let mediagate = start_mediagate(&dir, &config_path, "");
-        let mut nginx_edits = options.nginx_edits.clone();
-        let session_mediagate = if options.session_side_signs_with_unknown_key {
-            // A second instance for the session domain: it can verify the media side's
-            // states (k2) but signs with k3, which the media side has never heard of.
-            let k3 = random_secret();
-            let keys = format!("signing = \"k3\"\n[keys.secrets]\nk2 = \"{k2}\"\nk3 = \"{k3}\"");
+        let mediagate = start_mediagate(&dir, &config_path, "", media_tcp.map(|ports| ports.0));
+        let session_side = match options.session_clock_offset {
+            _ if options.session_side_signs_with_unknown_key => {
+                // It can verify the media side's states (k2) but signs with k3, which the
+                // media side has never heard of.
+                let k3 = random_secret();
+                Some((
+                    format!("signing = \"k3\"\n[keys.secrets]\nk2 = \"{k2}\"\nk3 = \"{k3}\""),
+                    None,
+                ))
+            }
+            Some(offset) => Some((keys.clone(), Some(offset))),
+            None => None,
+        };
+        let session_mediagate = if let Some((keys, clock_offset)) = session_side {
+            // A second instance for the session domain.
+            let session_server = format!("listen = \"unix:{d}/session-verify.sock\"");
             let text = mediagate_toml(
                 &dir,
                 "session-",
                 &keys,
                 &internal_secret,
-                &options.extra_config,
+                &extra_config,
+                &session_server,
             );
             let path = dir.write("session-mediagate.toml", text);
             nginx_edits.push((
@@ -244,7 +369,13 @@ impl Stack {
                     dir.path().display()
                 ),
             ));
-            Some(start_mediagate(&dir, &path, "session-"))
+            Some(start_mediagate_with_clock(
+                &dir,
+                &path,
+                "session-",
+                None,
+                clock_offset,
+            ))
         } else {
             None
         };
@@ -257,6 +388,7 @@ impl Stack {
             nginx,
             mediagate,
             session_mediagate,
+            tcp_ports: media_tcp,
         }
     }
 
@@ -278,6 +410,19 @@ impl Stack {
         self.dir.path().join(name)
     }
 
+    /// The nginx socket serving `host`; panics for a host no server of this stack serves (a
+    /// redirect there would leave the configured hosts).
+    pub fn socket_for_host(&self, host: &str) -> PathBuf {
+        match host {
+            MEDIA_HOST => self.socket("media.sock"),
+            WWW_HOST => self.socket("www.sock"),
+            MEDIA_B_HOST | WWW_B_HOST if self.socket(&format!("{host}.sock")).exists() => {
+                self.socket(&format!("{host}.sock"))
+            }
+            other => panic!("no server of this stack serves {other:?}"),
+        }
+    }
+
     /// GET (or another method) on the media domain through nginx.
     pub fn media(&self, method: &str, path_and_query: &str) -> Response {
         request(
@@ -296,13 +441,9 @@ impl Stack {
         let mut url = url.to_owned();
         for _ in 0..10 {
             let (host, path_and_query) = split_url(&url);
-            let socket = match host.as_str() {
-                MEDIA_HOST => self.socket("media.sock"),
-                WWW_HOST => self.socket("www.sock"),
-                other => panic!("redirected to an unexpected host {other:?} ({url})"),
-            };
+            let socket = self.socket_for_host(&host);
             let cookie_header = match (host.as_str(), cookie) {
-                (WWW_HOST, Some(cookie)) => vec![("Cookie", cookie)],
+                (WWW_HOST | WWW_B_HOST, Some(cookie)) => vec![("Cookie", cookie)],
                 _ => vec![],
             };
             let response = request(&socket, "GET", &host, &path_and_query, &cookie_header);
@@ -318,9 +459,36 @@ impl Stack {
     }
 }
 
-fn start_mediagate(dir: &TempDir, config_path: &Path, prefix: &str) -> Process {
+fn start_mediagate(
+    dir: &TempDir,
+    config_path: &Path,
+    prefix: &str,
+    verify_port: Option<u16>,
+) -> Process {
+    start_mediagate_with_clock(dir, config_path, prefix, verify_port, None)
+}
+
+/// Starts mediagate, under `faketime -f OFFSET` when a clock offset is given (a real skewed
+/// clock, no test hook in the binary; `scripts/test.sh` installs faketime).
+fn start_mediagate_with_clock(
+    dir: &TempDir,
+    config_path: &Path,
+    prefix: &str,
+    verify_port: Option<u16>,
+    clock_offset: Option<&str>,
+) -> Process {
     let log = dir.path().join(format!("{prefix}mediagate.log"));
-    let child = Command::new(env!("CARGO_BIN_EXE_mediagate"))
+    let binary = env!("CARGO_BIN_EXE_mediagate");
+    let mut command = match clock_offset {
+        Some(offset) => {
+            let mut command = Command::new("faketime");
+            // -m: the multi-threaded libfaketime, for tokio's worker threads.
+            command.args(["-m", "-f", offset, binary]);
+            command
+        }
+        None => Command::new(binary),
+    };
+    let child = command
         .arg("--config")
         .arg(config_path)
         .arg("serve")
@@ -329,13 +497,18 @@ fn start_mediagate(dir: &TempDir, config_path: &Path, prefix: &str) -> Process {
         .stdout(Stdio::null())
         .stderr(fs::File::create(&log).unwrap())
         .spawn()
-        .expect("cannot start mediagate");
+        .unwrap_or_else(|error| {
+            panic!("cannot start mediagate ({error}); a clock offset needs faketime (scripts/test.sh installs it)")
+        });
     let mut process = Process { child, log };
-    wait_for_socket(
-        &dir.path().join(format!("{prefix}verify.sock")),
-        &mut process,
-        "mediagate",
-    );
+    match verify_port {
+        Some(port) => wait_for_tcp(port, &mut process, "mediagate"),
+        None => wait_for_socket(
+            &dir.path().join(format!("{prefix}verify.sock")),
+            &mut process,
+            "mediagate",
+        ),
+    }
     wait_for_socket(
         &dir.path().join(format!("{prefix}internal.sock")),
         &mut process,
@@ -474,6 +647,19 @@ pub fn request(
     request_raw(socket, raw.as_bytes(), method == "HEAD")
 }
 
+/// Sends one request to a loopback TCP port and reads the whole response.
+pub fn request_tcp(port: u16, method: &str, host: &str, target: &str) -> Response {
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let raw = format!("{method} {target} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    stream.write_all(raw.as_bytes()).unwrap();
+    let mut bytes = Vec::new();
+    stream.read_to_end(&mut bytes).unwrap();
+    parse_response(&bytes, method == "HEAD")
+}
+
 /// Sends raw bytes and parses the response.
 pub fn request_raw(socket: &Path, raw: &[u8], head: bool) -> Response {
     let mut stream = UnixStream::connect(socket)
@@ -543,8 +729,8 @@ pub fn split_url(url: &str) -> (String, String) {
 
 /// The stand-in application: `/media-access` decides by cookie, `/login` is a login page.
 ///
-/// - `session=alice`: may see everything; folders under `/media/hls/` are granted as a
-///   prefix; paths containing `short` get a 60 s grant.
+/// - `session=alice`: may see everything; folders under `/media/hls/` and `/media/50%/` are
+///   granted as a prefix; paths containing `short` get a 60 s grant.
 /// - `session=mallory`: logged in but may see nothing (403).
 /// - no session: 401.
 pub struct TestApp {
@@ -622,8 +808,11 @@ fn app_decide(
     match cookie {
         "session=alice" => {
             let mut grant = vec![("X-Mediagate-Grant-Subject", "alice".to_owned())];
-            if media_path.starts_with("/media/hls/") {
-                grant.push(("X-Mediagate-Grant-Prefix", "/media/hls/".to_owned()));
+            // Folders granted whole, named as the application sees paths: decoded.
+            for folder in ["/media/hls/", "/media/50%/"] {
+                if media_path.starts_with(folder) {
+                    grant.push(("X-Mediagate-Grant-Prefix", folder.to_owned()));
+                }
             }
             if media_path.contains("short") {
                 grant.push(("X-Mediagate-Grant-Ttl", "60".to_owned()));

@@ -4,9 +4,11 @@
 //! - `paths`: hostile request paths and canonicaliser properties.
 //! - `server`: the server in-process on pre-bound TCP listeners (no nginx needed).
 //! - `e2e`: real nginx + real mediagate over real HTTP (needs nginx; see `support`).
+//! - `edges`: the trust boundaries at the edges (issue 8), through real nginx.
 
 mod cli;
 mod e2e;
+mod edges;
 mod paths;
 mod server;
 mod support;

@@ -179,7 +179,7 @@ pub struct Site {
     pub id: String,
     /// `scheme://host[:port]` of the media domain.
     pub media_origin: String,
-    /// Lower-case host name matched against `X-Original-Host` (nginx `$host`: no port).
+    /// Lower-case host name matched against `X-Mediagate-Server-Name` (nginx `$server_name`).
     pub media_host: String,
     /// Refresh settings, when the site has a session domain.
     pub refresh: Option<SiteRefresh>,
@@ -192,6 +192,9 @@ pub struct Site {
 pub struct SiteRefresh {
     /// `scheme://host[:port]` of the session domain.
     pub session_origin: String,
+    /// Lower-case host of `session_origin`: the session `server { }` (nginx `$server_name`)
+    /// that may forward this site's refreshes.
+    pub session_host: String,
     /// Canonical refresh location path, no trailing slash.
     pub refresh_path: String,
     /// Absolute login URL.
@@ -201,7 +204,8 @@ pub struct SiteRefresh {
 }
 
 impl Config {
-    /// The site whose media host is `host` (case-insensitive).
+    /// The site whose media host is `host` (case-insensitive): nginx's `$server_name` of the
+    /// media `server { }`.
     pub fn site_for_host(&self, host: &str) -> Option<&Site> {
         self.sites
             .iter()
@@ -473,7 +477,7 @@ fn validate_site(raw: &raw::RawSite) -> Result<Site, String> {
     let refresh = match &raw.session_origin {
         None => None,
         Some(origin) => {
-            let (session_origin, _) =
+            let (session_origin, session_host) =
                 parse_origin(origin).map_err(|e| format!("session_origin: {e}"))?;
             let refresh_path = raw.refresh_path.trim_end_matches('/');
             if refresh_path.is_empty()
@@ -496,6 +500,7 @@ fn validate_site(raw: &raw::RawSite) -> Result<Site, String> {
             };
             Some(SiteRefresh {
                 session_origin,
+                session_host,
                 refresh_path: refresh_path.to_owned(),
                 login_url,
                 login_param: raw.login_param.clone(),

@@ -14,8 +14,12 @@ use crate::reason::Reason;
 pub const ORIGINAL_URI: HeaderName = HeaderName::from_static("x-original-uri");
 /// `X-Original-Method`: nginx `$request_method` (the auth subrequest itself is always GET).
 pub const ORIGINAL_METHOD: HeaderName = HeaderName::from_static("x-original-method");
-/// `X-Original-Host`: nginx `$host`.
-pub const ORIGINAL_HOST: HeaderName = HeaderName::from_static("x-original-host");
+/// `X-Mediagate-Server-Name`: nginx `$server_name`, the `server { }` block that took the
+/// request. It selects the site; it is configuration, unlike `$host`, which the client types.
+pub const SERVER_NAME: HeaderName = HeaderName::from_static("x-mediagate-server-name");
+/// `X-Mediagate-Approved-Path`: on the session domain, the media path nginx asked the
+/// application about (`X-Media-Path`); the refresh mints for exactly this path.
+pub const APPROVED_PATH: HeaderName = HeaderName::from_static("x-mediagate-approved-path");
 /// `X-Real-IP`: nginx `$remote_addr`.
 pub const REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 
@@ -50,7 +54,7 @@ pub fn media_request<'h>(
         Some(method) => method,
         None => single(headers, &ORIGINAL_METHOD)?,
     };
-    let host = single(headers, &ORIGINAL_HOST)?;
+    let server_name = single(headers, &SERVER_NAME)?;
     let client_ip = match single(headers, &REAL_IP)?.trim() {
         // nginx's $remote_addr on a Unix-socket listener: no address, so IP-bound tokens
         // fail closed with `ip`, everything else works.
@@ -60,7 +64,7 @@ pub fn media_request<'h>(
     Ok(MediaRequest {
         uri,
         method,
-        host,
+        server_name,
         client_ip,
     })
 }

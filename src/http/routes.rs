@@ -10,7 +10,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 
-use super::original::{self, ORIGINAL_URI};
+use super::original::{self, APPROVED_PATH, ORIGINAL_URI, SERVER_NAME};
 use super::{App, Role};
 use crate::audit;
 use crate::clock;
@@ -107,7 +107,7 @@ fn media(app: &App, mode: Mode, trusted: bool, request: &Request<Incoming>) -> R
     let verdict = match outcome {
         Outcome::Allow { .. } => Verdict::Allow,
         Outcome::Refresh { .. } => Verdict::Refresh,
-        Outcome::Deny(_) => Verdict::Deny,
+        Outcome::Deny { .. } => Verdict::Deny,
     };
     app.metrics.media(mode, verdict, outcome.reason());
     if config.log.audit {
@@ -125,43 +125,46 @@ fn media(app: &App, mode: Mode, trusted: bool, request: &Request<Incoming>) -> R
 
 /// `/refresh`: mint for a path the application approved, redirect back to the media domain.
 fn refresh_endpoint(app: &App, trusted: bool, request: &Request<Incoming>) -> Response<Body> {
-    let result = refresh_location(app, trusted, request);
+    let mut logged = RefreshLog::default();
+    let result = refresh_location(app, trusted, request, &mut logged);
     app.metrics
         .refresh(result.as_ref().map(|_| ()).map_err(|reason| *reason));
-    let uri_for_log = original::single(request.headers(), &ORIGINAL_URI)
-        .map(|uri| crate::path::split_uri(uri).0)
-        .ok();
+    let (status, reason) = match &result {
+        Ok(_) => (StatusCode::FOUND, None),
+        Err(reason) => (StatusCode::FORBIDDEN, Some(*reason)),
+    };
+    if app.config.log.audit {
+        audit::emit(|line| {
+            line.str("endpoint", Some("refresh"))
+                .str(
+                    "decision",
+                    Some(if reason.is_some() { "deny" } else { "minted" }),
+                )
+                .str("reason", reason.map(Reason::as_str))
+                .num("status", status.as_u16().into())
+                .str("site", logged.site)
+                .str("path", logged.path.as_deref());
+        });
+    }
     match result {
-        Ok(location) => {
-            if app.config.log.audit {
-                audit::emit(|line| {
-                    line.str("endpoint", Some("refresh"))
-                        .str("decision", Some("minted"))
-                        .str("path", uri_for_log)
-                        .num("status", 302);
-                });
-            }
-            decision::redirect(StatusCode::FOUND, &location, None)
-        }
-        Err(reason) => {
-            if app.config.log.audit {
-                audit::emit(|line| {
-                    line.str("endpoint", Some("refresh"))
-                        .str("decision", Some("deny"))
-                        .str("reason", Some(reason.as_str()))
-                        .str("path", uri_for_log)
-                        .num("status", 403);
-                });
-            }
-            decision::deny(StatusCode::FORBIDDEN, reason)
-        }
+        Ok(location) => decision::redirect(status, &location, None),
+        Err(reason) => decision::deny(status, reason),
     }
 }
 
-fn refresh_location(
-    app: &App,
+/// What a refresh audit line names: the site and the media path once they are known (the
+/// refresh URL's own path and its `state` are never logged).
+#[derive(Default)]
+struct RefreshLog<'c> {
+    site: Option<&'c str>,
+    path: Option<String>,
+}
+
+fn refresh_location<'c>(
+    app: &'c App,
     trusted: bool,
     request: &Request<Incoming>,
+    logged: &mut RefreshLog<'c>,
 ) -> Result<String, Reason> {
     let config = &app.config;
     let headers = request.headers();
@@ -171,14 +174,18 @@ fn refresh_location(
         return Err(Reason::UntrustedPeer);
     }
     let uri = original::single(headers, &ORIGINAL_URI)?;
+    let server_name = original::single(headers, &SERVER_NAME)?;
+    let approved = original::single(headers, &APPROVED_PATH)?;
     let now = clock::now();
-    let target = refresh::check_target(config, uri, now)?;
+    let target = refresh::check_target(config, server_name, uri, now)?;
+    logged.site = Some(&target.site.id);
+    logged.path = Some(target.path.clone());
     let grant = Grant {
         ttl: original::optional(headers, &GRANT_TTL)?,
         prefix: original::optional(headers, &GRANT_PREFIX)?,
         subject: original::optional(headers, &GRANT_SUBJECT)?,
     };
-    refresh::approve(config, &target, grant, now)
+    refresh::approve(config, &target, approved, grant, now)
 }
 
 /// `/login`: the application said "not logged in"; send the user to its login page with the
@@ -201,7 +208,8 @@ fn login_location(
         return Err(Reason::UntrustedPeer);
     }
     let uri = original::single(request.headers(), &ORIGINAL_URI)?;
-    let target = refresh::check_target(&app.config, uri, clock::now())?;
+    let server_name = original::single(request.headers(), &SERVER_NAME)?;
+    let target = refresh::check_target(&app.config, server_name, uri, clock::now())?;
     Ok(refresh::login_location(&target))
 }
 
@@ -355,22 +363,20 @@ fn audit_media(
     verdict: Verdict,
     status: StatusCode,
 ) {
-    let (token_id, subject, site) = match outcome {
-        Outcome::Allow { token, site, .. } => (
-            token.and_then(|token| token.token_id),
-            token.and_then(|token| token.subject),
-            Some(site.id.as_str()),
-        ),
-        _ => (None, None, None),
+    let (token_id, subject) = match outcome {
+        Outcome::Allow {
+            token: Some(token), ..
+        } => (token.token_id, token.subject),
+        _ => (None, None),
     };
     audit::emit(|line| {
         line.str("mode", Some(mode.as_str()))
             .str("decision", Some(verdict.as_str()))
             .str("reason", outcome.reason().map(Reason::as_str))
             .num("status", status.as_u16().into())
-            .str("site", site)
+            .str("site", outcome.site().map(|site| site.id.as_str()))
             .str("method", Some(request.method))
-            .str("host", Some(request.host))
+            .str("server_name", Some(request.server_name))
             // Never the query: that is where the token is.
             .str("path", Some(crate::path::split_uri(request.uri).0))
             .str("token_id", token_id)

@@ -16,7 +16,7 @@ pub mod verify;
 pub mod wire;
 
 pub use fields::{IpNet, Methods, RefreshMarker};
-pub use verify::{verify, Denied, Limits, Request};
+pub use verify::{verify, Authentic, Denied, Limits, Request, Verified};
 pub use wire::{decode, is_kid, Claims, Malformed, Scope, Token, TokenBuf};
 
 use crate::keys::Key;

@@ -3,12 +3,20 @@
 //!
 //! Order: structure, purpose, key, MAC, expiry, not-before, lifetime cap, host, scope, method,
 //! client IP. The MAC comes before any claim is trusted, so a reason such as `expired` is only
-//! ever reported for an authentic token (and the refresh flow may rely on its fields).
+//! ever reported for an authentic token.
+//!
+//! Trust is a type, not a convention. [`decode`] yields a [`Token`]: bytes anyone could have
+//! written. Only [`verify`] makes an [`Authentic`] (the tag matched one of our keys; its fields
+//! are what a key holder signed, though its claims may still refuse this request) or a
+//! [`Verified`] (authentic, and its claims admit this request). Decisions beyond the verdict
+//! itself (the refresh flow's loop guard, grant headers, audit fields) take one of those two,
+//! so a field of a forged or unknown-key token cannot reach them.
 
 use std::net::IpAddr;
+use std::ops::Deref;
 
 use super::wire::{decode, Token, TokenBuf};
-use super::{mac, Purpose, RefreshMarker};
+use super::{mac, Purpose};
 use crate::keys::KeyRing;
 use crate::path;
 use crate::reason::Reason;
@@ -35,17 +43,54 @@ pub struct Limits {
     pub max_lifetime: u64,
 }
 
-/// A failed verification: the reason, and the token's refresh marker when it decoded far
-/// enough to have one (authentic only for reasons checked after the MAC).
+/// A token whose tag matched one of our keys. Only [`verify`] constructs one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Denied {
+pub struct Authentic<'a>(Token<'a>);
+
+impl<'a> Authentic<'a> {
+    /// The signed fields.
+    pub fn token(&self) -> &Token<'a> {
+        &self.0
+    }
+}
+
+/// An authentic token whose claims admit the request. Only [`verify`] constructs one; it
+/// dereferences to the signed fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Verified<'a>(Token<'a>);
+
+impl<'a> Deref for Verified<'a> {
+    type Target = Token<'a>;
+
+    fn deref(&self) -> &Token<'a> {
+        &self.0
+    }
+}
+
+/// A failed verification: the reason, and the token when its tag matched one of our keys
+/// (reasons after the MAC: `expired`, `out_of_scope`, ...). For `malformed`,
+/// `wrong_purpose`, `unknown_key` and `bad_signature` nothing of the token is passed on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Denied<'a> {
     /// Why.
     pub reason: Reason,
-    /// The refresh marker, for telling a refresh loop from an old link.
-    pub refresh: Option<RefreshMarker>,
+    /// The token, if it was authentic.
+    pub authentic: Option<Authentic<'a>>,
+}
+
+impl Denied<'_> {
+    fn unauthenticated(reason: Reason) -> Self {
+        Denied {
+            reason,
+            authentic: None,
+        }
+    }
 }
 
 /// Verifies `text` for `request` at unix time `now`.
+// A denial carries the decoded token (as large as the allowed one): it lives on the stack for
+// one request, and boxing it would allocate for every expired link.
+#[allow(clippy::result_large_err)]
 pub fn verify<'a>(
     text: &str,
     buf: &'a mut TokenBuf,
@@ -54,28 +99,28 @@ pub fn verify<'a>(
     keys: &KeyRing,
     limits: Limits,
     now: u64,
-) -> Result<Token<'a>, Denied> {
-    let token = decode(text, buf).map_err(|_| Denied {
-        reason: Reason::Malformed,
-        refresh: None,
-    })?;
-    let deny = |reason| Denied {
-        reason,
-        refresh: token.refresh,
-    };
+) -> Result<Verified<'a>, Denied<'a>> {
+    let token = decode(text, buf).map_err(|_| Denied::unauthenticated(Reason::Malformed))?;
     if token.purpose != purpose {
-        return Err(deny(Reason::WrongPurpose));
+        return Err(Denied::unauthenticated(Reason::WrongPurpose));
     }
-    let key = keys.get(token.kid).ok_or(deny(Reason::UnknownKey))?;
+    let key = keys
+        .get(token.kid)
+        .ok_or(Denied::unauthenticated(Reason::UnknownKey))?;
     let bound_path = match token.prefix {
         Some(_) => None,
         None => Some(request.path),
     };
     if !mac::tag_matches(key, token.body, bound_path, token.tag) {
-        return Err(deny(Reason::BadSignature));
+        return Err(Denied::unauthenticated(Reason::BadSignature));
     }
-    check_claims(&token, request, limits, now).map_err(deny)?;
-    Ok(token)
+    match check_claims(&token, request, limits, now) {
+        Ok(()) => Ok(Verified(token)),
+        Err(reason) => Err(Denied {
+            reason,
+            authentic: Some(Authentic(token)),
+        }),
+    }
 }
 
 /// The checks after the MAC; public so `inspect` can explain a token it could not sign-check.

@@ -126,7 +126,8 @@ impl Drop for Process {
     }
 }
 
-fn wait_for_socket(path: &Path, process: &mut Process, what: &str) {
+/// Waits until `process` accepts connections on the Unix socket `path`.
+pub fn wait_for_socket(path: &Path, process: &mut Process, what: &str) {
     let deadline = Instant::now() + Duration::from_secs(15);
     while Instant::now() < deadline {
         if UnixStream::connect(path).is_ok() {
@@ -586,8 +587,31 @@ fn start_nginx(
         }
         dir.write(&format!("mediagate/{name}"), text);
     }
-    fs::create_dir_all(dir.path().join("tmp")).unwrap();
     dir.write("files/.keep", "");
+    let mut process = spawn_nginx(dir);
+    wait_for_socket(&dir.path().join("media.sock"), &mut process, "nginx");
+    wait_for_socket(&dir.path().join("www.sock"), &mut process, "nginx");
+    process
+}
+
+/// Copies the shipped snippets to `<dir>/mediagate/`, where configurations rendered into
+/// `dir` include them from.
+pub fn copy_snippets(dir: &TempDir) {
+    let snippets = Path::new(env!("CARGO_MANIFEST_DIR")).join("nginx/snippets");
+    for entry in fs::read_dir(snippets).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name().into_string().unwrap();
+        dir.write(
+            &format!("mediagate/{name}"),
+            fs::read(entry.path()).unwrap(),
+        );
+    }
+}
+
+/// Starts nginx on `<dir>/nginx.conf` (prefix `dir`, its stderr in `<dir>/nginx.log`). The
+/// caller waits for its sockets.
+pub fn spawn_nginx(dir: &TempDir) -> Process {
+    fs::create_dir_all(dir.path().join("tmp")).unwrap();
     let log = dir.path().join("nginx.log");
     let prefix = dir.path().to_str().unwrap().to_owned();
     let conf_path = format!("{prefix}/nginx.conf");
@@ -603,9 +627,21 @@ fn start_nginx(
             "cannot start nginx ({error}): these tests need a real nginx; run `bash scripts/test.sh`, which installs it"
         ),
     };
+    Process { child, log }
+}
+
+/// Starts a program with its stderr in `<dir>/<name>.log` and waits until it listens on the
+/// Unix socket `socket`.
+pub fn spawn_listening(dir: &TempDir, name: &str, command: &mut Command, socket: &Path) -> Process {
+    let log = dir.path().join(format!("{name}.log"));
+    let child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap_or_else(|error| panic!("cannot start {name}: {error}"));
     let mut process = Process { child, log };
-    wait_for_socket(&dir.path().join("media.sock"), &mut process, "nginx");
-    wait_for_socket(&dir.path().join("www.sock"), &mut process, "nginx");
+    wait_for_socket(socket, &mut process, name);
     process
 }
 

@@ -1,5 +1,6 @@
 //! mediagate's integration tests: one binary, one module per concern.
 //!
+//! - `deploy`: the Docker Compose and Kubernetes configurations, run with real nginx.
 //! - `vectors`: the token spec's test vectors, replayed in Rust and by the Python minter.
 //! - `paths`: hostile request paths and canonicaliser properties.
 //! - `server`: the server in-process on pre-bound TCP listeners (no nginx needed).
@@ -7,6 +8,7 @@
 //! - `edges`: the trust boundaries at the edges (issue 8), through real nginx.
 
 mod cli;
+mod deploy;
 mod e2e;
 mod edges;
 mod paths;

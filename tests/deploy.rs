@@ -49,8 +49,8 @@ fn yaml_block(manifest: &str, key: &str) -> String {
 struct Deployment {
     dir: TempDir,
     env: Vec<(String, String)>,
-    // Drop order: nginx first.
-    nginx: Process,
+    // Held for their Drop (which stops them), nginx first.
+    _nginx: Process,
     mediagate: Process,
 }
 
@@ -140,7 +140,7 @@ impl Deployment {
         Deployment {
             dir,
             env,
-            nginx,
+            _nginx: nginx,
             mediagate,
         }
     }

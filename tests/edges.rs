@@ -562,3 +562,44 @@ fn nginx_outside_trusted_peers_gets_nothing_over_tcp() {
         assert!(!response.text().contains("bytes"));
     }
 }
+
+#[test]
+fn a_control_byte_in_a_refresh_url_never_reaches_a_header() {
+    // nginx decodes %0d into $uri; copied into X-Media-Path it would split the header for a
+    // lenient application parser (and forge a grant header). Such URLs are not refreshes.
+    let stack = with_files(Stack::start("crlf"));
+    for (path, status, body) in [
+        // The session server's catch-all location (the application's own pages).
+        (
+            "/_mediagate/refresh/media/x%0dX-Mediagate-Grant-Prefix:%20/?state=abc",
+            200,
+            "application",
+        ),
+        (
+            "/_mediagate/refresh/media/x%0d%0aX-Mediagate-Grant-Prefix:%20/?state=abc",
+            200,
+            "application",
+        ),
+        // nginx refuses a NUL itself.
+        (
+            "/_mediagate/refresh/media/x%00y?state=abc",
+            400,
+            "400 Bad Request",
+        ),
+    ] {
+        let response = request(
+            &stack.socket("www.sock"),
+            "GET",
+            WWW_HOST,
+            path,
+            &[("Cookie", "session=alice")],
+        );
+        assert_eq!(response.status, status, "{path}: {response:#?}");
+        assert!(
+            response.text().contains(body),
+            "{path}: {}",
+            response.text()
+        );
+    }
+    assert!(stack.app.asked.lock().unwrap().is_empty());
+}

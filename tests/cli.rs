@@ -266,3 +266,59 @@ fn sign_refuses_scopes_that_could_never_match() {
         );
     }
 }
+
+/// Issue 8, item 11: `sign --help` named a `--bind-host` flag that never existed. Every
+/// `--flag` in every command's help must be a flag that command accepts.
+#[test]
+fn help_mentions_only_real_flags() {
+    let home = TempDir::new("cli-help");
+    let mut cli = <mediagate::cli::Cli as clap::CommandFactory>::command();
+    cli.build();
+    let mut commands = vec![(None, cli.clone())];
+    commands.extend(
+        cli.get_subcommands()
+            // clap's own `help` subcommand takes command names, not --help.
+            .filter(|sub| sub.get_name() != "help")
+            .map(|sub| (Some(sub.get_name().to_owned()), sub.clone())),
+    );
+    let longs = |command: &clap::Command| -> Vec<String> {
+        command
+            .get_arguments()
+            .filter_map(|arg| arg.get_long().map(|long| format!("--{long}")))
+            .collect()
+    };
+    for (name, command) in commands {
+        let mut real = longs(&command);
+        if name.is_none() {
+            // The top-level help carries each subcommand's summary, which may name its flags.
+            real.extend(command.get_subcommands().flat_map(longs));
+        }
+        let output = mediagate(&home)
+            .args(name.as_deref())
+            .arg("--help")
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{name:?} --help: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let help = stdout(&output);
+        let mentioned = help.match_indices("--").filter_map(|(at, _)| {
+            let before = help[..at].chars().next_back();
+            let flag: String = help[at + 2..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '-')
+                .collect();
+            let standalone = !before.is_some_and(|c| c.is_ascii_alphanumeric() || c == '-');
+            (standalone && !flag.is_empty()).then(|| format!("--{flag}"))
+        });
+        for flag in mentioned {
+            assert!(
+                real.contains(&flag),
+                "`mediagate {} --help` mentions {flag}, which is not one of its flags {real:?}:\n{help}",
+                name.as_deref().unwrap_or("")
+            );
+        }
+    }
+}

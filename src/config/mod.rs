@@ -243,7 +243,13 @@ pub fn load_with_env(
     file: Option<&Path>,
     vars: impl IntoIterator<Item = (OsString, OsString)>,
 ) -> Result<Config, ConfigError> {
-    let sources = sources::Sources::new(file, vars);
+    let vars: Vec<(OsString, OsString)> = vars.into_iter().collect();
+    let getenv = |name: &str| {
+        vars.iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.clone())
+    };
+    let sources = sources::Sources::new(file, vars.iter().cloned());
     let checked = sources.check();
     let mut problems = checked.problems;
     let Some(raw) = checked.raw else {
@@ -255,7 +261,7 @@ pub fn load_with_env(
     } else {
         DevKey::Skip
     };
-    match validate_with(&raw, dev_key) {
+    match validate_with(&raw, dev_key, &getenv) {
         Ok(config) if problems.is_empty() => Ok(config),
         Ok(_) => Err(ConfigError(problems)),
         Err(ConfigError(errors)) => {
@@ -274,12 +280,16 @@ enum DevKey {
     Skip,
 }
 
-/// Turns a raw configuration into a [`Config`], collecting every problem.
+/// Reads an environment variable: the process's, or the one given to [`load_with_env`].
+type Getenv<'a> = &'a dyn Fn(&str) -> Option<OsString>;
+
+/// Turns a raw configuration into a [`Config`], collecting every problem. `{ env = … }`
+/// secret sources read this process's environment.
 pub fn validate(raw: &RawConfig) -> Result<Config, ConfigError> {
-    validate_with(raw, DevKey::Create)
+    validate_with(raw, DevKey::Create, &|name| std::env::var_os(name))
 }
 
-fn validate_with(raw: &RawConfig, dev_key: DevKey) -> Result<Config, ConfigError> {
+fn validate_with(raw: &RawConfig, dev_key: DevKey, getenv: Getenv) -> Result<Config, ConfigError> {
     let mut errors = Vec::new();
     let mut check = |result: Result<(), String>| {
         if let Err(error) = result {
@@ -401,10 +411,10 @@ fn validate_with(raw: &RawConfig, dev_key: DevKey) -> Result<Config, ConfigError
         }
     }
 
-    let keys = load_keys(&raw.keys, dev_key);
+    let keys = load_keys(&raw.keys, dev_key, getenv);
     let internal_secret = match &raw.internal.secret {
         None => Ok(None),
-        Some(source) => resolve_secret(source)
+        Some(source) => resolve_secret(source, getenv)
             .and_then(|secret| {
                 if secret.expose().len() < 16 {
                     Err("must be at least 16 bytes".into())
@@ -580,6 +590,7 @@ fn validate_site(raw: &raw::RawSite) -> Result<Site, Vec<String>> {
 fn load_keys(
     raw: &raw::RawKeys,
     dev_key: DevKey,
+    getenv: Getenv,
 ) -> Result<Option<(KeyRing, KeyOrigin)>, Vec<String>> {
     if raw.secrets.is_empty() {
         if !raw.dev_key {
@@ -606,7 +617,7 @@ fn load_keys(
     let mut keys = Vec::new();
     let mut errors = Vec::new();
     for (id, source) in &raw.secrets {
-        match resolve_secret(source)
+        match resolve_secret(source, getenv)
             .and_then(|secret| Key::new(id, &secret).map_err(|e| e.to_string()))
         {
             Ok(key) => keys.push(key),
@@ -634,7 +645,7 @@ fn load_keys(
     Ok(Some((ring, KeyOrigin::Configured)))
 }
 
-fn resolve_secret(source: &SecretSource) -> Result<Secret, String> {
+fn resolve_secret(source: &SecretSource, getenv: Getenv) -> Result<Secret, String> {
     match source {
         SecretSource::Inline(text) => Secret::from_base64(text).map_err(|e| e.to_string()),
         SecretSource::File { file } => {
@@ -643,8 +654,10 @@ fn resolve_secret(source: &SecretSource) -> Result<Secret, String> {
             Secret::from_base64(&text).map_err(|e| format!("{file:?}: {e}"))
         }
         SecretSource::Env { env } => {
-            let text =
-                std::env::var(env).map_err(|_| format!("environment variable {env} is not set"))?;
+            let text = getenv(env)
+                .ok_or_else(|| format!("environment variable {env} is not set"))?
+                .into_string()
+                .map_err(|_| format!("environment variable {env} is not valid UTF-8"))?;
             Secret::from_base64(&text).map_err(|e| format!("${env}: {e}"))
         }
     }

@@ -669,6 +669,134 @@ fn describe_load_error(error: &figment::Error) -> String {
 mod tests {
     use super::*;
 
+    use crate::config::{load_with_env, ConfigError};
+
+    const KEY: &str = "a2V5LWEta2V5LWEta2V5LWEta2V5LWEta2V5LWEta2U";
+
+    /// Loads `toml` (with a configured key, so no development key is written) under `vars`.
+    fn load(name: &str, toml: &str, vars: &[(&str, &str)]) -> (PathBuf, Vec<String>) {
+        let file = std::env::temp_dir().join(format!(
+            "mediagate-sources-{name}-{}.toml",
+            std::process::id()
+        ));
+        std::fs::write(&file, format!("[keys.secrets]\nk1 = \"{KEY}\"\n{toml}")).unwrap();
+        let vars = vars
+            .iter()
+            .map(|(name, value)| (OsString::from(name), OsString::from(value)));
+        let result = load_with_env(Some(&file), vars);
+        let _ = std::fs::remove_file(&file);
+        match result {
+            Ok(_) => (file, Vec::new()),
+            Err(ConfigError(problems)) => (file, problems),
+        }
+    }
+
+    #[test]
+    fn every_mediagate_variable_must_be_a_setting_the_config_file_or_a_named_secret() {
+        let (_, problems) = load(
+            "strays",
+            "[internal]\nsecret = { env = \"MEDIAGATE_INTERNAL_SECRET_VALUE\" }\n",
+            &[
+                ("MEDIAGATE_CONFIG", "/ignored/by/load"),
+                ("MEDIAGATE_INTERNAL_SECRET_VALUE", KEY),
+                ("MEDIAGATE_LOG__LEVEL", "debug"),
+                ("MEDIAGATE_KEEP_TEST_DIRS", "1"),
+                ("MEDIAGATE_SERVER__", "x"),
+                ("OTHER_SERVER_LISTEN", "x"),
+            ],
+        );
+        assert_eq!(
+            problems,
+            [
+                "MEDIAGATE_KEEP_TEST_DIRS: maps to no setting; settings are \
+                 MEDIAGATE_<SECTION>__<KEY>, e.g. MEDIAGATE_SERVER__LISTEN",
+                "MEDIAGATE_SERVER__: maps to no setting; settings are \
+                 MEDIAGATE_<SECTION>__<KEY>, e.g. MEDIAGATE_SERVER__LISTEN",
+            ]
+        );
+    }
+
+    #[test]
+    fn every_badly_typed_value_is_reported_not_only_the_first() {
+        let (file, problems) = load(
+            "types",
+            "[server]\nmax_connections = -1\nworkers = \"two\"\n\
+             [log]\naudit = \"yes\"\n[refresh]\nmax_attempts = 300\n",
+            &[("MEDIAGATE_TOKEN__LEEWAY", "[1, 2]")],
+        );
+        let file = file.display();
+        // In key order: serde reads the merged tables alphabetically.
+        assert_eq!(
+            problems,
+            [
+                format!(
+                    "{file}: log.audit: invalid type: found string \"yes\", expected a boolean"
+                ),
+                format!(
+                    "{file}: refresh.max_attempts: invalid value signed int `300`, expected u8"
+                ),
+                format!(
+                    "{file}: server.max_connections: invalid value signed int `-1`, expected usize"
+                ),
+                format!(
+                    "{file}: server.workers: invalid type: found string \"two\", expected usize"
+                ),
+                "MEDIAGATE_TOKEN__LEEWAY: token.leeway: invalid type: found sequence, expected a \
+                 duration like 30s, 10m, 1h or 7d, or whole seconds"
+                    .to_owned(),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_later_layer_replaces_a_secret_source_as_a_whole() {
+        let file_source = "[internal]\nsecret = { file = \"/nonexistent/internal\" }\n";
+        let (_, problems) = load(
+            "replace",
+            file_source,
+            &[
+                ("MEDIAGATE_INTERNAL__SECRET", "{ env = \"TEST_INTERNAL\" }"),
+                ("TEST_INTERNAL", KEY),
+            ],
+        );
+        assert_eq!(problems, Vec::<String>::new());
+        // Within one layer, both is a mistake rather than an override.
+        let (file, problems) = load(
+            "both",
+            "[internal]\nsecret = { file = \"/x\", env = \"Y\", mode = \"0600\" }\n",
+            &[],
+        );
+        let file = file.display();
+        assert_eq!(
+            problems[..2],
+            [
+                format!("{file}: internal.secret.mode: unknown key"),
+                format!("{file}: internal.secret: give either file or env, not both"),
+            ]
+        );
+    }
+
+    #[test]
+    fn misplaced_secrets_are_reported_without_their_value() {
+        for (name, toml) in [
+            ("map", format!("[keys]\nsecrets = \"{KEY}\"\n")),
+            ("list", format!("[internal]\nsecret = [\"{KEY}\"]\n")),
+            (
+                "number",
+                "[keys.secrets]\nk2 = 12345678901234567890\n".to_owned(),
+            ),
+        ] {
+            let (_, problems) = load(name, &toml, &[]);
+            assert!(!problems.is_empty(), "{name}");
+            for problem in &problems {
+                assert!(
+                    !problem.contains(KEY) && !problem.contains("1234567890"),
+                    "{name}: {problem}"
+                );
+            }
+        }
+    }
+
     #[test]
     fn known_keys_include_optional_fields_and_site_entries() {
         let known = known_tree();

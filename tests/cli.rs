@@ -494,7 +494,7 @@ fn secrets_from_files_and_variables_sign_verify_and_guard_mint() {
 
     // The internal secret from a variable, named by a MEDIAGATE_ variable: a variable that a
     // `{ env = … }` source names is not mistaken for a misspelt setting.
-    let server = {
+    let with_env_secret = || {
         let mut command = with_config();
         command
             .env("TEST_MEDIAGATE_KEY_B", KEY_B)
@@ -503,8 +503,17 @@ fn secrets_from_files_and_variables_sign_verify_and_guard_mint() {
                 r#"{ env = "MEDIAGATE_TEST_INTERNAL_SECRET" }"#,
             )
             .env("MEDIAGATE_TEST_INTERNAL_SECRET", INTERNAL_ENV);
-        serve(command, &home, "serve-env")
+        command
     };
+    // The variable's source replaces the file's as a whole (not merged into both).
+    let output = with_env_secret().arg("check-config").output().unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = stdout(&output);
+    assert!(
+        text.contains("[internal.secret]\nenv = \"MEDIAGATE_TEST_INTERNAL_SECRET\"\n\n"),
+        "{text}"
+    );
+    let server = serve(with_env_secret(), &home, "serve-env");
     let (status, body) = mint_status(&home, INTERNAL_ENV);
     assert_eq!(status, 200, "{body}");
     assert_eq!(mint_status(&home, INTERNAL_FILE).0, 401);

@@ -226,10 +226,10 @@ impl Config {
     }
 }
 
-/// Merges the layers into a raw configuration (no checks yet), reading this process's
-/// environment.
+/// The merged layers as [`load`] sees them (this process's environment), without the
+/// checks: extract a [`RawConfig`] from it to print the effective configuration.
 pub fn figment(file: Option<&Path>) -> Figment {
-    sources::Sources::new(file, std::env::vars_os()).into_figment()
+    sources::Sources::new(file, std::env::vars_os()).effective()
 }
 
 /// Loads and validates the configuration from all layers and this process's environment.

@@ -17,7 +17,7 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 use figment::error::Kind;
-use figment::providers::{Format, Toml};
+use figment::providers::{Format, Serialized, Toml};
 use figment::value::{Dict, Map, Tag, Value};
 use figment::{Figment, Metadata, Profile, Provider, Source};
 use serde::Deserialize;
@@ -171,9 +171,16 @@ impl Sources {
         }
     }
 
-    /// The merged layers.
-    pub fn into_figment(self) -> Figment {
-        self.figment
+    /// The merged layers as the checks see them, which is what `check-config` prints:
+    /// unknown keys dropped, each secret source taken whole from the last layer setting it.
+    pub fn effective(&self) -> Figment {
+        let Ok(mut tree) = self.figment.find_value("") else {
+            // Extracting from it reports the same error.
+            return self.figment.clone();
+        };
+        prune_unknown(&mut tree, &known_tree(), &mut Vec::new(), &mut Vec::new());
+        self.check_secret_sources(&mut tree);
+        Figment::from(Serialized::defaults(tree))
     }
 
     /// Where the value tagged `tag` came from.

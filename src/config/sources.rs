@@ -2,10 +2,11 @@
 //!
 //! The layers (embedded defaults < TOML file < `MEDIAGATE_<SECTION>__<KEY>` variables) are
 //! merged by figment, one provider per variable, so that every value remembers the file or
-//! the variable that set it. Before stage one ([`RawConfig`]) is deserialised, the merged tree
-//! is walked against the known keys, collecting every unknown key and every `MEDIAGATE_`
+//! the variable that set it. Before stage one ([`RawConfig`]) is deserialised, each layer is
+//! walked against the known keys, collecting every unknown key and every `MEDIAGATE_`
 //! variable that is no setting; deserialisation then collects every value of the wrong type.
-//! Each problem names its origin: `/etc/mediagate.toml: server.listn: unknown key`.
+//! Each problem names its origin: `/etc/mediagate.toml: server.listn: unknown key`. A secret
+//! source (`{ file = … }`, `{ env = … }`) is taken whole from the last layer that sets it.
 //!
 //! The known keys are the serialised defaults (every field of [`RawConfig`], including the
 //! optional ones), so a setting added to `RawConfig` and `default.toml` is known at once.

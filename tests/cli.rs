@@ -347,12 +347,11 @@ fn serve(mut command: Command, home: &TempDir, name: &str) -> Process {
         assert!(std::time::Instant::now() < deadline, "serve did not start");
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    // The verify socket is bound first; wait for the internal one too.
+    // Then the internal socket (for /mint).
     while std::os::unix::net::UnixStream::connect(home.path().join("internal.sock")).is_err() {
         assert!(std::time::Instant::now() < deadline, "serve did not start");
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    // Both sockets are re-created on every start.
     process
 }
 
@@ -364,7 +363,7 @@ fn auth_status(home: &TempDir, url: &str) -> (u16, Option<String>) {
     let headers = [
         ("X-Original-URI", uri),
         ("X-Original-Method", "GET"),
-        ("X-Original-Host", "media.example.org"),
+        ("X-Mediagate-Server-Name", "media.example.org"),
         ("X-Real-IP", "127.0.0.1"),
     ];
     let response = request(

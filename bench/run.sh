@@ -63,6 +63,9 @@ if [ -z "${MEDIAGATE_BIN:-}" ]; then
   MEDIAGATE_BIN="$repo/target/release/mediagate"
 fi
 [ -x "$MEDIAGATE_BIN" ] || die "no mediagate binary at $MEDIAGATE_BIN"
+# Not a setting: mediagate refuses MEDIAGATE_ variables that name none, so keep it out of
+# the environment the servers below inherit.
+export -n MEDIAGATE_BIN
 
 # ---- temporary directory, cleanup -------------------------------------------------------
 dir="$(mktemp -d /tmp/mediagate-bench.XXXXXX)"

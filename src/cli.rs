@@ -77,7 +77,7 @@ pub struct SignArgs {
     /// Bind to a client address or network, e.g. 203.0.113.0/24.
     #[arg(long)]
     pub ip: Option<String>,
-    /// Bind to this media host (default: the host of the first configured site with --bind-host).
+    /// Bind to this media host, as nginx's $host (no port). Default: valid on any host.
     #[arg(long)]
     pub host: Option<String>,
     /// Subject / recipient recorded in audit logs.

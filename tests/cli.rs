@@ -2,7 +2,7 @@
 
 use std::process::{Command, Output};
 
-use crate::support::{request, TempDir};
+use crate::support::{request, request_raw, Process, TempDir};
 
 /// The binary with a private HOME (so the development key is this test's own) and no
 /// MEDIAGATE_* variables from the environment.
@@ -264,5 +264,331 @@ fn sign_refuses_scopes_that_could_never_match() {
             "{args:?}: {}",
             String::from_utf8_lossy(&output.stderr)
         );
+    }
+}
+
+/// Issue 8, item 11: `sign --help` named a `--bind-host` flag that never existed. Every
+/// `--flag` in every command's help must be a flag that command accepts.
+#[test]
+fn help_mentions_only_real_flags() {
+    let home = TempDir::new("cli-help");
+    let mut cli = <mediagate::cli::Cli as clap::CommandFactory>::command();
+    cli.build();
+    let mut commands = vec![(None, cli.clone())];
+    commands.extend(
+        cli.get_subcommands()
+            // clap's own `help` subcommand takes command names, not --help.
+            .filter(|sub| sub.get_name() != "help")
+            .map(|sub| (Some(sub.get_name().to_owned()), sub.clone())),
+    );
+    let longs = |command: &clap::Command| -> Vec<String> {
+        command
+            .get_arguments()
+            .filter_map(|arg| arg.get_long().map(|long| format!("--{long}")))
+            .collect()
+    };
+    for (name, command) in commands {
+        let mut real = longs(&command);
+        if name.is_none() {
+            // The top-level help carries each subcommand's summary, which may name its flags.
+            real.extend(command.get_subcommands().flat_map(longs));
+        }
+        let output = mediagate(&home)
+            .args(name.as_deref())
+            .arg("--help")
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{name:?} --help: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let help = stdout(&output);
+        let mentioned = help.match_indices("--").filter_map(|(at, _)| {
+            let before = help[..at].chars().next_back();
+            let flag: String = help[at + 2..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '-')
+                .collect();
+            let standalone = !before.is_some_and(|c| c.is_ascii_alphanumeric() || c == '-');
+            (standalone && !flag.is_empty()).then(|| format!("--{flag}"))
+        });
+        for flag in mentioned {
+            assert!(
+                real.contains(&flag),
+                "`mediagate {} --help` mentions {flag}, which is not one of its flags {real:?}:\n{help}",
+                name.as_deref().unwrap_or("")
+            );
+        }
+    }
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// `mediagate serve` as configured by `command`, once its verify socket accepts connections.
+fn serve(mut command: Command, home: &TempDir, name: &str) -> Process {
+    let log = home.path().join(format!("{name}.log"));
+    let child = command
+        .arg("serve")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut process = Process { child, log };
+    let verify = home.path().join("verify.sock");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::os::unix::net::UnixStream::connect(&verify).is_err() {
+        if let Ok(Some(status)) = process.child.try_wait() {
+            panic!("serve exited with {status}:\n{}", process.log_text());
+        }
+        assert!(std::time::Instant::now() < deadline, "serve did not start");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // Then the internal socket (for /mint).
+    while std::os::unix::net::UnixStream::connect(home.path().join("internal.sock")).is_err() {
+        assert!(std::time::Instant::now() < deadline, "serve did not start");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    process
+}
+
+/// `/auth` for a signed URL on the media domain of `[[sites]]` in [`secret_sources_toml`].
+fn auth_status(home: &TempDir, url: &str) -> (u16, Option<String>) {
+    let uri = url
+        .strip_prefix("https://media.example.org")
+        .unwrap_or_else(|| panic!("unexpected URL {url}"));
+    let headers = [
+        ("X-Original-URI", uri),
+        ("X-Original-Method", "GET"),
+        ("X-Mediagate-Server-Name", "media.example.org"),
+        ("X-Real-IP", "127.0.0.1"),
+    ];
+    let response = request(
+        &home.path().join("verify.sock"),
+        "GET",
+        "mediagate",
+        "/auth",
+        &headers,
+    );
+    let reason = response.header("x-mediagate-reason").map(str::to_owned);
+    (response.status, reason)
+}
+
+/// `POST /mint` on the internal socket with this bearer secret: status and body.
+fn mint_status(home: &TempDir, bearer: &str) -> (u16, String) {
+    let body = r#"{"path": "/media/a.pdf", "ttl": "10m"}"#;
+    let raw = format!(
+        "POST /mint HTTP/1.1\r\nHost: mediagate\r\nConnection: close\r\n\
+         Authorization: Bearer {bearer}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let response = request_raw(&home.path().join("internal.sock"), raw.as_bytes(), false);
+    (
+        response.status,
+        String::from_utf8_lossy(&response.body).into_owned(),
+    )
+}
+
+const KEY_A: &str = "a2V5LWEta2V5LWEta2V5LWEta2V5LWEta2V5LWEta2U";
+const KEY_B: &str = "a2V5LWIta2V5LWIta2V5LWIta2V5LWIta2V5LWIta2U";
+const INTERNAL_FILE: &str = "aW50ZXJuYWwtZnJvbS1hLWZpbGUtaW50ZXJuYWw";
+const INTERNAL_ENV: &str = "aW50ZXJuYWwtZnJvbS1lbnYtdmFyLWludGVybmFs";
+
+/// Keys and the internal secret as every deploy file gives them: from files and variables.
+fn secret_sources_toml(home: &TempDir) -> std::path::PathBuf {
+    let key_file = home.write("secrets/key-a", format!("{KEY_A}\n"));
+    let internal_file = home.write("secrets/internal", format!("{INTERNAL_FILE}\n"));
+    let dir = home.path().display();
+    home.write(
+        "mediagate.toml",
+        format!(
+            "[server]\nlisten = \"unix:{dir}/verify.sock\"\n\
+             internal_listen = \"unix:{dir}/internal.sock\"\n\
+             [keys]\ndev_key = false\nsigning = \"a\"\n\
+             [keys.secrets]\na = {{ file = \"{}\" }}\nb = {{ env = \"TEST_MEDIAGATE_KEY_B\" }}\n\
+             [internal]\nsecret = {{ file = \"{}\" }}\n\
+             [[sites]]\nid = \"example\"\nmedia_origin = \"https://media.example.org\"\n",
+            key_file.display(),
+            internal_file.display()
+        ),
+    )
+}
+
+/// Issue 8, items 10 and 14: `{ file = … }` and `{ env = … }` secret sources (keys and the
+/// internal secret), as every deploy file uses them, through the real binary.
+#[test]
+fn secrets_from_files_and_variables_sign_verify_and_guard_mint() {
+    let home = TempDir::new("cli-secret-sources");
+    let config = secret_sources_toml(&home);
+    let with_config = || {
+        let mut command = mediagate(&home);
+        command.arg("--config").arg(&config);
+        command
+    };
+
+    // Without the variable the key is missing, and the error says which key and where.
+    let output = with_config().arg("check-config").output().unwrap();
+    assert_eq!(output.status.code(), Some(64));
+    assert_eq!(
+        stderr(&output),
+        format!(
+            "mediagate: invalid configuration:\n  - {}: keys.secrets.b: environment variable \
+             TEST_MEDIAGATE_KEY_B is not set\n",
+            config.display()
+        )
+    );
+
+    let output = with_config()
+        .env("TEST_MEDIAGATE_KEY_B", KEY_B)
+        .arg("check-config")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = stdout(&output);
+    assert!(
+        text.contains("key ring (signing key first): a, b"),
+        "{text}"
+    );
+    for secret in [KEY_A, KEY_B, INTERNAL_FILE] {
+        assert!(!text.contains(secret), "secret printed:\n{text}");
+    }
+    assert!(!text.contains("internal.secret is not set"), "{text}");
+
+    let sign = |signing: &str| {
+        let output = with_config()
+            .env("TEST_MEDIAGATE_KEY_B", KEY_B)
+            .env("MEDIAGATE_KEYS__SIGNING", signing)
+            .args(["sign", "/media/a.pdf", "--ttl", "10m"])
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{}", stderr(&output));
+        stdout(&output).trim().to_owned()
+    };
+    let signed_a = sign("a");
+    let signed_b = sign("b");
+    assert_ne!(signed_a, signed_b);
+
+    // serve reads the same sources: tokens under either key verify, and /mint takes the
+    // internal secret from its file.
+    let server = {
+        let mut command = with_config();
+        command.env("TEST_MEDIAGATE_KEY_B", KEY_B);
+        serve(command, &home, "serve-file")
+    };
+    assert_eq!(auth_status(&home, &signed_a), (204, None));
+    assert_eq!(auth_status(&home, &signed_b), (204, None));
+    let tampered = signed_a.replace("/media/a.pdf", "/media/b.pdf");
+    assert_eq!(
+        auth_status(&home, &tampered),
+        (403, Some("bad_signature".into()))
+    );
+    let (status, body) = mint_status(&home, INTERNAL_FILE);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(mint_status(&home, INTERNAL_ENV).0, 401);
+    drop(server);
+
+    // The internal secret from a variable, named by a MEDIAGATE_ variable: a variable that a
+    // `{ env = … }` source names is not mistaken for a misspelt setting.
+    let with_env_secret = || {
+        let mut command = with_config();
+        command
+            .env("TEST_MEDIAGATE_KEY_B", KEY_B)
+            .env(
+                "MEDIAGATE_INTERNAL__SECRET",
+                r#"{ env = "MEDIAGATE_TEST_INTERNAL_SECRET" }"#,
+            )
+            .env("MEDIAGATE_TEST_INTERNAL_SECRET", INTERNAL_ENV);
+        command
+    };
+    // The variable's source replaces the file's as a whole (not merged into both).
+    let output = with_env_secret().arg("check-config").output().unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = stdout(&output);
+    assert!(
+        text.contains("[internal.secret]\nenv = \"MEDIAGATE_TEST_INTERNAL_SECRET\"\n\n"),
+        "{text}"
+    );
+    let server = serve(with_env_secret(), &home, "serve-env");
+    let (status, body) = mint_status(&home, INTERNAL_ENV);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(mint_status(&home, INTERNAL_FILE).0, 401);
+    assert_eq!(auth_status(&home, &signed_b), (204, None));
+    let log = server.log_text();
+    for secret in [KEY_A, KEY_B, INTERNAL_FILE, INTERNAL_ENV] {
+        assert!(!log.contains(secret), "secret logged:\n{log}");
+    }
+}
+
+/// Issue 8, item 10: every unknown key, stray variable and bad value in one run, each with
+/// the file or variable it came from; exit 64 before anything is bound or written.
+#[test]
+fn every_configuration_problem_is_reported_with_its_origin() {
+    let home = TempDir::new("cli-allproblems");
+    let dir = home.path().display();
+    let file = home.write(
+        "mediagate.toml",
+        format!(
+            "[server]\nlisten = \"unix:{dir}/verify.sock\"\nlistn = \"127.0.0.1:1\"\n\
+             workers = \"many\"\n[token]\nleeway = \"soon\"\n[refresh]\nmax_atempts = 3\n\
+             [[sites]]\nid = \"a\"\nmedia_origin = \"https://media.example.org/path\"\n\
+             colour = \"blue\"\n"
+        ),
+    );
+    let file = file.display();
+    let expected = format!(
+        "mediagate: invalid configuration:\n\
+         \x20 - {file}: refresh.max_atempts: unknown key\n\
+         \x20 - {file}: server.listn: unknown key\n\
+         \x20 - {file}: sites[0].colour: unknown key\n\
+         \x20 - MEDIAGATE_SERVER__LISTN: unknown setting server.listn\n\
+         \x20 - MEDIAGATE_SERVER_LISTEN: maps to no setting; did you mean \
+         MEDIAGATE_SERVER__LISTEN? (section and key are separated by two underscores)\n\
+         \x20 - {file}: server.workers: invalid type: found string \"many\", expected usize\n\
+         \x20 - {file}: token.leeway: \"soon\" is not a duration like 30s, 10m, 1h or 7d\n\
+         \x20 - MEDIAGATE_LOG__FORMAT: log.format: \"xml\" is not \"text\" or \"json\"\n\
+         \x20 - {file}: sites[0].media_origin: \"https://media.example.org/path\" must be an \
+         origin like https://media.example.org (no path, user or query)\n"
+    );
+    for command in ["check-config", "serve"] {
+        let output = mediagate(&home)
+            // The file through MEDIAGATE_CONFIG: the one allow-listed non-setting variable.
+            .env("MEDIAGATE_CONFIG", home.path().join("mediagate.toml"))
+            .env("MEDIAGATE_SERVER_LISTEN", "unix:/tmp/typo.sock")
+            .env("MEDIAGATE_SERVER__LISTN", "unix:/tmp/typo.sock")
+            .env("MEDIAGATE_LOG__FORMAT", "xml")
+            .arg(command)
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(64), "{command}");
+        assert_eq!(stderr(&output), expected, "{command}");
+        assert!(stdout(&output).is_empty(), "{command}");
+    }
+    // Nothing was bound, and no development key was left behind by a broken configuration.
+    assert!(!home.path().join("verify.sock").exists());
+    assert!(!home.path().join(".local").exists());
+}
+
+/// Issue 8, item 10: a value in the wrong place, or unparsable TOML, never echoes a secret.
+#[test]
+fn configuration_errors_never_print_secret_values() {
+    let home = TempDir::new("cli-secret-errors");
+    for (name, text) in [
+        ("map.toml", format!("[keys]\nsecrets = \"{KEY_A}\"\n")),
+        (
+            "table.toml",
+            format!("[internal]\nsecret = [\"{KEY_A}\"]\n"),
+        ),
+        ("syntax.toml", format!("[keys.secrets]\nk1 = \"{KEY_A}\n")),
+    ] {
+        let file = home.write(name, text);
+        let output = check_config(&home, &file);
+        assert_eq!(output.status.code(), Some(64), "{name}");
+        let text = stderr(&output);
+        assert!(text.contains(&file.display().to_string()), "{name}: {text}");
+        assert!(!text.contains(KEY_A), "{name} printed the secret:\n{text}");
     }
 }

@@ -64,7 +64,9 @@ impl TempDir {
 
 impl Drop for TempDir {
     fn drop(&mut self) {
-        if std::env::var_os("MEDIAGATE_KEEP_TEST_DIRS").is_none() {
+        // Not MEDIAGATE_…: the binaries under test inherit this environment, and every
+        // MEDIAGATE_ variable must name a setting.
+        if std::env::var_os("KEEP_MEDIAGATE_TEST_DIRS").is_none() {
             let _ = fs::remove_dir_all(&self.0);
         }
     }

@@ -6,7 +6,7 @@
 
 use std::fs;
 use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::keys::Secret;
@@ -27,7 +27,7 @@ pub fn location(configured: &str) -> Result<PathBuf, String> {
     Ok(state.join("mediagate").join("dev.key"))
 }
 
-/// Reads the key at `file`, creating it (mode 0600, directory 0700) when absent.
+/// Reads the key at `file`, creating it (mode 0600, missing directories 0700) when absent.
 pub fn load_or_create(file: &Path) -> Result<Secret, String> {
     match fs::read_to_string(file) {
         Ok(text) => {
@@ -49,9 +49,14 @@ pub fn load_or_create(file: &Path) -> Result<Secret, String> {
 }
 
 fn create(file: &Path) -> Result<Secret, String> {
-    if let Some(dir) = file.parent() {
-        fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-        let _ = fs::set_permissions(dir, fs::Permissions::from_mode(0o700));
+    if let Some(dir) = file.parent().filter(|dir| !dir.as_os_str().is_empty()) {
+        // Only directories created here get 0700; an existing one keeps its mode, since it is
+        // not ours to change (a key file under /tmp must not strip /tmp's 1777 as root).
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     }
     let secret = Secret::generate().map_err(|e| e.to_string())?;
     // create_new: if two processes race, one wins and the other reads the winner's key.
@@ -65,5 +70,65 @@ fn create(file: &Path) -> Result<Secret, String> {
         Ok(()) => Ok(secret),
         Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => load_or_create(file),
         Err(error) => Err(format!("cannot write {}: {error}", file.display())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fresh directory below the system temp dir, removed on drop.
+    struct Scratch(PathBuf);
+
+    impl Scratch {
+        fn new(name: &str) -> Scratch {
+            let dir = std::env::temp_dir()
+                .join(format!("mediagate-devkey-{name}-{}", std::process::id()));
+            let _ = fs::remove_dir_all(&dir);
+            fs::create_dir(&dir).unwrap();
+            Scratch(dir)
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    /// The permission bits in octal, as `ls -l` users read them.
+    fn mode(path: &Path) -> String {
+        format!(
+            "{:o}",
+            fs::metadata(path).unwrap().permissions().mode() & 0o7777
+        )
+    }
+
+    #[test]
+    fn existing_key_directory_keeps_its_mode() {
+        for wanted in [0o1777, 0o755] {
+            let scratch = Scratch::new(&format!("{wanted:o}"));
+            fs::set_permissions(&scratch.0, fs::Permissions::from_mode(wanted)).unwrap();
+            let file = scratch.0.join("dev.key");
+            load_or_create(&file).unwrap();
+            assert_eq!(
+                mode(&scratch.0),
+                format!("{wanted:o}"),
+                "existing directory"
+            );
+            assert_eq!(mode(&file), "600");
+        }
+    }
+
+    #[test]
+    fn created_key_directories_are_private() {
+        let scratch = Scratch::new("chain");
+        let file = scratch.0.join("state/mediagate/dev.key");
+        let created = load_or_create(&file).unwrap();
+        assert_eq!(mode(&scratch.0.join("state")), "700");
+        assert_eq!(mode(&scratch.0.join("state/mediagate")), "700");
+        assert_eq!(mode(&file), "600");
+        // The second run reads the key the first one wrote.
+        assert_eq!(load_or_create(&file).unwrap().expose(), created.expose());
     }
 }

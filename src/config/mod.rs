@@ -1,29 +1,37 @@
 //! Configuration: figment layers -> [`RawConfig`] -> validated [`Config`].
 //!
 //! Layers, later wins: the embedded `default.toml` < a TOML file (`--config` or
-//! `MEDIAGATE_CONFIG`) < environment variables `MEDIAGATE_<SECTION>__<KEY>`. Validation runs
-//! before any port is bound and reports every bad setting in one go, each naming its key.
+//! `MEDIAGATE_CONFIG`) < environment variables `MEDIAGATE_<SECTION>__<KEY>`. Loading reports
+//! every problem in one go, before any port is bound: unknown keys, `MEDIAGATE_` variables that
+//! name no setting and badly typed values (stage one, `sources`), then values that make no
+//! sense (stage two, [`validate`]); each names its key and the file or variable that set it.
 //! Key material is read here (files, environment, the development key) and nowhere else.
 
 mod dev_key;
 pub mod raw;
+mod sources;
 
+use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use figment::providers::{Env, Format, Toml};
 use figment::Figment;
 
 pub use raw::{Duration, RawConfig, SecretSource};
+pub use sources::{ENV_PREFIX, NOT_SETTINGS};
 
-use crate::keys::{Key, KeyRing, Secret};
+use crate::keys::{Key, KeyError, KeyRing, Secret};
 use crate::path;
 use crate::token::{IpNet, Limits};
 
 /// The embedded default configuration.
 pub const DEFAULT_TOML: &str = include_str!("default.toml");
 
-/// Everything that can be wrong with a configuration, one line per bad setting.
+/// Everything that can be wrong with a configuration, one line per problem, each naming the
+/// key and (when not a default) the file or environment variable that set it.
+///
+/// Occurs when a key or a `MEDIAGATE_` variable names no setting, a value has the wrong
+/// type or makes no sense, or key material cannot be read.
 #[derive(Debug, thiserror::Error)]
 #[error("invalid configuration:\n  - {}", .0.join("\n  - "))]
 pub struct ConfigError(pub Vec<String>);
@@ -218,31 +226,70 @@ impl Config {
     }
 }
 
-/// Merges the layers into a raw configuration (no validation yet).
+/// The merged layers as [`load`] sees them (this process's environment), without the
+/// checks: extract a [`RawConfig`] from it to print the effective configuration.
 pub fn figment(file: Option<&Path>) -> Figment {
-    let mut figment = Figment::from(Toml::string(DEFAULT_TOML));
-    if let Some(file) = file {
-        figment = figment.merge(Toml::file_exact(file));
-    }
-    // Only MEDIAGATE_SECTION__KEY variables are configuration; others with the prefix
-    // (MEDIAGATE_CONFIG, test switches) are not and must not trip deny_unknown_fields.
-    figment.merge(
-        Env::prefixed("MEDIAGATE_")
-            .split("__")
-            .filter(|key| key.as_str().contains('.')),
-    )
+    sources::Sources::new(file, std::env::vars_os()).effective()
 }
 
-/// Loads and validates the configuration from all layers.
+/// Loads and validates the configuration from all layers and this process's environment.
 pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
-    let raw: RawConfig = figment(file)
-        .extract()
-        .map_err(|error| ConfigError(error.into_iter().map(|e| e.to_string()).collect()))?;
-    validate(&raw)
+    load_with_env(file, std::env::vars_os())
 }
 
-/// Turns a raw configuration into a [`Config`], collecting every problem.
+/// Loads and validates the configuration with `vars` as the environment, reporting every
+/// problem of both stages at once.
+pub fn load_with_env(
+    file: Option<&Path>,
+    vars: impl IntoIterator<Item = (OsString, OsString)>,
+) -> Result<Config, ConfigError> {
+    let vars: Vec<(OsString, OsString)> = vars.into_iter().collect();
+    let getenv = |name: &str| {
+        vars.iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.clone())
+    };
+    let sources = sources::Sources::new(file, vars.iter().cloned());
+    let checked = sources.check();
+    let mut problems = checked.problems;
+    let Some(raw) = checked.raw else {
+        return Err(ConfigError(problems));
+    };
+    // A configuration with a typo must not leave a development key file behind.
+    let dev_key = if problems.is_empty() {
+        DevKey::Create
+    } else {
+        DevKey::Skip
+    };
+    match validate_with(&raw, dev_key, &getenv) {
+        Ok(config) if problems.is_empty() => Ok(config),
+        Ok(_) => Err(ConfigError(problems)),
+        Err(ConfigError(errors)) => {
+            problems.extend(sources.locate(errors));
+            Err(ConfigError(problems))
+        }
+    }
+}
+
+/// Whether validation may create the development key file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DevKey {
+    /// Create it when it is needed and missing.
+    Create,
+    /// Leave the key ring unchecked instead (stage one already failed).
+    Skip,
+}
+
+/// Reads an environment variable: the process's, or the one given to [`load_with_env`].
+type Getenv<'a> = &'a dyn Fn(&str) -> Option<OsString>;
+
+/// Turns a raw configuration into a [`Config`], collecting every problem. `{ env = … }`
+/// secret sources read this process's environment.
 pub fn validate(raw: &RawConfig) -> Result<Config, ConfigError> {
+    validate_with(raw, DevKey::Create, &|name| std::env::var_os(name))
+}
+
+fn validate_with(raw: &RawConfig, dev_key: DevKey, getenv: Getenv) -> Result<Config, ConfigError> {
     let mut errors = Vec::new();
     let mut check = |result: Result<(), String>| {
         if let Err(error) = result {
@@ -356,14 +403,18 @@ pub fn validate(raw: &RawConfig) -> Result<Config, ConfigError> {
                 }
                 sites.push(site);
             }
-            Err(e) => check(Err(format!("sites[{index}].{e}"))),
+            Err(problems) => {
+                for problem in problems {
+                    check(Err(format!("sites[{index}].{problem}")));
+                }
+            }
         }
     }
 
-    let keys = load_keys(&raw.keys).map_err(|e| format!("keys: {e}"));
+    let keys = load_keys(&raw.keys, dev_key, getenv);
     let internal_secret = match &raw.internal.secret {
         None => Ok(None),
-        Some(source) => resolve_secret(source)
+        Some(source) => resolve_secret(source, getenv)
             .and_then(|secret| {
                 if secret.expose().len() < 16 {
                     Err("must be at least 16 bytes".into())
@@ -374,23 +425,23 @@ pub fn validate(raw: &RawConfig) -> Result<Config, ConfigError> {
             .map_err(|e| format!("internal.secret: {e}")),
     };
 
+    if let (Ok(listen), Ok(internal_listen)) = (&listen, &internal_listen) {
+        if listen == internal_listen {
+            errors.push("server.internal_listen: must differ from server.listen".into());
+        }
+    }
     let (listen, internal_listen, keys, internal_secret) =
         match (listen, internal_listen, keys, internal_secret) {
-            (Ok(a), Ok(b), Ok(c), Ok(d)) if errors.is_empty() => (a, b, c, d),
+            (Ok(a), Ok(b), Ok(Some(c)), Ok(d)) if errors.is_empty() => (a, b, c, d),
             (a, b, c, d) => {
                 errors.extend(a.err());
                 errors.extend(b.err());
-                errors.extend(c.err());
+                // Ok(None) (key ring skipped) only comes with stage-one problems.
+                errors.extend(c.err().into_iter().flatten());
                 errors.extend(d.err());
                 return Err(ConfigError(errors));
             }
         };
-    if listen == internal_listen {
-        return Err(ConfigError(vec![
-            "server.internal_listen: must differ from server.listen".into(),
-        ]));
-    }
-
     Ok(Config {
         server: ServerConfig {
             listen,
@@ -465,94 +516,136 @@ fn parse_origin(text: &str) -> Result<(String, String), String> {
     ))
 }
 
-fn validate_site(raw: &raw::RawSite) -> Result<Site, String> {
+/// One `[[sites]]` entry; every problem, each as `field: message`.
+fn validate_site(raw: &raw::RawSite) -> Result<Site, Vec<String>> {
+    let mut errors = Vec::new();
     if !crate::token::is_kid(raw.id.as_bytes()) {
-        return Err(format!(
+        errors.push(format!(
             "id: {:?} must be 1-32 of A-Z a-z 0-9 . _ -",
             raw.id
         ));
     }
-    let (media_origin, media_host) =
-        parse_origin(&raw.media_origin).map_err(|e| format!("media_origin: {e}"))?;
-    let refresh = match &raw.session_origin {
-        None => None,
-        Some(origin) => {
-            let (session_origin, session_host) =
-                parse_origin(origin).map_err(|e| format!("session_origin: {e}"))?;
-            let refresh_path = raw.refresh_path.trim_end_matches('/');
-            if refresh_path.is_empty()
-                || path::canonicalize(refresh_path).ok().as_deref() != Some(refresh_path)
-            {
-                return Err(format!(
-                    "refresh_path: {:?} is not a canonical path",
-                    raw.refresh_path
-                ));
-            }
-            let login_url = match &raw.login_url {
-                None => None,
-                Some(login) => {
-                    let url = url::Url::parse(login).map_err(|e| format!("login_url: {e}"))?;
-                    if !matches!(url.scheme(), "http" | "https") || url.fragment().is_some() {
-                        return Err("login_url: must be an http(s) URL without fragment".into());
-                    }
+    let media = parse_origin(&raw.media_origin)
+        .map_err(|e| errors.push(format!("media_origin: {e}")))
+        .ok();
+    let refresh = raw.session_origin.as_ref().and_then(|origin| {
+        let session_origin = parse_origin(origin)
+            .map_err(|e| errors.push(format!("session_origin: {e}")))
+            .ok();
+        let refresh_path = raw.refresh_path.trim_end_matches('/');
+        if refresh_path.is_empty()
+            || path::canonicalize(refresh_path).ok().as_deref() != Some(refresh_path)
+        {
+            errors.push(format!(
+                "refresh_path: {:?} is not a canonical path",
+                raw.refresh_path
+            ));
+        }
+        let login_url = match &raw.login_url {
+            None => None,
+            Some(login) => match url::Url::parse(login) {
+                Ok(url) if matches!(url.scheme(), "http" | "https") && url.fragment().is_none() => {
                     Some(url.to_string())
                 }
-            };
-            Some(SiteRefresh {
-                session_origin,
-                session_host,
-                refresh_path: refresh_path.to_owned(),
-                login_url,
-                login_param: raw.login_param.clone(),
-            })
-        }
-    };
-    let public_prefixes = raw
-        .public_prefixes
-        .iter()
-        .map(|prefix| {
-            path::canonical_prefix(prefix).map_err(|e| format!("public_prefixes: {prefix:?}: {e}"))
+                Ok(_) => {
+                    errors.push("login_url: must be an http(s) URL without fragment".into());
+                    None
+                }
+                Err(e) => {
+                    errors.push(format!("login_url: {e}"));
+                    None
+                }
+            },
+        };
+        let (session_origin, session_host) = session_origin?;
+        Some(SiteRefresh {
+            session_origin,
+            session_host,
+            refresh_path: refresh_path.to_owned(),
+            login_url,
+            login_param: raw.login_param.clone(),
         })
-        .collect::<Result<_, _>>()?;
-    Ok(Site {
-        id: raw.id.clone(),
-        media_origin,
-        media_host,
-        refresh,
-        public_prefixes,
-    })
+    });
+    let mut public_prefixes = Vec::new();
+    for prefix in &raw.public_prefixes {
+        match path::canonical_prefix(prefix) {
+            Ok(prefix) => public_prefixes.push(prefix),
+            Err(e) => errors.push(format!("public_prefixes: {prefix:?}: {e}")),
+        }
+    }
+    match media {
+        Some((media_origin, media_host)) if errors.is_empty() => Ok(Site {
+            id: raw.id.clone(),
+            media_origin,
+            media_host,
+            refresh,
+            public_prefixes,
+        }),
+        _ => Err(errors),
+    }
 }
 
-fn load_keys(raw: &raw::RawKeys) -> Result<(KeyRing, KeyOrigin), String> {
+/// The key ring, or `None` when it needs the development key and `dev_key` is
+/// [`DevKey::Skip`]. Every problem names its key (`keys.secrets.<id>: …`).
+fn load_keys(
+    raw: &raw::RawKeys,
+    dev_key: DevKey,
+    getenv: Getenv,
+) -> Result<Option<(KeyRing, KeyOrigin)>, Vec<String>> {
     if raw.secrets.is_empty() {
         if !raw.dev_key {
-            return Err(
-                "no keys configured and keys.dev_key = false; add [keys.secrets] \
-                        (generate one with `mediagate keygen`)"
+            return Err(vec![
+                "keys.dev_key: no keys configured and keys.dev_key = false; add [keys.secrets] \
+                 (generate one with `mediagate keygen`)"
                     .into(),
-            );
+            ]);
         }
-        let file = dev_key::location(&raw.dev_key_file)?;
-        let secret = dev_key::load_or_create(&file)?;
-        let key = Key::new(dev_key::KEY_ID, &secret).map_err(|e| e.to_string())?;
-        let ring = KeyRing::new(vec![key], dev_key::KEY_ID).map_err(|e| e.to_string())?;
-        return Ok((ring, KeyOrigin::Development(file)));
+        if dev_key == DevKey::Skip {
+            return Ok(None);
+        }
+        let development = || -> Result<(KeyRing, KeyOrigin), String> {
+            let file = dev_key::location(&raw.dev_key_file)?;
+            let secret = dev_key::load_or_create(&file)?;
+            let key = Key::new(dev_key::KEY_ID, &secret).map_err(|e| e.to_string())?;
+            let ring = KeyRing::new(vec![key], dev_key::KEY_ID).map_err(|e| e.to_string())?;
+            Ok((ring, KeyOrigin::Development(file)))
+        };
+        return development()
+            .map(Some)
+            .map_err(|e| vec![format!("keys.dev_key_file: {e}")]);
     }
     let mut keys = Vec::new();
+    let mut errors = Vec::new();
     for (id, source) in &raw.secrets {
-        let secret = resolve_secret(source).map_err(|e| format!("secrets.{id}: {e}"))?;
-        keys.push(Key::new(id, &secret).map_err(|e| format!("secrets.{id}: {e}"))?);
+        match resolve_secret(source, getenv)
+            .and_then(|secret| Key::new(id, &secret).map_err(|e| e.to_string()))
+        {
+            Ok(key) => keys.push(key),
+            Err(e) => errors.push(format!("keys.secrets.{id}: {e}")),
+        }
     }
-    let signing = match (&raw.signing, keys.len()) {
+    let signing = match (&raw.signing, raw.secrets.len()) {
         (Some(signing), _) => signing.clone(),
-        (None, 1) => keys[0].id().to_owned(),
-        (None, _) => return Err("signing: name the key new tokens are signed with".into()),
+        (None, 1) => raw.secrets.keys().next().cloned().unwrap_or_default(),
+        (None, _) => {
+            errors.push("keys.signing: name the key new tokens are signed with".into());
+            String::new()
+        }
     };
-    let ring = KeyRing::new(keys, &signing).map_err(|e| e.to_string())?;
-    Ok((ring, KeyOrigin::Configured))
+    if !errors.is_empty() {
+        if !signing.is_empty() && !raw.secrets.contains_key(&signing) {
+            errors.push(format!(
+                "keys.signing: {}",
+                KeyError::UnknownSigningKey(signing)
+            ));
+        }
+        return Err(errors);
+    }
+    let ring = KeyRing::new(keys, &signing).map_err(|e| vec![format!("keys.signing: {e}")])?;
+    Ok(Some((ring, KeyOrigin::Configured)))
 }
 
-fn resolve_secret(source: &SecretSource) -> Result<Secret, String> {
+fn resolve_secret(source: &SecretSource, getenv: Getenv) -> Result<Secret, String> {
     match source {
         SecretSource::Inline(text) => Secret::from_base64(text).map_err(|e| e.to_string()),
         SecretSource::File { file } => {
@@ -561,8 +654,10 @@ fn resolve_secret(source: &SecretSource) -> Result<Secret, String> {
             Secret::from_base64(&text).map_err(|e| format!("{file:?}: {e}"))
         }
         SecretSource::Env { env } => {
-            let text =
-                std::env::var(env).map_err(|_| format!("environment variable {env} is not set"))?;
+            let text = getenv(env)
+                .ok_or_else(|| format!("environment variable {env} is not set"))?
+                .into_string()
+                .map_err(|_| format!("environment variable {env} is not valid UTF-8"))?;
             Secret::from_base64(&text).map_err(|e| format!("${env}: {e}"))
         }
     }

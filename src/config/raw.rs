@@ -208,16 +208,33 @@ impl fmt::Display for Duration {
 
 impl<'de> Deserialize<'de> for Duration {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Either {
-            Seconds(u64),
-            Text(String),
+        /// A visitor rather than an untagged enum, whose error would only say that no variant
+        /// matched.
+        struct Visitor;
+
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = Duration;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a duration like 30s, 10m, 1h or 7d, or whole seconds")
+            }
+
+            fn visit_u64<E: serde::de::Error>(self, secs: u64) -> Result<Duration, E> {
+                Ok(Duration(secs))
+            }
+
+            fn visit_i64<E: serde::de::Error>(self, secs: i64) -> Result<Duration, E> {
+                u64::try_from(secs)
+                    .map(Duration)
+                    .map_err(|_| E::invalid_value(serde::de::Unexpected::Signed(secs), &self))
+            }
+
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Duration, E> {
+                Duration::parse(text).map_err(E::custom)
+            }
         }
-        match Either::deserialize(deserializer)? {
-            Either::Seconds(secs) => Ok(Duration(secs)),
-            Either::Text(text) => Duration::parse(&text).map_err(serde::de::Error::custom),
-        }
+
+        deserializer.deserialize_any(Visitor)
     }
 }
 

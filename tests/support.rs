@@ -823,3 +823,13 @@ fn app_decide(
         _ => ("401 Unauthorized", vec![], String::new()),
     }
 }
+
+/// The body mediagate writes for a denial: `"{status} {reason phrase}: {reason}\n"`.
+pub fn deny_body(status: u16, reason: &str) -> String {
+    let phrase = match status {
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        other => panic!("mediagate does not deny with {other}"),
+    };
+    format!("{status} {phrase}: {reason}\n")
+}

@@ -4,7 +4,10 @@
 use mediagate::mint::MintRequest;
 use mediagate::token::Methods;
 
-use crate::support::{request, split_url, Options, Response, Stack, MEDIA_HOST, WWW_HOST};
+use crate::support::{
+    accel_denied, nginx_denied, nginx_page, request, seen, served, split_url, Options, Response,
+    Stack, MEDIA_HOST, WWW_HOST,
+};
 
 const PDF: &[u8] = b"%PDF-1.4 not really a pdf, but bytes we can recognise\n";
 
@@ -159,23 +162,109 @@ fn traversal_and_encoding_tricks_are_rejected_even_with_a_valid_token() {
     let stack = stack_with_files("tricks");
     let url = stack.sign("/media/secret.txt");
     let (_, query) = url.split_once('?').unwrap();
-    for path in [
-        "/media/hls/../secret.txt",
-        "/media/hls/%2e%2e/secret.txt",
-        "/media//secret.txt",
-        "/media/./secret.txt",
-        "/media/%2fsecret.txt",
-        "/media/secret.txt%00.pdf",
-    ] {
-        let response = stack.media("GET", &format!("{path}?{query}"));
-        assert!(
-            response.status == 403 || response.status == 400,
-            "{path}: {} {:?}",
-            response.status,
-            response.headers
-        );
-        assert_ne!(response.text(), "secret bytes", "{path}");
+    let bad_path = nginx_denied("bad_path");
+    // nginx refuses a NUL byte itself, before any location (and mediagate) is involved.
+    let nginx_400 = (400, None, nginx_page("400 Bad Request"));
+    let cases = [
+        ("/media/hls/../secret.txt", bad_path.clone()),
+        ("/media/hls/%2e%2e/secret.txt", bad_path.clone()),
+        ("/media//secret.txt", bad_path.clone()),
+        ("/media/./secret.txt", bad_path.clone()),
+        ("/media/%2fsecret.txt", bad_path.clone()),
+        ("/media/secret.txt%00.pdf", nginx_400.clone()),
+    ];
+    assert_table(&stack, &cases, query);
+}
+
+/// The case where canonicalisation is the only defence: a valid prefix token for the `hls/`
+/// folder, whose MAC and scope check a repaired path would pass (`/media/hls/../secret.txt`
+/// starts with `/media/hls/`), while nginx would serve `/media/secret.txt`. Both modes.
+///
+/// Checked by making `path::canonicalize` accept everything: in auth_request mode every
+/// `bad_path` row below then serves "secret bytes" (mediagate is the only defence), except
+/// `..%5c`, where nginx (on Unix `\` is no separator) finds no file and answers 404. In accel
+/// mode every `bad_path` row becomes nginx's 404: nginx also refuses an `X-Accel-Redirect`
+/// target containing `..`, a second line of defence. The last row is nginx's alone: a path
+/// climbing above the root is a 400 before any location runs.
+#[test]
+fn prefix_token_cannot_climb_out_of_its_folder_in_either_mode() {
+    let stack = stack_with_files("climb");
+    stack.dir.write("files/files/secret.txt", "secret bytes");
+    stack.dir.write("files/files/hls/seg1.ts", "segment one");
+    let mut wrong = Vec::new();
+    for base in ["/media", "/files"] {
+        let url = stack.sign_with(MintRequest {
+            path: format!("{base}/hls/"),
+            prefix: true,
+            ..MintRequest::default()
+        });
+        let (_, query) = url.split_once('?').unwrap();
+        let bad_path = if base == "/media" {
+            nginx_denied("bad_path")
+        } else {
+            accel_denied("bad_path")
+        };
+        let nginx_400 = (400, None, nginx_page("400 Bad Request"));
+        let cases = [
+            // The token works inside its folder, and the secret exists beside it.
+            (format!("{base}/hls/seg1.ts"), served("segment one")),
+            (format!("{base}/hls/../secret.txt"), bad_path.clone()),
+            (format!("{base}/hls/%2e%2e/secret.txt"), bad_path.clone()),
+            (format!("{base}/hls/%2E%2E/secret.txt"), bad_path.clone()),
+            (format!("{base}/hls/.%2e/secret.txt"), bad_path.clone()),
+            (format!("{base}/hls/..%2fsecret.txt"), bad_path.clone()),
+            (format!("{base}/hls/%2e%2e%2fsecret.txt"), bad_path.clone()),
+            (format!("{base}/hls/..%5csecret.txt"), bad_path.clone()),
+            (format!("{base}/hls//../secret.txt"), bad_path.clone()),
+            (format!("{base}/hls/..//secret.txt"), bad_path.clone()),
+            (format!("{base}/hls/./../secret.txt"), bad_path.clone()),
+            (
+                format!("{base}/hls/seg1.ts/../../secret.txt"),
+                bad_path.clone(),
+            ),
+            (
+                format!("{base}/hls/%2e%2e/%2e%2e{base}/secret.txt"),
+                bad_path.clone(),
+            ),
+            (format!("{base}/hls/../../../secret.txt"), nginx_400.clone()),
+        ];
+        let cases: Vec<(&str, _)> = cases
+            .iter()
+            .map(|(path, seen)| (path.as_str(), seen.clone()))
+            .collect();
+        wrong.extend(table_mismatches(&stack, &cases, query));
     }
+    assert_rows(&wrong);
+}
+
+/// Requests `path?query` for each row; one line per row whose answer differs.
+fn table_mismatches(
+    stack: &Stack,
+    cases: &[(&str, (u16, Option<String>, String))],
+    query: &str,
+) -> Vec<String> {
+    cases
+        .iter()
+        .filter_map(|(path, expected)| {
+            let got = seen(&stack.media("GET", &format!("{path}?{query}")));
+            (&got != expected)
+                .then(|| format!("{path}\n  expected {expected:?}\n  got      {got:?}"))
+        })
+        .collect()
+}
+
+/// Asserts that every row of the table gets exactly its expected answer.
+fn assert_table(stack: &Stack, cases: &[(&str, (u16, Option<String>, String))], query: &str) {
+    assert_rows(&table_mismatches(stack, cases, query));
+}
+
+fn assert_rows(wrong: &[String]) {
+    assert!(
+        wrong.is_empty(),
+        "{} rows differ:\n{}",
+        wrong.len(),
+        wrong.join("\n")
+    );
 }
 
 #[test]

@@ -780,44 +780,71 @@ fn optional_auth_cache_answers_repeats_without_mediagate_but_never_past_expiry()
         },
     );
     stack.dir.write("files/media/report.pdf", PDF);
+    let pdf = (200, None, String::from_utf8_lossy(PDF).into_owned());
+    let nginx_500 = (500, None, nginx_page("500 Internal Server Error"));
     let long = stack.sign("/media/report.pdf");
-    let short = stack.sign_with(MintRequest {
-        path: "/media/report.pdf".into(),
-        ttl: Some(2),
-        ..MintRequest::default()
-    });
-    assert_eq!(stack.media("GET", &long).status, 200);
-    assert_eq!(stack.media("GET", &short).status, 200);
+    assert_eq!(seen(&stack.media("GET", &long)), pdf);
     // A denial is never cached: the same forged URL asks mediagate every time.
-    assert_eq!(
-        stack.media("GET", "/media/report.pdf?token=forged").status,
-        403
-    );
+    let forged = "/media/report.pdf?token=forged";
+    assert_eq!(seen(&stack.media("GET", forged)), nginx_denied("malformed"));
+
+    // A short-lived token. mediagate lets nginx reuse an allow until `exp - 1`, and only when
+    // that second is still ahead, so the entry provably exists once an answer came back before
+    // `exp - 1` by our clock (mediagate's second cannot be later). Otherwise the machine
+    // stalled through the window: mint again.
+    let (short, short_expires) = loop {
+        let minted = mediagate::mint::mint(
+            &stack.config,
+            &MintRequest {
+                path: "/media/report.pdf".into(),
+                ttl: Some(3),
+                ..MintRequest::default()
+            },
+            mediagate::clock::now(),
+        )
+        .unwrap();
+        assert_eq!(seen(&stack.media("GET", &minted.path_and_query)), pdf);
+        if mediagate::clock::now() < minted.expires - 1 {
+            break (minted.path_and_query, minted.expires);
+        }
+    };
 
     stack.mediagate.child.kill().unwrap();
     stack.mediagate.child.wait().unwrap();
     // Cached allows still work with the sidecar gone...
-    let cached = stack.media("GET", &long);
-    assert_eq!(cached.status, 200, "{cached:?}");
-    assert_eq!(cached.body, PDF);
-    // ...the method is part of the key...
-    assert_eq!(stack.media("HEAD", &long).status, 500);
-    // ...nothing that was not allowed before is allowed now...
+    assert_eq!(seen(&stack.media("GET", &short)), pdf, "short, cached");
+    assert_eq!(seen(&stack.media("GET", &long)), pdf, "long, cached");
+    // ...the method is part of the key (HEAD: the same 500, without a body)...
     assert_eq!(
-        stack.media("GET", "/media/report.pdf?token=forged").status,
-        500
+        seen(&stack.media("HEAD", &long)),
+        (500, None, String::new())
     );
-    // (A different lifetime makes a different token; the same claims in the same second
-    // would be byte-identical and rightly hit the cache.)
+    // ...nothing that was not allowed before is allowed now...
+    assert_eq!(seen(&stack.media("GET", forged)), nginx_500);
+    // (Another lifetime makes another token: `long` lives 3600 s, this one 1800 s.)
     let unseen = stack.sign_with(MintRequest {
         path: "/media/report.pdf".into(),
         ttl: Some(1800),
         ..MintRequest::default()
     });
-    assert_eq!(stack.media("GET", &unseen).status, 500);
-    // ...and no entry outlives its token.
-    std::thread::sleep(std::time::Duration::from_millis(2100));
-    assert_ne!(stack.media("GET", &short).status, 200);
+    assert_eq!(seen(&stack.media("GET", &unseen)), nginx_500);
+    // ...and no entry outlives its token. Expiry cannot be hurried, so poll the short URL
+    // until a request starts at or after `exp` by our clock (nginx's second is no earlier),
+    // checking every answer that provably came before `exp` on the way.
+    loop {
+        let before = mediagate::clock::now();
+        let response = seen(&stack.media("GET", &short));
+        let after = mediagate::clock::now();
+        if before >= short_expires {
+            assert_eq!(response, nginx_500, "short, after its expiry");
+            break;
+        }
+        if after < short_expires {
+            assert_eq!(response, pdf, "short, before its expiry");
+        }
+        // Polling interval while waiting for the clock, not an ordering of events.
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 }
 
 #[test]

@@ -11,6 +11,11 @@ use crate::support::{
 
 const PDF: &[u8] = b"%PDF-1.4 not really a pdf, but bytes we can recognise\n";
 
+/// [`PDF`] as text, for comparing with `seen`.
+fn pdf_text() -> &'static str {
+    std::str::from_utf8(PDF).unwrap()
+}
+
 /// The status of each hop of a `Stack::browse`.
 fn statuses(hops: &[Response]) -> Vec<u16> {
     hops.iter().map(|hop| hop.status).collect()
@@ -50,8 +55,13 @@ fn media_url_without_token_heals_through_the_session_domain() {
         )),
         "{to_refresh}"
     );
-    assert_eq!(hops[0].header("x-mediagate-reason"), Some("missing_token"));
+    assert_eq!(
+        seen(&hops[0]),
+        (302, Some("missing_token".into()), nginx_page("302 Found"))
+    );
     assert_eq!(hops[0].header("cache-control"), Some("no-store"));
+    // The session side's redirect comes from mediagate itself: no reason, no body.
+    assert_eq!(seen(&hops[1]), (302, None, String::new()));
     let back = hops[1].header("location").unwrap();
     assert!(
         back.starts_with(&format!("http://{MEDIA_HOST}/media/report.pdf?token=")),
@@ -302,8 +312,17 @@ fn expired_token_refreshes_to_a_working_link() {
         &format!("http://{MEDIA_HOST}{}", minted.path_and_query),
         Some("session=alice"),
     );
-    assert_eq!(hops[0].status, 302);
-    assert_eq!(hops[0].header("x-mediagate-reason"), Some("expired"));
+    assert_eq!(
+        redirect_seen(&hops[0]),
+        (
+            302,
+            Some("expired".into()),
+            Some(format!(
+                "http://{WWW_HOST}/_mediagate/refresh/media/report.pdf?state="
+            )),
+            nginx_page("302 Found")
+        )
+    );
     assert_eq!(hops.last().unwrap().status, 200);
     assert_eq!(hops.last().unwrap().body, PDF);
 }
@@ -351,7 +370,7 @@ fn logged_in_but_not_allowed_gets_403_and_no_token() {
 fn sidecar_down_fails_closed() {
     let mut stack = stack_with_files("down");
     let url = stack.sign("/media/report.pdf");
-    assert_eq!(stack.media("GET", &url).status, 200);
+    assert_eq!(seen(&stack.media("GET", &url)), served(pdf_text()));
     stack.mediagate.child.kill().unwrap();
     stack.mediagate.child.wait().unwrap();
     let response = stack.media("GET", &url);
@@ -370,7 +389,7 @@ fn nginx_access_log_never_contains_the_token() {
     let stack = stack_with_files("accesslog");
     let url = stack.sign("/media/report.pdf");
     let (_, token) = url.split_once("?token=").unwrap();
-    assert_eq!(stack.media("GET", &url).status, 200);
+    assert_eq!(seen(&stack.media("GET", &url)), served(pdf_text()));
     let _ = stack.media("GET", "/media/report.pdf?token=forged");
     drop(stack.media("GET", "/media/public/logo.txt"));
     let log = std::fs::read_to_string(stack.dir.path().join("access.log")).unwrap();
@@ -409,7 +428,7 @@ fn json_audit_lines_record_each_decision_and_survive_hostile_values() {
         &url,
         &[("User-Agent", hostile_agent)],
     );
-    assert_eq!(allowed.status, 200);
+    assert_eq!(seen(&allowed), served(pdf_text()));
     // A real token for another path: the signature does not cover this one.
     let other = stack.sign("/media/other.pdf");
     let (_, other_token) = other.split_once("?token=").unwrap();
@@ -506,7 +525,7 @@ fn accel_mode_serves_names_with_spaces_unicode_and_percent() {
     );
     assert_eq!(range.status, 206);
     assert_eq!(range.text(), "bytes");
-    assert_eq!(stack.media("HEAD", &url).status, 200);
+    assert_eq!(seen(&stack.media("HEAD", &url)), (200, None, String::new()));
 }
 
 #[test]
@@ -866,8 +885,9 @@ fn clients_cannot_widen_their_own_grant() {
             ("X-Mediagate-Grant-Subject", "admin"),
         ],
     );
-    assert_eq!(response.status, 302, "{response:?}");
+    assert_eq!(seen(&response), (302, None, String::new()), "{response:?}");
     let (_, back) = split_url(response.header("location").unwrap());
+    assert!(back.starts_with("/media/report.pdf?token="), "{back}");
     let token = back.split_once("token=").unwrap().1;
     let mut buf = mediagate::token::TokenBuf::new();
     let decoded = mediagate::token::decode(token, &mut buf).unwrap();

@@ -6,7 +6,7 @@ use mediagate::token::Methods;
 
 use crate::support::{
     accel_denied, nginx_denied, nginx_page, request, seen, served, split_url, Options, Response,
-    Stack, MEDIA_HOST, WWW_HOST,
+    Seen, Stack, MEDIA_HOST, WWW_HOST,
 };
 
 const PDF: &[u8] = b"%PDF-1.4 not really a pdf, but bytes we can recognise\n";
@@ -239,11 +239,7 @@ fn prefix_token_cannot_climb_out_of_its_folder_in_either_mode() {
 }
 
 /// Requests `path?query` for each row; one line per row whose answer differs.
-fn table_mismatches(
-    stack: &Stack,
-    cases: &[(&str, (u16, Option<String>, String))],
-    query: &str,
-) -> Vec<String> {
+fn table_mismatches(stack: &Stack, cases: &[(&str, Seen)], query: &str) -> Vec<String> {
     cases
         .iter()
         .filter_map(|(path, expected)| {
@@ -255,7 +251,7 @@ fn table_mismatches(
 }
 
 /// Asserts that every row of the table gets exactly its expected answer.
-fn assert_table(stack: &Stack, cases: &[(&str, (u16, Option<String>, String))], query: &str) {
+fn assert_table(stack: &Stack, cases: &[(&str, Seen)], query: &str) {
     assert_rows(&table_mismatches(stack, cases, query));
 }
 

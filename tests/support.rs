@@ -857,10 +857,13 @@ pub fn without_nginx_version(body: &str) -> String {
     }
 }
 
+/// What a client sees of a decision through nginx; see [`seen`].
+pub type Seen = (u16, Option<String>, String);
+
 /// What a client sees of a decision through nginx: status, the `X-Mediagate-Reason` value
 /// (`"<disagree: …>"` if occurrences differ; how many there are is not pinned here), and the
 /// body with nginx's version taken out.
-pub fn seen(response: &Response) -> (u16, Option<String>, String) {
+pub fn seen(response: &Response) -> Seen {
     let reasons: Vec<&str> = response
         .headers
         .iter()
@@ -880,16 +883,16 @@ pub fn seen(response: &Response) -> (u16, Option<String>, String) {
 }
 
 /// A denial in auth_request mode as the client sees it: nginx's error page, mediagate's reason.
-pub fn nginx_denied(reason: &str) -> (u16, Option<String>, String) {
+pub fn nginx_denied(reason: &str) -> Seen {
     (403, Some(reason.to_owned()), nginx_page("403 Forbidden"))
 }
 
 /// A denial in X-Accel-Redirect mode: nginx passes mediagate's own body through.
-pub fn accel_denied(reason: &str) -> (u16, Option<String>, String) {
+pub fn accel_denied(reason: &str) -> Seen {
     (403, Some(reason.to_owned()), deny_body(403, reason))
 }
 
 /// A file served: 200, no reason, exactly these bytes.
-pub fn served(body: &str) -> (u16, Option<String>, String) {
+pub fn served(body: &str) -> Seen {
     (200, None, body.to_owned())
 }

@@ -8,8 +8,12 @@ cd "$(dirname "$0")/.."
 
 if ! cargo fuzz --version >/dev/null 2>&1; then
   echo "fuzz.sh: installing cargo-fuzz" >&2
-  cargo install cargo-fuzz
+  cargo install --locked cargo-fuzz
 fi
+
+# Every target, with the fuzzing instrumentation (sanitizer, coverage), before running any:
+# a target that no longer compiles fails here even when only another one was asked for.
+RUSTC_BOOTSTRAP=1 cargo fuzz build
 
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then

@@ -18,4 +18,5 @@ if [ ${#need_packages[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need_packages[@]}" >/dev/null
 fi
 
+# No switch needed to make the end-to-end tests strict: they fail (never skip) without nginx.
 cargo test --all-targets "$@"

@@ -7,96 +7,74 @@
 
 use std::fmt;
 
-/// Why a request was not allowed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Reason {
+/// Declares [`Reason`], its wire names and [`Reason::ALL`] from one list, so a variant can
+/// never be missing from `ALL`: metrics index their counters by `reason as usize` through it,
+/// and the documentation tests below walk it.
+macro_rules! reasons {
+    ($($(#[$doc:meta])* $variant:ident = $wire:literal,)*) => {
+        /// Why a request was not allowed.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum Reason {
+            $($(#[$doc])* $variant,)*
+        }
+
+        impl Reason {
+            /// The stable wire name, e.g. `bad_signature`.
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $(Reason::$variant => $wire,)*
+                }
+            }
+
+            /// Every reason in declaration order, for metrics registration and documentation
+            /// tests.
+            pub const ALL: [Reason; [$(Reason::$variant),*].len()] = [$(Reason::$variant),*];
+        }
+    };
+}
+
+reasons! {
     /// No token in the request.
-    MissingToken,
+    MissingToken = "missing_token",
     /// The token is not a well-formed v1 token (encoding, length, field layout).
-    Malformed,
+    Malformed = "malformed",
     /// The token was made for another purpose (e.g. a refresh `state` used as a download token).
-    WrongPurpose,
+    WrongPurpose = "wrong_purpose",
     /// The token names a key id this server does not know.
-    UnknownKey,
+    UnknownKey = "unknown_key",
     /// The MAC does not match: forged, tampered with, or signed for another path.
-    BadSignature,
+    BadSignature = "bad_signature",
     /// `now >= exp`.
-    Expired,
+    Expired = "expired",
     /// `now + leeway < nbf`.
-    NotYetValid,
+    NotYetValid = "not_yet_valid",
     /// The token claims a lifetime beyond the configured maximum.
-    Lifetime,
+    Lifetime = "lifetime",
     /// The token is bound to another media host.
-    WrongHost,
+    WrongHost = "wrong_host",
     /// The request path is outside the token's prefix.
-    OutOfScope,
+    OutOfScope = "out_of_scope",
     /// The request method is not among the token's methods.
-    Method,
+    Method = "method",
     /// The client address is outside the token's IP/CIDR.
-    Ip,
+    Ip = "ip",
     /// The request path is not canonical (dot segments, encoded slashes, control bytes, ...).
-    BadPath,
+    BadPath = "bad_path",
     /// The request came from a peer that may not send `X-Original-*` headers, or lacked the
     /// internal secret.
-    UntrustedPeer,
+    UntrustedPeer = "untrusted_peer",
     /// A required header is missing, duplicated or unreadable.
-    BadRequest,
+    BadRequest = "bad_request",
     /// `X-Mediagate-Server-Name` (nginx `$server_name`) is not a configured media host, or no
     /// site refreshes through the session server that forwarded a refresh.
-    UnknownHost,
+    UnknownHost = "unknown_host",
     /// A freshly refreshed token failed again: stop instead of redirecting forever.
-    RefreshLoop,
+    RefreshLoop = "refresh_loop",
     /// The refresh `state` did not verify.
-    BadState,
+    BadState = "bad_state",
 }
 
 impl Reason {
-    /// The stable wire name, e.g. `bad_signature`.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Reason::MissingToken => "missing_token",
-            Reason::Malformed => "malformed",
-            Reason::WrongPurpose => "wrong_purpose",
-            Reason::UnknownKey => "unknown_key",
-            Reason::BadSignature => "bad_signature",
-            Reason::Expired => "expired",
-            Reason::NotYetValid => "not_yet_valid",
-            Reason::Lifetime => "lifetime",
-            Reason::WrongHost => "wrong_host",
-            Reason::OutOfScope => "out_of_scope",
-            Reason::Method => "method",
-            Reason::Ip => "ip",
-            Reason::BadPath => "bad_path",
-            Reason::UntrustedPeer => "untrusted_peer",
-            Reason::BadRequest => "bad_request",
-            Reason::UnknownHost => "unknown_host",
-            Reason::RefreshLoop => "refresh_loop",
-            Reason::BadState => "bad_state",
-        }
-    }
-
-    /// Every reason, for metrics registration and documentation tests.
-    pub const ALL: [Reason; 18] = [
-        Reason::MissingToken,
-        Reason::Malformed,
-        Reason::WrongPurpose,
-        Reason::UnknownKey,
-        Reason::BadSignature,
-        Reason::Expired,
-        Reason::NotYetValid,
-        Reason::Lifetime,
-        Reason::WrongHost,
-        Reason::OutOfScope,
-        Reason::Method,
-        Reason::Ip,
-        Reason::BadPath,
-        Reason::UntrustedPeer,
-        Reason::BadRequest,
-        Reason::UnknownHost,
-        Reason::RefreshLoop,
-        Reason::BadState,
-    ];
-
     /// Reasons a new token from the session domain can cure: the link is merely old, or was
     /// signed with a key that has since been retired. Everything else (forgery, wrong scope, a
     /// deliberate not-before) is a hard 403 that no redirect should paper over.
@@ -111,5 +89,73 @@ impl Reason {
 impl fmt::Display for Reason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    fn read_doc(relative: &str) -> String {
+        let path = format!("{}/{relative}", env!("CARGO_MANIFEST_DIR"));
+        std::fs::read_to_string(&path).unwrap_or_else(|error| panic!("{path}: {error}"))
+    }
+
+    fn wire_names() -> BTreeSet<&'static str> {
+        Reason::ALL.iter().map(|reason| reason.as_str()).collect()
+    }
+
+    /// The words between backticks in `text`.
+    fn quoted(text: &str) -> BTreeSet<&str> {
+        text.split('`').skip(1).step_by(2).collect()
+    }
+
+    #[test]
+    fn all_lists_every_reason_once_in_declaration_order() {
+        for (index, reason) in Reason::ALL.iter().enumerate() {
+            assert_eq!(*reason as usize, index, "{reason}");
+        }
+        assert_eq!(
+            wire_names().len(),
+            Reason::ALL.len(),
+            "two reasons share a wire name"
+        );
+        for name in wire_names() {
+            assert!(
+                !name.is_empty() && name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'),
+                "{name:?} is not snake_case"
+            );
+        }
+    }
+
+    #[test]
+    fn every_reason_is_in_the_spec_table_and_nothing_else_is() {
+        let spec = read_doc("docs/token-format.md");
+        let section = spec
+            .split_once("## 11. Reason codes")
+            .and_then(|(_, rest)| rest.split_once("\n## 12."))
+            .expect("docs/token-format.md has sections 11 and 12")
+            .0;
+        // Rows look like "| `expired` | token | ... |": the first cell names the reason.
+        let rows: BTreeSet<&str> = section
+            .lines()
+            .filter_map(|line| line.strip_prefix("| `"))
+            .filter_map(|rest| rest.split_once('`'))
+            .map(|(name, _)| name)
+            .collect();
+        assert_eq!(rows, wire_names(), "docs/token-format.md §11 table");
+    }
+
+    #[test]
+    fn every_reason_is_in_the_readme_list_and_nothing_else_is() {
+        let readme = read_doc("README.md");
+        // "Reason codes: `missing_token`, ..., `bad_state`." — up to the sentence's end.
+        let list = readme
+            .split_once("Reason codes:")
+            .and_then(|(_, rest)| rest.split_once("`."))
+            .map(|(list, _)| format!("{list}`"))
+            .expect("README.md has a \"Reason codes:\" sentence");
+        assert_eq!(quoted(&list), wire_names(), "README.md reason list");
     }
 }

@@ -4,9 +4,17 @@
 use mediagate::mint::MintRequest;
 use mediagate::token::Methods;
 
-use crate::support::{request, split_url, Options, Response, Stack, MEDIA_HOST, WWW_HOST};
+use crate::support::{
+    accel_denied, nginx_denied, nginx_page, request, seen, served, split_url, Options, Response,
+    Seen, Stack, MEDIA_HOST, WWW_HOST,
+};
 
 const PDF: &[u8] = b"%PDF-1.4 not really a pdf, but bytes we can recognise\n";
+
+/// [`PDF`] as text, for comparing with `seen`.
+fn pdf_text() -> &'static str {
+    std::str::from_utf8(PDF).unwrap()
+}
 
 /// The status of each hop of a `Stack::browse`.
 fn statuses(hops: &[Response]) -> Vec<u16> {
@@ -47,8 +55,13 @@ fn media_url_without_token_heals_through_the_session_domain() {
         )),
         "{to_refresh}"
     );
-    assert_eq!(hops[0].header("x-mediagate-reason"), Some("missing_token"));
+    assert_eq!(
+        seen(&hops[0]),
+        (302, Some("missing_token".into()), nginx_page("302 Found"))
+    );
     assert_eq!(hops[0].header("cache-control"), Some("no-store"));
+    // The session side's redirect comes from mediagate itself: no reason, no body.
+    assert_eq!(seen(&hops[1]), (302, None, String::new()));
     let back = hops[1].header("location").unwrap();
     assert!(
         back.starts_with(&format!("http://{MEDIA_HOST}/media/report.pdf?token=")),
@@ -91,11 +104,7 @@ fn forged_tampered_wrong_path_and_wrong_method_tokens_are_refused() {
 
     // Another file, same token: the path is bound through the MAC.
     let wrong_path = stack.media("GET", &format!("/media/secret.txt?token={token}"));
-    assert_eq!(wrong_path.status, 403);
-    assert_eq!(
-        wrong_path.header("x-mediagate-reason"),
-        Some("bad_signature")
-    );
+    assert_eq!(seen(&wrong_path), nginx_denied("bad_signature"));
     assert_eq!(wrong_path.header("cache-control"), Some("no-store"));
 
     // Flip one character of the tag.
@@ -103,21 +112,19 @@ fn forged_tampered_wrong_path_and_wrong_method_tokens_are_refused() {
     let last = tampered.pop().unwrap();
     tampered.push(if last == 'A' { 'B' } else { 'A' });
     let response = stack.media("GET", &format!("/media/report.pdf?token={tampered}"));
-    assert_eq!(response.status, 403);
+    assert_eq!(seen(&response), nginx_denied("bad_signature"));
 
     // Garbage.
     let response = stack.media("GET", "/media/report.pdf?token=not-a-token!");
-    assert_eq!(response.status, 403);
-    assert_eq!(response.header("x-mediagate-reason"), Some("malformed"));
+    assert_eq!(seen(&response), nginx_denied("malformed"));
 
     // A GET/HEAD token used for DELETE.
     let response = stack.media("DELETE", &good);
-    assert_eq!(response.status, 403);
-    assert_eq!(response.header("x-mediagate-reason"), Some("method"));
+    assert_eq!(seen(&response), nginx_denied("method"));
 
     // Two tokens in one URL are ambiguous.
     let response = stack.media("GET", &format!("{good}&token={token}"));
-    assert_eq!(response.status, 403);
+    assert_eq!(seen(&response), nginx_denied("malformed"));
 }
 
 #[test]
@@ -129,29 +136,26 @@ fn put_token_allows_put_but_not_get() {
         ..MintRequest::default()
     });
     let get = stack.media("GET", &url);
-    assert_eq!(get.status, 403);
-    assert_eq!(get.header("x-mediagate-reason"), Some("method"));
+    assert_eq!(seen(&get), nginx_denied("method"));
 }
 
 #[test]
 fn public_prefix_is_served_without_token_but_not_through_traversal() {
     let stack = stack_with_files("public");
     let public = stack.media("GET", "/media/public/logo.txt");
-    assert_eq!(public.status, 200);
-    assert_eq!(public.text(), "public bytes");
+    assert_eq!(seen(&public), served("public bytes"));
 
-    for sneaky in [
-        "/media/public/../secret.txt",
-        "/media/public/%2e%2e/secret.txt",
-        "/media/public/%2E%2E/secret.txt",
-        "/media/public/..%2fsecret.txt",
-        "/media/public/%2e%2e%2fsecret.txt",
-        "/media/public/..%5csecret.txt",
-    ] {
-        let response = stack.media("GET", sneaky);
-        assert_ne!(response.status, 200, "{sneaky} must not be served");
-        assert_ne!(response.text(), "secret bytes", "{sneaky}");
-    }
+    let bad_path = nginx_denied("bad_path");
+    let cases = [
+        ("/media/public/../secret.txt", bad_path.clone()),
+        ("/media/public/%2e%2e/secret.txt", bad_path.clone()),
+        ("/media/public/%2E%2E/secret.txt", bad_path.clone()),
+        ("/media/public/..%2fsecret.txt", bad_path.clone()),
+        ("/media/public/%2e%2e%2fsecret.txt", bad_path.clone()),
+        ("/media/public/..%5csecret.txt", bad_path.clone()),
+    ];
+    // No token at all: the query is only a harmless parameter.
+    assert_table(&stack, &cases, "x=1");
 }
 
 #[test]
@@ -159,23 +163,105 @@ fn traversal_and_encoding_tricks_are_rejected_even_with_a_valid_token() {
     let stack = stack_with_files("tricks");
     let url = stack.sign("/media/secret.txt");
     let (_, query) = url.split_once('?').unwrap();
-    for path in [
-        "/media/hls/../secret.txt",
-        "/media/hls/%2e%2e/secret.txt",
-        "/media//secret.txt",
-        "/media/./secret.txt",
-        "/media/%2fsecret.txt",
-        "/media/secret.txt%00.pdf",
-    ] {
-        let response = stack.media("GET", &format!("{path}?{query}"));
-        assert!(
-            response.status == 403 || response.status == 400,
-            "{path}: {} {:?}",
-            response.status,
-            response.headers
-        );
-        assert_ne!(response.text(), "secret bytes", "{path}");
+    let bad_path = nginx_denied("bad_path");
+    // nginx refuses a NUL byte itself, before any location (and mediagate) is involved.
+    let nginx_400 = (400, None, nginx_page("400 Bad Request"));
+    let cases = [
+        ("/media/hls/../secret.txt", bad_path.clone()),
+        ("/media/hls/%2e%2e/secret.txt", bad_path.clone()),
+        ("/media//secret.txt", bad_path.clone()),
+        ("/media/./secret.txt", bad_path.clone()),
+        ("/media/%2fsecret.txt", bad_path.clone()),
+        ("/media/secret.txt%00.pdf", nginx_400.clone()),
+    ];
+    assert_table(&stack, &cases, query);
+}
+
+/// The case where canonicalisation is the only defence: a valid prefix token for the `hls/`
+/// folder, whose MAC and scope check a repaired path would pass (`/media/hls/../secret.txt`
+/// starts with `/media/hls/`), while nginx would serve `/media/secret.txt`. Both modes.
+///
+/// Checked by making `path::canonicalize` accept everything: in auth_request mode every
+/// `bad_path` row below then serves "secret bytes" (mediagate is the only defence), except
+/// `..%5c`, where nginx (on Unix `\` is no separator) finds no file and answers 404. In accel
+/// mode every `bad_path` row becomes nginx's 404: nginx also refuses an `X-Accel-Redirect`
+/// target containing `..`, a second line of defence. The last row is nginx's alone: a path
+/// climbing above the root is a 400 before any location runs.
+#[test]
+fn prefix_token_cannot_climb_out_of_its_folder_in_either_mode() {
+    let stack = stack_with_files("climb");
+    stack.dir.write("files/files/secret.txt", "secret bytes");
+    stack.dir.write("files/files/hls/seg1.ts", "segment one");
+    let mut wrong = Vec::new();
+    for base in ["/media", "/files"] {
+        let url = stack.sign_with(MintRequest {
+            path: format!("{base}/hls/"),
+            prefix: true,
+            ..MintRequest::default()
+        });
+        let (_, query) = url.split_once('?').unwrap();
+        let bad_path = if base == "/media" {
+            nginx_denied("bad_path")
+        } else {
+            accel_denied("bad_path")
+        };
+        let nginx_400 = (400, None, nginx_page("400 Bad Request"));
+        let cases = [
+            // The token works inside its folder, and the secret exists beside it.
+            (format!("{base}/hls/seg1.ts"), served("segment one")),
+            (format!("{base}/hls/../secret.txt"), bad_path.clone()),
+            (format!("{base}/hls/%2e%2e/secret.txt"), bad_path.clone()),
+            (format!("{base}/hls/%2E%2E/secret.txt"), bad_path.clone()),
+            (format!("{base}/hls/.%2e/secret.txt"), bad_path.clone()),
+            (format!("{base}/hls/..%2fsecret.txt"), bad_path.clone()),
+            (format!("{base}/hls/%2e%2e%2fsecret.txt"), bad_path.clone()),
+            (format!("{base}/hls/..%5csecret.txt"), bad_path.clone()),
+            (format!("{base}/hls//../secret.txt"), bad_path.clone()),
+            (format!("{base}/hls/..//secret.txt"), bad_path.clone()),
+            (format!("{base}/hls/./../secret.txt"), bad_path.clone()),
+            (
+                format!("{base}/hls/seg1.ts/../../secret.txt"),
+                bad_path.clone(),
+            ),
+            (
+                format!("{base}/hls/%2e%2e/%2e%2e{base}/secret.txt"),
+                bad_path.clone(),
+            ),
+            (format!("{base}/hls/../../../secret.txt"), nginx_400.clone()),
+        ];
+        let cases: Vec<(&str, _)> = cases
+            .iter()
+            .map(|(path, seen)| (path.as_str(), seen.clone()))
+            .collect();
+        wrong.extend(table_mismatches(&stack, &cases, query));
     }
+    assert_rows(&wrong);
+}
+
+/// Requests `path?query` for each row; one line per row whose answer differs.
+fn table_mismatches(stack: &Stack, cases: &[(&str, Seen)], query: &str) -> Vec<String> {
+    cases
+        .iter()
+        .filter_map(|(path, expected)| {
+            let got = seen(&stack.media("GET", &format!("{path}?{query}")));
+            (&got != expected)
+                .then(|| format!("{path}\n  expected {expected:?}\n  got      {got:?}"))
+        })
+        .collect()
+}
+
+/// Asserts that every row of the table gets exactly its expected answer.
+fn assert_table(stack: &Stack, cases: &[(&str, Seen)], query: &str) {
+    assert_rows(&table_mismatches(stack, cases, query));
+}
+
+fn assert_rows(wrong: &[String]) {
+    assert!(
+        wrong.is_empty(),
+        "{} rows differ:\n{}",
+        wrong.len(),
+        wrong.join("\n")
+    );
 }
 
 #[test]
@@ -200,8 +286,7 @@ fn prefix_token_opens_a_folder_and_nothing_beside_it() {
         "segment two"
     );
     let beside = stack.media("GET", &format!("/media/secret.txt?{query}"));
-    assert_eq!(beside.status, 403);
-    assert_eq!(beside.header("x-mediagate-reason"), Some("out_of_scope"));
+    assert_eq!(seen(&beside), nginx_denied("out_of_scope"));
 }
 
 #[test]
@@ -223,8 +308,17 @@ fn expired_token_refreshes_to_a_working_link() {
         &format!("http://{MEDIA_HOST}{}", minted.path_and_query),
         Some("session=alice"),
     );
-    assert_eq!(hops[0].status, 302);
-    assert_eq!(hops[0].header("x-mediagate-reason"), Some("expired"));
+    assert_eq!(
+        redirect_seen(&hops[0]),
+        (
+            302,
+            Some("expired".into()),
+            Some(format!(
+                "http://{WWW_HOST}/_mediagate/refresh/media/report.pdf?state="
+            )),
+            nginx_page("302 Found")
+        )
+    );
     assert_eq!(hops.last().unwrap().status, 200);
     assert_eq!(hops.last().unwrap().body, PDF);
 }
@@ -262,24 +356,28 @@ fn logged_in_but_not_allowed_gets_403_and_no_token() {
         Some("session=mallory"),
     );
     let statuses = statuses(&hops);
-    assert_eq!(statuses, [302, 403]);
+    assert_eq!(statuses, [302, 403], "{hops:#?}");
+    // The application's refusal, as nginx's own page: no token, no reason from mediagate.
+    assert_eq!(seen(&hops[1]), (403, None, nginx_page("403 Forbidden")));
+    assert!(hops[1].header("location").is_none());
 }
 
 #[test]
 fn sidecar_down_fails_closed() {
     let mut stack = stack_with_files("down");
     let url = stack.sign("/media/report.pdf");
-    assert_eq!(stack.media("GET", &url).status, 200);
+    assert_eq!(seen(&stack.media("GET", &url)), served(pdf_text()));
     stack.mediagate.child.kill().unwrap();
     stack.mediagate.child.wait().unwrap();
     let response = stack.media("GET", &url);
+    let nginx_500 = (500, None, nginx_page("500 Internal Server Error"));
     assert_eq!(
-        response.status, 500,
+        seen(&response),
+        nginx_500,
         "auth_request with a dead sidecar must not serve"
     );
-    assert_ne!(response.body, PDF);
     let public = stack.media("GET", "/media/public/logo.txt");
-    assert_ne!(public.status, 200);
+    assert_eq!(seen(&public), nginx_500);
 }
 
 #[test]
@@ -287,7 +385,7 @@ fn nginx_access_log_never_contains_the_token() {
     let stack = stack_with_files("accesslog");
     let url = stack.sign("/media/report.pdf");
     let (_, token) = url.split_once("?token=").unwrap();
-    assert_eq!(stack.media("GET", &url).status, 200);
+    assert_eq!(seen(&stack.media("GET", &url)), served(pdf_text()));
     let _ = stack.media("GET", "/media/report.pdf?token=forged");
     drop(stack.media("GET", "/media/public/logo.txt"));
     let log = std::fs::read_to_string(stack.dir.path().join("access.log")).unwrap();
@@ -326,12 +424,15 @@ fn json_audit_lines_record_each_decision_and_survive_hostile_values() {
         &url,
         &[("User-Agent", hostile_agent)],
     );
-    assert_eq!(allowed.status, 200);
+    assert_eq!(seen(&allowed), served(pdf_text()));
     // A real token for another path: the signature does not cover this one.
     let other = stack.sign("/media/other.pdf");
     let (_, other_token) = other.split_once("?token=").unwrap();
     let moved = format!("/media/report.pdf?token={other_token}");
-    assert_eq!(stack.media("GET", &moved).status, 403);
+    assert_eq!(
+        seen(&stack.media("GET", &moved)),
+        nginx_denied("bad_signature")
+    );
 
     let log = stack.mediagate.log_containing("bad_signature");
     assert!(
@@ -420,7 +521,7 @@ fn accel_mode_serves_names_with_spaces_unicode_and_percent() {
     );
     assert_eq!(range.status, 206);
     assert_eq!(range.text(), "bytes");
-    assert_eq!(stack.media("HEAD", &url).status, 200);
+    assert_eq!(seen(&stack.media("HEAD", &url)), (200, None, String::new()));
 }
 
 #[test]
@@ -436,39 +537,67 @@ fn accel_mode_redirects_denies_and_refuses_other_methods() {
     assert_eq!(hops[2].text(), "doc bytes");
 
     let forged = stack.media("GET", "/files/doc.txt?token=AAAA");
-    assert_eq!(forged.status, 403);
-    assert_eq!(forged.header("x-mediagate-reason"), Some("malformed"));
+    assert_eq!(seen(&forged), accel_denied("malformed"));
 
     let url = stack.sign("/files/doc.txt");
-    assert_eq!(stack.media("POST", &url).status, 405);
+    let post = stack.media("POST", &url);
+    assert_eq!(
+        seen(&post),
+        (405, None, "405 method not allowed\n".to_owned())
+    );
+    assert_eq!(post.header("allow"), Some("GET, HEAD"));
 }
 
 #[test]
 fn open_redirect_attempts_never_leave_the_configured_hosts() {
     let stack = stack_with_files("openredirect");
-    for path in [
-        "//evil.example/x",
-        "/\\evil.example/x",
-        "/%09/evil.example",
-        "/media/@evil.example",
-        "/media/x#@evil.example",
-        "/media/x?@evil.example",
-        "/media/.evil.example",
-        "/media/%0d%0aLocation:%20http://evil.example",
-        "/media/javascript:alert(1)",
-        "/media/%2F%2Fevil.example",
-    ] {
-        let response = stack.media("GET", path);
-        if let Some(location) = response.header("location") {
-            let (host, rest) = split_url(location);
-            assert_eq!(host, WWW_HOST, "{path} -> {location}");
-            assert!(
-                rest.starts_with("/_mediagate/refresh/media/"),
-                "{path} -> {location}"
-            );
-            assert!(!location.contains('\r') && !location.contains('\n'));
-        }
-    }
+    // Paths outside /media/ and /files/ never reach mediagate: the example's `location /`
+    // answers 404. Inside, a path mediagate accepts is sent to the configured session domain
+    // with the path percent-encoded; anything else is a bad_path.
+    let not_found = (404, None, None, nginx_page("404 Not Found"));
+    let bad_path = (
+        403,
+        Some("bad_path".to_owned()),
+        None,
+        nginx_page("403 Forbidden"),
+    );
+    let refresh = |encoded: &str| {
+        (
+            302,
+            Some("missing_token".to_owned()),
+            Some(format!(
+                "http://{WWW_HOST}/_mediagate/refresh{encoded}?state="
+            )),
+            nginx_page("302 Found"),
+        )
+    };
+    let cases = [
+        ("//evil.example/x", not_found.clone()),
+        ("/\\evil.example/x", not_found.clone()),
+        ("/%09/evil.example", not_found.clone()),
+        ("/media/@evil.example", refresh("/media/%40evil.example")),
+        ("/media/x#@evil.example", bad_path.clone()),
+        ("/media/x?@evil.example", refresh("/media/x")),
+        ("/media/.evil.example", refresh("/media/.evil.example")),
+        (
+            "/media/%0d%0aLocation:%20http://evil.example",
+            bad_path.clone(),
+        ),
+        (
+            "/media/javascript:alert(1)",
+            refresh("/media/javascript%3Aalert%281%29"),
+        ),
+        ("/media/%2F%2Fevil.example", bad_path.clone()),
+    ];
+    let wrong: Vec<String> = cases
+        .iter()
+        .filter_map(|(path, expected)| {
+            let got = redirect_seen(&stack.media("GET", path));
+            (&got != expected)
+                .then(|| format!("{path}\n  expected {expected:?}\n  got      {got:?}"))
+        })
+        .collect();
+    assert_rows(&wrong);
     // The refresh endpoint rebuilds the target from configuration: a state for one path
     // cannot be replayed for another, and no input host is ever used.
     let first = stack.media("GET", "/media/report.pdf");
@@ -479,8 +608,23 @@ fn open_redirect_attempts_never_leave_the_configured_hosts() {
         &format!("http://{WWW_HOST}{swapped}"),
         Some("session=alice"),
     );
-    assert_eq!(hops[0].status, 403, "{hops:#?}");
-    assert_eq!(hops[0].header("x-mediagate-reason"), Some("bad_state"));
+    assert_eq!(hops.len(), 1, "{hops:#?}");
+    assert_eq!(seen(&hops[0]), accel_denied("bad_state"));
+}
+
+/// What a browser sees of a possible redirect: status, reason, `Location` (cut after the
+/// state marker: the rest is a fresh token), body without nginx's version.
+fn redirect_seen(response: &Response) -> (u16, Option<String>, Option<String>, String) {
+    let (status, reason, body) = seen(response);
+    let location = response.header("location").map(|location| {
+        assert!(!location.contains(['\r', '\n']), "{location:?}");
+        // Plain in a refresh URL, percent-encoded in a login URL's `next`.
+        ["?state=", "%3Fstate%3D"]
+            .iter()
+            .find_map(|marker| location.find(marker).map(|at| at + marker.len()))
+            .map_or_else(|| location.to_owned(), |end| location[..end].to_owned())
+    });
+    (status, reason, location, body)
 }
 
 #[test]
@@ -497,8 +641,7 @@ fn refresh_endpoint_cannot_be_used_without_nginx_and_the_app() {
         "/refresh",
         &[("X-Original-URI", &refresh_path)],
     );
-    assert_eq!(direct.status, 403);
-    assert_eq!(direct.header("x-mediagate-reason"), Some("untrusted_peer"));
+    assert_eq!(seen(&direct), accel_denied("untrusted_peer"));
     // With a wrong secret.
     let wrong = request(
         &internal,
@@ -510,7 +653,7 @@ fn refresh_endpoint_cannot_be_used_without_nginx_and_the_app() {
             ("X-Mediagate-Secret", "d3Jvbmctc2VjcmV0LXdyb25nLXNlY3JldA"),
         ],
     );
-    assert_eq!(wrong.status, 403);
+    assert_eq!(seen(&wrong), accel_denied("untrusted_peer"));
     // Through nginx but with client-supplied grant headers and no session: the app says no.
     let sneaky = request(
         &stack.socket("www.sock"),
@@ -522,8 +665,17 @@ fn refresh_endpoint_cannot_be_used_without_nginx_and_the_app() {
             ("X-Mediagate-Grant-Prefix", "/"),
         ],
     );
-    assert_eq!(sneaky.status, 302);
-    assert!(sneaky.header("location").unwrap().contains("/login?next="));
+    assert_eq!(
+        redirect_seen(&sneaky),
+        (
+            302,
+            None,
+            Some(format!(
+                "http://{WWW_HOST}/login?next=%2F_mediagate%2Frefresh%2Fmedia%2Freport.pdf%3Fstate%3D"
+            )),
+            String::new()
+        )
+    );
 }
 
 #[test]
@@ -548,7 +700,7 @@ fn refresh_loop_is_cut_with_a_clear_403() {
     assert_eq!(statuses, [302, 302, 302, 302, 403], "{hops:#?}");
     assert_eq!(hops[2].header("x-mediagate-reason"), Some("expired"));
     let last = hops.last().unwrap();
-    assert_eq!(last.header("x-mediagate-reason"), Some("refresh_loop"));
+    assert_eq!(seen(last), nginx_denied("refresh_loop"));
     assert_eq!(last.header("cache-control"), Some("no-store"));
 }
 
@@ -613,8 +765,7 @@ fn media_server_that_names_no_site_is_denied() {
     let url = stack.sign("/media/report.pdf");
     for host in [MEDIA_HOST, "evil.localhost"] {
         let response = request(&stack.socket("media.sock"), "GET", host, &url, &[]);
-        assert_eq!(response.status, 403, "{host}");
-        assert_eq!(response.header("x-mediagate-reason"), Some("unknown_host"));
+        assert_eq!(seen(&response), nginx_denied("unknown_host"), "{host}");
     }
 }
 
@@ -644,44 +795,71 @@ fn optional_auth_cache_answers_repeats_without_mediagate_but_never_past_expiry()
         },
     );
     stack.dir.write("files/media/report.pdf", PDF);
+    let pdf = (200, None, String::from_utf8_lossy(PDF).into_owned());
+    let nginx_500 = (500, None, nginx_page("500 Internal Server Error"));
     let long = stack.sign("/media/report.pdf");
-    let short = stack.sign_with(MintRequest {
-        path: "/media/report.pdf".into(),
-        ttl: Some(2),
-        ..MintRequest::default()
-    });
-    assert_eq!(stack.media("GET", &long).status, 200);
-    assert_eq!(stack.media("GET", &short).status, 200);
+    assert_eq!(seen(&stack.media("GET", &long)), pdf);
     // A denial is never cached: the same forged URL asks mediagate every time.
-    assert_eq!(
-        stack.media("GET", "/media/report.pdf?token=forged").status,
-        403
-    );
+    let forged = "/media/report.pdf?token=forged";
+    assert_eq!(seen(&stack.media("GET", forged)), nginx_denied("malformed"));
+
+    // A short-lived token. mediagate lets nginx reuse an allow until `exp - 1`, and only when
+    // that second is still ahead, so the entry provably exists once an answer came back before
+    // `exp - 1` by our clock (mediagate's second cannot be later). Otherwise the machine
+    // stalled through the window: mint again.
+    let (short, short_expires) = loop {
+        let minted = mediagate::mint::mint(
+            &stack.config,
+            &MintRequest {
+                path: "/media/report.pdf".into(),
+                ttl: Some(3),
+                ..MintRequest::default()
+            },
+            mediagate::clock::now(),
+        )
+        .unwrap();
+        assert_eq!(seen(&stack.media("GET", &minted.path_and_query)), pdf);
+        if mediagate::clock::now() < minted.expires - 1 {
+            break (minted.path_and_query, minted.expires);
+        }
+    };
 
     stack.mediagate.child.kill().unwrap();
     stack.mediagate.child.wait().unwrap();
     // Cached allows still work with the sidecar gone...
-    let cached = stack.media("GET", &long);
-    assert_eq!(cached.status, 200, "{cached:?}");
-    assert_eq!(cached.body, PDF);
-    // ...the method is part of the key...
-    assert_eq!(stack.media("HEAD", &long).status, 500);
-    // ...nothing that was not allowed before is allowed now...
+    assert_eq!(seen(&stack.media("GET", &short)), pdf, "short, cached");
+    assert_eq!(seen(&stack.media("GET", &long)), pdf, "long, cached");
+    // ...the method is part of the key (HEAD: the same 500, without a body)...
     assert_eq!(
-        stack.media("GET", "/media/report.pdf?token=forged").status,
-        500
+        seen(&stack.media("HEAD", &long)),
+        (500, None, String::new())
     );
-    // (A different lifetime makes a different token; the same claims in the same second
-    // would be byte-identical and rightly hit the cache.)
+    // ...nothing that was not allowed before is allowed now...
+    assert_eq!(seen(&stack.media("GET", forged)), nginx_500);
+    // (Another lifetime makes another token: `long` lives 3600 s, this one 1800 s.)
     let unseen = stack.sign_with(MintRequest {
         path: "/media/report.pdf".into(),
         ttl: Some(1800),
         ..MintRequest::default()
     });
-    assert_eq!(stack.media("GET", &unseen).status, 500);
-    // ...and no entry outlives its token.
-    std::thread::sleep(std::time::Duration::from_millis(2100));
-    assert_ne!(stack.media("GET", &short).status, 200);
+    assert_eq!(seen(&stack.media("GET", &unseen)), nginx_500);
+    // ...and no entry outlives its token. Expiry cannot be hurried, so poll the short URL
+    // until a request starts at or after `exp` by our clock (nginx's second is no earlier),
+    // checking every answer that provably came before `exp` on the way.
+    loop {
+        let before = mediagate::clock::now();
+        let response = seen(&stack.media("GET", &short));
+        let after = mediagate::clock::now();
+        if before >= short_expires {
+            assert_eq!(response, nginx_500, "short, after its expiry");
+            break;
+        }
+        if after < short_expires {
+            assert_eq!(response, pdf, "short, before its expiry");
+        }
+        // Polling interval while waiting for the clock, not an ordering of events.
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 }
 
 #[test]
@@ -703,8 +881,9 @@ fn clients_cannot_widen_their_own_grant() {
             ("X-Mediagate-Grant-Subject", "admin"),
         ],
     );
-    assert_eq!(response.status, 302, "{response:?}");
+    assert_eq!(seen(&response), (302, None, String::new()), "{response:?}");
     let (_, back) = split_url(response.header("location").unwrap());
+    assert!(back.starts_with("/media/report.pdf?token="), "{back}");
     let token = back.split_once("token=").unwrap().1;
     let mut buf = mediagate::token::TokenBuf::new();
     let decoded = mediagate::token::decode(token, &mut buf).unwrap();
@@ -713,9 +892,7 @@ fn clients_cannot_widen_their_own_grant() {
     assert!(decoded.expires - mediagate::clock::now() <= 3600);
     let (_, query) = back.split_once('?').unwrap();
     assert_eq!(
-        stack
-            .media("GET", &format!("/media/secret.txt?{query}"))
-            .status,
-        403
+        seen(&stack.media("GET", &format!("/media/secret.txt?{query}"))),
+        nginx_denied("bad_signature")
     );
 }

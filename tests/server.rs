@@ -11,7 +11,7 @@ use mediagate::config::Config;
 use mediagate::http::{self, App, Listener};
 use mediagate::mint::{mint, MintRequest};
 
-use crate::support::{random_secret, Response, TempDir};
+use crate::support::{deny_body, random_secret, Response, TempDir};
 
 struct Server {
     verify: SocketAddr,
@@ -178,6 +178,59 @@ fn read_response(stream: &mut TcpStream) -> Response {
 
 const LOOPBACK: &str = r#"["127.0.0.0/8"]"#;
 
+/// Where this server's refreshes go (`session_origin` + the default refresh path).
+const REFRESH: &str = "https://www.example.org/_mediagate/refresh";
+
+/// What the client sees of one answer: status, `X-Mediagate-Reason`, `Location`, body text.
+type Seen = (u16, Option<String>, Option<String>, String);
+
+fn seen(response: &Response) -> Seen {
+    let header = |name| response.header(name).map(str::to_owned);
+    (
+        response.status,
+        header("x-mediagate-reason"),
+        header("location"),
+        response.text(),
+    )
+}
+
+/// mediagate's denial, exactly: status, reason header, no Location, `"{status} {phrase}: {reason}\n"`.
+fn denied(status: u16, reason: &str) -> Seen {
+    (
+        status,
+        Some(reason.to_owned()),
+        None,
+        deny_body(status, reason),
+    )
+}
+
+/// An allow from `/auth`: 204, no reason, no Location, empty body.
+fn allowed() -> Seen {
+    (204, None, None, String::new())
+}
+
+/// A refresh from `/auth`: 401, the reason, `Location` to the session domain, empty body.
+/// The state in the Location is random-looking; `seen_refresh` cuts it off.
+fn refresh(reason: &str, path: &str) -> Seen {
+    (
+        401,
+        Some(reason.to_owned()),
+        Some(format!("{REFRESH}{path}?state=")),
+        String::new(),
+    )
+}
+
+/// `seen`, with a refresh Location cut after `?state=` (the state itself is a fresh token).
+fn seen_refresh(response: &Response) -> Seen {
+    let mut seen = seen(response);
+    if let Some(location) = &mut seen.2 {
+        if let Some(at) = location.find("?state=") {
+            location.truncate(at + "?state=".len());
+        }
+    }
+    seen
+}
+
 #[test]
 fn valid_token_is_allowed_with_subject_id_and_remaining_lifetime() {
     let server = Server::start(LOOPBACK);
@@ -191,7 +244,7 @@ fn valid_token_is_allowed_with_subject_id_and_remaining_lifetime() {
         },
     );
     let response = server.auth_for(&uri, "198.51.100.7");
-    assert_eq!(response.status, 204, "{response:?}");
+    assert_eq!(seen(&response), allowed(), "{response:?}");
     assert_eq!(
         response.header("x-mediagate-subject"),
         Some("alice@example.org")
@@ -210,11 +263,7 @@ fn untrusted_peer_is_denied_even_with_a_valid_token() {
     let server = Server::start("[]");
     let uri = server.url("/media/a.pdf", MintRequest::default());
     let response = server.auth_for(&uri, "127.0.0.1");
-    assert_eq!(response.status, 403);
-    assert_eq!(
-        response.header("x-mediagate-reason"),
-        Some("untrusted_peer")
-    );
+    assert_eq!(seen(&response), denied(403, "untrusted_peer"));
 }
 
 #[test]
@@ -227,7 +276,7 @@ fn missing_or_duplicated_original_headers_are_denied() {
         ("X-Mediagate-Server-Name", "media.example.org"),
         ("X-Real-IP", "127.0.0.1"),
     ];
-    assert_eq!(server.auth(&full).status, 204);
+    assert_eq!(seen(&server.auth(&full)), allowed());
     for skip in 0..full.len() {
         let partial: Vec<_> = full
             .iter()
@@ -236,38 +285,67 @@ fn missing_or_duplicated_original_headers_are_denied() {
             .map(|(_, h)| *h)
             .collect();
         let response = server.auth(&partial);
-        assert_eq!(response.status, 403, "without {}", full[skip].0);
-        assert_eq!(response.header("x-mediagate-reason"), Some("bad_request"));
+        assert_eq!(
+            seen(&response),
+            denied(403, "bad_request"),
+            "without {}",
+            full[skip].0
+        );
         let mut doubled = full.to_vec();
         doubled.push(full[skip]);
         let response = server.auth(&doubled);
-        assert_eq!(response.status, 403, "with {} twice", full[skip].0);
+        assert_eq!(
+            seen(&response),
+            denied(403, "bad_request"),
+            "with {} twice",
+            full[skip].0
+        );
     }
     let bad_ip = server.auth_for(&uri, "not-an-ip");
-    assert_eq!(bad_ip.header("x-mediagate-reason"), Some("bad_request"));
+    assert_eq!(seen(&bad_ip), denied(403, "bad_request"));
 }
 
 #[test]
-fn auth_answers_only_204_401_or_403_whatever_the_input() {
+fn auth_answers_hostile_uris_with_the_exact_decision() {
     let server = Server::start(LOOPBACK);
     let long = format!("/media/{}", "a".repeat(6000));
     let many_params = format!("/media/a.pdf?{}", "x=1&".repeat(500));
-    let inputs = [
-        "",
-        "relative",
-        "/media/a.pdf?token=",
-        "/media/a.pdf?token=%%%",
-        "/media/a.pdf?token=AAAA&token=BBBB",
-        "/media/%ff%fe",
-        many_params.as_str(),
-        long.as_str(),
-        "/media/public/x",
-        "/media/public/../x",
+    let cases = [
+        ("", denied(403, "bad_path")),
+        ("relative", denied(403, "bad_path")),
+        (
+            "/media/a.pdf?token=",
+            refresh("missing_token", "/media/a.pdf"),
+        ),
+        ("/media/a.pdf?token=%%%", denied(403, "malformed")),
+        (
+            "/media/a.pdf?token=AAAA&token=BBBB",
+            denied(403, "malformed"),
+        ),
+        ("/media/%ff%fe", denied(403, "bad_path")),
+        (
+            many_params.as_str(),
+            refresh("missing_token", "/media/a.pdf"),
+        ),
+        (long.as_str(), denied(403, "bad_path")),
+        ("/media/public/x", allowed()),
+        ("/media/public/../x", denied(403, "bad_path")),
     ];
-    for uri in inputs {
-        let status = server.auth_for(uri, "127.0.0.1").status;
-        assert!([204, 401, 403].contains(&status), "{uri:?} -> {status}");
-    }
+    let wrong: Vec<_> = cases
+        .iter()
+        .map(|(uri, expected)| {
+            (
+                uri,
+                expected,
+                seen_refresh(&server.auth_for(uri, "127.0.0.1")),
+            )
+        })
+        .filter(|(_, expected, seen)| expected != &seen)
+        .map(|(uri, expected, seen)| {
+            format!("{uri:.60?}\n  expected {expected:?}\n  got      {seen:?}")
+        })
+        .collect();
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }
 
 #[test]
@@ -280,32 +358,37 @@ fn ip_bound_token_checks_the_client_address() {
             ..MintRequest::default()
         },
     );
-    assert_eq!(server.auth_for(&uri, "203.0.113.9").status, 204);
+    assert_eq!(seen(&server.auth_for(&uri, "203.0.113.9")), allowed());
     let elsewhere = server.auth_for(&uri, "198.51.100.1");
-    assert_eq!(elsewhere.status, 403);
-    assert_eq!(elsewhere.header("x-mediagate-reason"), Some("ip"));
+    assert_eq!(seen(&elsewhere), denied(403, "ip"));
     let unknown = server.auth_for(&uri, "unix:");
-    assert_eq!(unknown.header("x-mediagate-reason"), Some("ip"));
+    assert_eq!(seen(&unknown), denied(403, "ip"));
 }
 
 #[test]
 fn refresh_state_cannot_pass_for_a_download_token() {
     let server = Server::start(LOOPBACK);
-    let refresh = server.auth_for("/media/a.pdf", "127.0.0.1");
-    assert_eq!(refresh.status, 401);
-    let location = refresh.header("location").unwrap();
+    let first = server.auth_for("/media/a.pdf", "127.0.0.1");
+    assert_eq!(
+        seen_refresh(&first),
+        refresh("missing_token", "/media/a.pdf")
+    );
+    let location = first.header("location").unwrap();
     let state = location.split_once("state=").unwrap().1;
     let reused = server.auth_for(&format!("/media/a.pdf?token={state}"), "127.0.0.1");
-    assert_eq!(reused.status, 403);
-    assert_eq!(reused.header("x-mediagate-reason"), Some("wrong_purpose"));
+    assert_eq!(seen(&reused), denied(403, "wrong_purpose"));
 }
 
 #[test]
 fn mint_api_requires_the_secret_and_returns_a_working_url() {
     let server = Server::start(LOOPBACK);
     let body = r#"{"path": "/media/a b.pdf", "ttl": "10m", "subject": "bob"}"#;
+    let refused = (
+        401,
+        r#"{"error":"missing or wrong bearer secret"}"#.to_owned(),
+    );
     let anonymous = exchange(server.internal, "POST", "/mint", &[], body);
-    assert_eq!(anonymous.status, 401);
+    assert_eq!((anonymous.status, anonymous.text()), refused);
     let wrong = exchange(
         server.internal,
         "POST",
@@ -313,7 +396,7 @@ fn mint_api_requires_the_secret_and_returns_a_working_url() {
         &[("Authorization", "Bearer d3Jvbmctc2VjcmV0LXdyb25nLXNlY3JldA")],
         body,
     );
-    assert_eq!(wrong.status, 401);
+    assert_eq!((wrong.status, wrong.text()), refused);
 
     let bearer = format!("Bearer {}", server.secret);
     let minted = exchange(
@@ -331,13 +414,24 @@ fn mint_api_requires_the_secret_and_returns_a_working_url() {
         "{url}"
     );
     let uri = json["path_and_query"].as_str().unwrap();
-    assert_eq!(server.auth_for(uri, "127.0.0.1").status, 204);
+    assert_eq!(seen(&server.auth_for(uri, "127.0.0.1")), allowed());
 
-    for bad in [
-        r#"{"path": "/a/../b"}"#,
-        r#"{"path": "/a", "ttl": "30d"}"#,
-        r#"{"path": "/a", "evil": 1}"#,
-        "not json",
+    for (bad, error) in [
+        (
+            r#"{"path": "/a/../b"}"#,
+            r#"path "/a/../b" is not canonical: dot segment in path"#,
+        ),
+        (
+            r#"{"path": "/a", "ttl": "30d"}"#,
+            "ttl must be between 1 and 604800 seconds",
+        ),
+        (
+            r#"{"path": "/a", "evil": 1}"#,
+            "bad JSON: unknown field `evil`, expected one of `path`, `prefix`, `ttl`, \
+             `methods`, `ip`, `host`, `subject`, `token_id`, `data`, `not_before`, `site` \
+             at line 1 column 21",
+        ),
+        ("not json", "bad JSON: expected ident at line 1 column 2"),
     ] {
         let response = exchange(
             server.internal,
@@ -346,7 +440,8 @@ fn mint_api_requires_the_secret_and_returns_a_working_url() {
             &[("Authorization", &bearer)],
             bad,
         );
-        assert_eq!(response.status, 400, "{bad}: {}", response.text());
+        let expected = serde_json::json!({ "error": error }).to_string();
+        assert_eq!((response.status, response.text()), (400, expected), "{bad}");
     }
     let get = exchange(
         server.internal,
@@ -355,23 +450,27 @@ fn mint_api_requires_the_secret_and_returns_a_working_url() {
         &[("Authorization", &bearer)],
         "",
     );
-    assert_eq!(get.status, 405);
+    assert_eq!(
+        (get.status, get.header("allow"), get.text().as_str()),
+        (405, Some("POST"), r#"{"error":"use POST"}"#)
+    );
 }
 
 #[test]
 fn media_endpoints_are_not_on_the_internal_listener_and_vice_versa() {
     let server = Server::start(LOOPBACK);
     let cases = [
-        (server.internal, "GET", "/auth", "", 404),
-        (server.verify, "POST", "/mint", "{}", 404),
-        (server.verify, "GET", "/refresh", "", 404),
-        (server.verify, "GET", "/healthz", "", 200),
-        (server.internal, "GET", "/readyz", "", 200),
+        (server.internal, "GET", "/auth", "", 404, "not found\n"),
+        (server.verify, "POST", "/mint", "{}", 404, "not found\n"),
+        (server.verify, "GET", "/refresh", "", 404, "not found\n"),
+        (server.verify, "GET", "/healthz", "", 200, "ok\n"),
+        (server.internal, "GET", "/readyz", "", 200, "ready\n"),
     ];
-    for (listener, method, path, body, status) in cases {
+    for (listener, method, path, body, status, text) in cases {
+        let response = exchange(listener, method, path, &[], body);
         assert_eq!(
-            exchange(listener, method, path, &[], body).status,
-            status,
+            (response.status, response.text().as_str()),
+            (status, text),
             "{method} {path} on {listener}"
         );
     }
@@ -400,28 +499,93 @@ fn metrics_count_decisions_by_reason() {
 #[test]
 fn graceful_shutdown_finishes_the_request_in_flight() {
     let mut server = Server::start(LOOPBACK);
-    let uri = server.url("/media/a.pdf", MintRequest::default());
-    // Half a request on the wire when shutdown begins...
-    let mut stream = TcpStream::connect(server.verify).unwrap();
+    // An idle keep-alive connection: graceful shutdown closes it, which is how we observe that
+    // shutdown is in effect.
+    let mut idle = TcpStream::connect(server.verify).unwrap();
+    idle.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: m\r\n\r\n")
+        .unwrap();
+    let head = read_head(&mut idle);
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+    assert!(head.contains("content-length: 3\r\n"), "{head}");
+    let mut ok = [0u8; 3];
+    idle.read_exact(&mut ok).unwrap();
+    assert_eq!(&ok, b"ok\n");
+
+    // The request in flight: "100 Continue" proves mediagate accepted the connection, parsed
+    // the head and its handler is reading the body.
+    let body = r#"{"path": "/media/a.pdf"}"#;
+    let mut stream = TcpStream::connect(server.internal).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
-    stream
-        .write_all(format!("GET /auth HTTP/1.1\r\nHost: m\r\nX-Original-URI: {uri}\r\n").as_bytes())
-        .unwrap();
-    thread::sleep(Duration::from_millis(100));
-    let stop = server.stop.take().unwrap();
-    stop.send(()).unwrap();
-    thread::sleep(Duration::from_millis(200));
-    // ...is still answered, and the connection is then closed.
-    stream
-        .write_all(b"X-Original-Method: GET\r\nX-Mediagate-Server-Name: media.example.org\r\nX-Real-IP: 127.0.0.1\r\n\r\n")
-        .unwrap();
-    let response = read_response(&mut stream);
-    assert_eq!(response.status, 204);
-    server.thread.take().unwrap().join().unwrap();
-    assert!(
-        TcpStream::connect(server.verify).is_err(),
-        "listener still open after shutdown"
+    let head = format!(
+        "POST /mint HTTP/1.1\r\nHost: m\r\nAuthorization: Bearer {}\r\n\
+         Content-Length: {}\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n",
+        server.secret,
+        body.len()
     );
+    stream.write_all(head.as_bytes()).unwrap();
+    assert_eq!(read_head(&mut stream), "HTTP/1.1 100 Continue\r\n\r\n");
+
+    server.stop.take().unwrap().send(()).unwrap();
+    // Shutdown is in effect once the idle connection is closed (EOF, no bytes).
+    let mut rest = Vec::new();
+    idle.read_to_end(&mut rest).unwrap();
+    assert!(rest.is_empty(), "{:?}", String::from_utf8_lossy(&rest));
+
+    // A server that did not drain would now drop the connection and its thread would end.
+    // That cannot be waited for as a condition (a correct server never does it), so this is
+    // a bounded observation window, not an ordering sleep.
+    stream
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let mut probe = [0u8; 1];
+    let waiting = stream.peek(&mut probe);
+    assert!(
+        matches!(&waiting, Err(error) if matches!(error.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut)),
+        "the request in flight was dropped by shutdown: {waiting:?}"
+    );
+    assert!(
+        !server.thread.as_ref().unwrap().is_finished(),
+        "the server stopped with a request in flight"
+    );
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+
+    // The request in flight is still answered...
+    stream.write_all(body.as_bytes()).unwrap();
+    let response = read_response(&mut stream);
+    assert_eq!(response.status, 200, "{}", response.text());
+    let json: serde_json::Value = serde_json::from_slice(&response.body).unwrap();
+    assert_eq!(json["path"], "/media/a.pdf");
+    assert!(
+        json["url"]
+            .as_str()
+            .unwrap()
+            .starts_with("https://media.example.org/media/a.pdf?token="),
+        "{json}"
+    );
+    // ...and then the server stops, listeners closed.
+    server.thread.take().unwrap().join().unwrap();
+    for listener in [server.verify, server.internal] {
+        assert!(
+            TcpStream::connect(listener).is_err(),
+            "{listener} still open after shutdown"
+        );
+    }
+}
+
+/// Reads a response head byte by byte up to and including the blank line, so nothing that
+/// follows on the connection is consumed.
+fn read_head(stream: &mut TcpStream) -> String {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        stream.read_exact(&mut byte).unwrap();
+        head.push(byte[0]);
+    }
+    String::from_utf8(head).unwrap()
 }

@@ -861,3 +861,76 @@ fn app_decide(
         _ => ("401 Unauthorized", vec![], String::new()),
     }
 }
+
+/// The body mediagate writes for a denial: `"{status} {reason phrase}: {reason}\n"`.
+pub fn deny_body(status: u16, reason: &str) -> String {
+    let phrase = match status {
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        other => panic!("mediagate does not deny with {other}"),
+    };
+    format!("{status} {phrase}: {reason}\n")
+}
+
+/// nginx's own error page for `status_line` (e.g. `"403 Forbidden"`), as nginx writes it
+/// with its version in the footer replaced by [`without_nginx_version`].
+pub fn nginx_page(status_line: &str) -> String {
+    format!(
+        "<html>\r\n<head><title>{status_line}</title></head>\r\n<body>\r\n\
+         <center><h1>{status_line}</h1></center>\r\n<hr><center>nginx</center>\r\n\
+         </body>\r\n</html>\r\n"
+    )
+}
+
+/// `body` with nginx's `nginx/1.22.1` footer reduced to `nginx`, so expectations do not
+/// depend on the installed version.
+pub fn without_nginx_version(body: &str) -> String {
+    let Some(start) = body.find("<center>nginx/") else {
+        return body.to_owned();
+    };
+    let version_start = start + "<center>nginx".len();
+    match body[version_start..].find("</center>") {
+        Some(end) => format!("{}{}", &body[..version_start], &body[version_start + end..]),
+        None => body.to_owned(),
+    }
+}
+
+/// What a client sees of a decision through nginx; see [`seen`].
+pub type Seen = (u16, Option<String>, String);
+
+/// What a client sees of a decision through nginx: status, the `X-Mediagate-Reason` value
+/// (`"<disagree: …>"` if occurrences differ; how many there are is not pinned here), and the
+/// body with nginx's version taken out.
+pub fn seen(response: &Response) -> Seen {
+    let reasons: Vec<&str> = response
+        .headers
+        .iter()
+        .filter(|(name, _)| name.eq_ignore_ascii_case("x-mediagate-reason"))
+        .map(|(_, value)| value.as_str())
+        .collect();
+    let reason = match reasons.as_slice() {
+        [] => None,
+        [first, rest @ ..] if rest.iter().all(|other| other == first) => Some((*first).to_owned()),
+        _ => Some(format!("<disagree: {}>", reasons.join(", "))),
+    };
+    (
+        response.status,
+        reason,
+        without_nginx_version(&response.text()),
+    )
+}
+
+/// A denial in auth_request mode as the client sees it: nginx's error page, mediagate's reason.
+pub fn nginx_denied(reason: &str) -> Seen {
+    (403, Some(reason.to_owned()), nginx_page("403 Forbidden"))
+}
+
+/// A denial in X-Accel-Redirect mode: nginx passes mediagate's own body through.
+pub fn accel_denied(reason: &str) -> Seen {
+    (403, Some(reason.to_owned()), deny_body(403, reason))
+}
+
+/// A file served: 200, no reason, exactly these bytes.
+pub fn served(body: &str) -> Seen {
+    (200, None, body.to_owned())
+}

@@ -9,8 +9,8 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 use crate::config::{self, Config, KeyOrigin};
-use crate::keys::Secret;
 use crate::gate::{self, MediaRequest, Outcome};
+use crate::keys::Secret;
 use crate::mint::{mint, MintInput};
 use crate::path;
 use crate::reason::Reason;
@@ -155,7 +155,9 @@ pub fn sign(config: &Config, args: &SignArgs) -> anyhow::Result<String> {
     }
     let base = match &args.base {
         Some(base) => base.trim_end_matches('/').to_owned(),
-        None => site.map(|site| site.media_origin.clone()).unwrap_or_default(),
+        None => site
+            .map(|site| site.media_origin.clone())
+            .unwrap_or_default(),
     };
     Ok(format!("{base}{}", minted.path_and_query))
 }
@@ -289,10 +291,7 @@ pub fn inspect(
         (Some(path), _, _) | (None, Some(path), _) => path.to_owned(),
         (None, None, Some(prefix)) => path::encode_path(prefix),
         (None, None, None) => {
-            return unknown(
-                out,
-                "an exact-path token needs --path (or a URL) to check",
-            )
+            return unknown(out, "an exact-path token needs --path (or a URL) to check")
         }
     };
     let uri = match (input.query, args.path.is_some()) {

@@ -287,13 +287,34 @@ fn sign_refuses_what_it_used_to_normalise() {
     let cases: &[(&[&str], &str)] = &[
         (&["/media/a", "--prefix"], "must end with '/'"),
         (&["/media/a.pdf?x=1"], "contains '?'"),
-        (&["/media/a.pdf", "--host", "Media.Example.com"], "lower case"),
-        (&["/media/a.pdf", "--method", "get"], "unknown HTTP method \"get\""),
-        (&["/media/a.pdf", "--method", "GET,HEAD"], "unknown HTTP method"),
-        (&["/media/a.pdf", "--method", "GET", "--method", "GET"], "named twice"),
-        (&["/media/a.pdf", "--ip", "::ffff:0.0.0.0/108"], "IPv4-mapped"),
-        (&["/media/a.pdf", "--ip", "fe80::1%eth0"], "not an IP address"),
-        (&["/media/a.pdf", "--host", "media.example.org."], "trailing dot"),
+        (
+            &["/media/a.pdf", "--host", "Media.Example.com"],
+            "lower case",
+        ),
+        (
+            &["/media/a.pdf", "--method", "get"],
+            "unknown HTTP method \"get\"",
+        ),
+        (
+            &["/media/a.pdf", "--method", "GET,HEAD"],
+            "unknown HTTP method",
+        ),
+        (
+            &["/media/a.pdf", "--method", "GET", "--method", "GET"],
+            "named twice",
+        ),
+        (
+            &["/media/a.pdf", "--ip", "::ffff:0.0.0.0/108"],
+            "IPv4-mapped",
+        ),
+        (
+            &["/media/a.pdf", "--ip", "fe80::1%eth0"],
+            "not an IP address",
+        ),
+        (
+            &["/media/a.pdf", "--host", "media.example.org."],
+            "trailing dot",
+        ),
         (&["/media/a.pdf", "--site", "nope"], "unknown site"),
     ];
     for (args, message) in cases {
@@ -354,7 +375,10 @@ fn sign_with_several_sites_binds_the_chosen_sites_host() {
     let explicit = sign(&["--site", "b", "--host", "cdn.example.org"]);
     assert!(inspect(&explicit).contains("host        cdn.example.org\n"));
     // Site b's token presented on site a's host is refused by the host binding.
-    let moved = second.replace("https://media-b.example.org:8443", "https://media-a.example.org");
+    let moved = second.replace(
+        "https://media-b.example.org:8443",
+        "https://media-a.example.org",
+    );
     assert!(inspect(&moved).contains("verdict     denied: wrong_host"));
 }
 
@@ -374,13 +398,30 @@ fn inspect_exit_status_follows_the_verdict() {
         (&[&url], 0, "verdict     valid now"),
         (&[&moved], 1, "verdict     denied: bad_signature"),
         (&[&url, "--method", "POST"], 1, "verdict     denied: method"),
-        (&[&token, "--path", "/media/a.pdf"], 0, "verdict     valid now"),
+        (
+            &[&token, "--path", "/media/a.pdf"],
+            0,
+            "verdict     valid now",
+        ),
         (&[&token], 64, "verdict     unknown"),
     ];
     for (args, code, line) in cases {
-        let output = mediagate(&home).arg("inspect").args(*args).output().unwrap();
-        assert_eq!(output.status.code(), Some(*code), "{args:?}: {}", stdout(&output));
-        assert!(stdout(&output).contains(line), "{args:?}: {}", stdout(&output));
+        let output = mediagate(&home)
+            .arg("inspect")
+            .args(*args)
+            .output()
+            .unwrap();
+        assert_eq!(
+            output.status.code(),
+            Some(*code),
+            "{args:?}: {}",
+            stdout(&output)
+        );
+        assert!(
+            stdout(&output).contains(line),
+            "{args:?}: {}",
+            stdout(&output)
+        );
     }
     let no_key = mediagate(&home)
         .env("MEDIAGATE_KEYS__DEV_KEY", "false")
@@ -443,20 +484,50 @@ fn inspect_gives_the_reason_auth_gives() {
         (format!("/media/a.pdf?token={expired}"), "GET", host, None),
         (format!("/media/b.pdf?token={valid}"), "GET", host, None),
         (format!("/media/a.pdf?token={valid}"), "get", host, None),
-        (format!("/media/a.pdf?token={valid}"), "GET", "media-b.example.org", None),
-        (format!("/media/a.pdf?token={valid}"), "GET", "elsewhere.example", None),
+        (
+            format!("/media/a.pdf?token={valid}"),
+            "GET",
+            "media-b.example.org",
+            None,
+        ),
+        (
+            format!("/media/a.pdf?token={valid}"),
+            "GET",
+            "elsewhere.example",
+            None,
+        ),
         (format!("/media/a.pdf?token={state}"), "GET", host, None),
         (format!("/media/a.pdf?token={upload}"), "GET", host, None),
         (format!("/media/a.pdf?token={other_key}"), "GET", host, None),
-        (format!("/media/../a.pdf?token=!!"), "GET", host, None),
+        ("/media/../a.pdf?token=!!".to_owned(), "GET", host, None),
         (format!("/media/a.pdf?token=%20{valid}"), "GET", host, None),
-        (format!("/media/a.pdf?token={valid}&token={valid}"), "GET", host, None),
-        (format!("/media/a.pdf?token=&token={valid}"), "GET", host, None),
+        (
+            format!("/media/a.pdf?token={valid}&token={valid}"),
+            "GET",
+            host,
+            None,
+        ),
+        (
+            format!("/media/a.pdf?token=&token={valid}"),
+            "GET",
+            host,
+            None,
+        ),
         (format!("/media/a.pdf?TOKEN={valid}"), "GET", host, None),
         ("/media/a.pdf?other=1".to_owned(), "GET", host, None),
         ("/media/public/x.pdf".to_owned(), "GET", host, None),
-        (format!("/media/a.pdf?token={ip_bound}"), "GET", host, Some("203.0.113.9")),
-        (format!("/media/a.pdf?token={ip_bound}"), "GET", host, Some("198.51.100.1")),
+        (
+            format!("/media/a.pdf?token={ip_bound}"),
+            "GET",
+            host,
+            Some("203.0.113.9"),
+        ),
+        (
+            format!("/media/a.pdf?token={ip_bound}"),
+            "GET",
+            host,
+            Some("198.51.100.1"),
+        ),
         (format!("/media/a.pdf?token={ip_bound}"), "GET", host, None),
     ];
     for (uri, method, host, ip) in &rows {
@@ -489,7 +560,10 @@ fn inspect_gives_the_reason_auth_gives() {
         } else {
             verdict.split(" (").next().unwrap().to_owned()
         };
-        assert_eq!(got, expected, "{method} {uri} host={host} ip={ip:?}:\n{text}");
+        assert_eq!(
+            got, expected,
+            "{method} {uri} host={host} ip={ip:?}:\n{text}"
+        );
         let code = if expected == "allowed" { 0 } else { 1 };
         assert_eq!(output.status.code(), Some(code), "{uri}:\n{text}");
     }

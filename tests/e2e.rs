@@ -182,7 +182,7 @@ fn traversal_and_encoding_tricks_are_rejected_even_with_a_valid_token() {
 fn prefix_token_opens_a_folder_and_nothing_beside_it() {
     let stack = stack_with_files("prefix");
     let url = stack.sign_with(MintRequest {
-        path: "/media/hls".into(),
+        path: "/media/hls/".into(),
         prefix: true,
         ..MintRequest::default()
     });

@@ -610,7 +610,7 @@ fn decoded_percent_or_hash_in_path_signs_and_verifies() {
         let minted = mint(
             &config,
             &MintRequest {
-                path: raw.to_owned(),
+                path: format!("{raw}/"),
                 prefix: true,
                 ..MintRequest::default()
             },

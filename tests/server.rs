@@ -443,14 +443,32 @@ fn mint_api_refuses_what_sign_refuses() {
         )
     };
     let cases = [
-        (r#"{"path": "/media/a", "prefix": true}"#, "must end with '/'"),
+        (
+            r#"{"path": "/media/a", "prefix": true}"#,
+            "must end with '/'",
+        ),
         (r#"{"path": "/media/a.pdf?x=1"}"#, "contains '?'"),
-        (r#"{"path": "/media/a.pdf", "host": "Media.Example.org"}"#, "lower case"),
-        (r#"{"path": "/media/a.pdf", "methods": ["get"]}"#, "unknown HTTP method"),
-        (r#"{"path": "/media/a.pdf", "host": "media.example.org:443"}"#, "port"),
-        (r#"{"path": "/media/a.pdf", "ip": "::ffff:0.0.0.0/108"}"#, "IPv4-mapped"),
+        (
+            r#"{"path": "/media/a.pdf", "host": "Media.Example.org"}"#,
+            "lower case",
+        ),
+        (
+            r#"{"path": "/media/a.pdf", "methods": ["get"]}"#,
+            "unknown HTTP method",
+        ),
+        (
+            r#"{"path": "/media/a.pdf", "host": "media.example.org:443"}"#,
+            "port",
+        ),
+        (
+            r#"{"path": "/media/a.pdf", "ip": "::ffff:0.0.0.0/108"}"#,
+            "IPv4-mapped",
+        ),
         (r#"{"path": "/media/a.pdf", "not_before": 0}"#, "bad nbf"),
-        (r#"{"path": "/media/a.pdf", "site": "other"}"#, "unknown site"),
+        (
+            r#"{"path": "/media/a.pdf", "site": "other"}"#,
+            "unknown site",
+        ),
     ];
     for (body, message) in cases {
         let response = post(body);

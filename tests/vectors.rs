@@ -650,12 +650,7 @@ fn every_request_vector_is_minted_or_refused_by_the_front_end() {
 fn python_front_end_agrees_with_every_request_vector() {
     let vectors = load();
     let file = vectors_file();
-    let lines = python_minter(&[
-        "--vectors",
-        file.to_str().unwrap(),
-        "--section",
-        "requests",
-    ]);
+    let lines = python_minter(&["--vectors", file.to_str().unwrap(), "--section", "requests"]);
     assert_eq!(lines.len(), vectors.requests.len(), "one line per request");
     let failures: Vec<String> = vectors
         .requests

@@ -114,8 +114,8 @@ pub struct InspectArgs {
     /// Request method to check against (case-sensitive, as nginx passes it).
     #[arg(long, default_value = "GET")]
     pub method: String,
-    /// Request host to check against, as nginx's $host (default: the URL's host, else the
-    /// first site's media host).
+    /// Media host whose nginx server takes the request ($server_name, which selects the site).
+    /// Default: the URL's host, else the first site's media host.
     #[arg(long)]
     pub host: Option<String>,
     /// Client address to check against.
@@ -301,9 +301,10 @@ pub fn inspect(
             _ => format!("{raw_path}?{}", input.query.unwrap_or("")),
         },
     };
-    let host = match (args.host.as_deref(), input.host) {
+    // The media `server { }` that takes the request (nginx's $server_name): it selects the
+    // site, whose configured media host is the request host a token's `host` must equal.
+    let server_name = match (args.host.as_deref(), input.host) {
         (Some(host), _) => host.to_owned(),
-        // nginx's $host is the request's host in lower case, without port.
         (None, Some(host)) => host.to_ascii_lowercase(),
         (None, None) => config
             .sites
@@ -324,7 +325,7 @@ pub fn inspect(
     let request = MediaRequest {
         uri: &uri,
         method: &args.method,
-        host: &host,
+        server_name: &server_name,
         client_ip,
     };
     let mut gate_buf = TokenBuf::new();
@@ -333,7 +334,7 @@ pub fn inspect(
         .map(|path| path.into_owned())
         .unwrap_or_default();
     let summary = format!(
-        "request: {} {canonical_path} host={host} ip={}",
+        "request: {} {canonical_path} server={server_name} ip={}",
         args.method,
         args.ip.as_deref().unwrap_or("-")
     );
@@ -355,7 +356,7 @@ pub fn inspect(
             ));
             Verdict::Denied(*reason)
         }
-        Outcome::Deny(reason) => {
+        Outcome::Deny { reason, .. } => {
             out.push_str(&format!(
                 "verdict     denied: {reason} ({}; {summary})\n",
                 hint(*reason, decoded.as_ref().and_then(|d| d.as_ref().ok()))

@@ -477,10 +477,13 @@ fn inspect_gives_the_reason_auth_gives() {
         ip: Some("203.0.113.0/24".parse().unwrap()),
         ..download(now + 3600)
     });
+    // Two sites share the key: an unbound token is refused (wrong_host) on either.
+    let unbound = sign(Claims::download(exact("/media/a.pdf"), now + 3600));
     let host = "media-a.example.org";
-    // (uri, method, host, client ip)
+    // (uri, method, server name, client ip)
     let rows: Vec<(String, &str, &str, Option<&str>)> = vec![
         (format!("/media/a.pdf?token={valid}"), "GET", host, None),
+        (format!("/media/a.pdf?token={unbound}"), "GET", host, None),
         (format!("/media/a.pdf?token={expired}"), "GET", host, None),
         (format!("/media/b.pdf?token={valid}"), "GET", host, None),
         (format!("/media/a.pdf?token={valid}"), "get", host, None),
@@ -535,7 +538,7 @@ fn inspect_gives_the_reason_auth_gives() {
         let request = MediaRequest {
             uri,
             method,
-            host,
+            server_name: host,
             client_ip: ip.map(|ip| ip.parse().unwrap()),
         };
         let expected = match gate::decide(&config, &request, &mut buf, now) {

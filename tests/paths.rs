@@ -702,7 +702,7 @@ fn token_parameter_is_read_in_one_spelling_only() {
         let request = MediaRequest {
             uri: &uri,
             method: "GET",
-            host: "media.example.org",
+            server_name: "media.example.org",
             client_ip: None,
         };
         let outcome = gate::decide(&config, &request, &mut buf, NOW);

@@ -10,6 +10,9 @@ tests/vectors.rs checks that it reproduces every token in tests/vectors/tokens.j
     # replay the test vectors: one token per line
     python3 examples/mint.py --vectors tests/vectors/tokens.json
 
+The command line is a front end like `mediagate sign` (spec section 8.1): --path is the path
+as it appears in a URL, decoded once; a prefix must end with "/"; nothing is repaired.
+
 As a library:
 
     from mint import mint
@@ -22,9 +25,10 @@ Claims (all but `expires` and one of `path` / `prefix` are optional):
     not_before   unix seconds
     path         one exact canonical path (bound through the MAC, not carried in the token)
     prefix       a canonical prefix ending in "/" (carried in the token)
-    host         media host name, lower case
-    methods      list of method names, e.g. ["GET", "PUT"] (default on the verifier: GET, HEAD)
-    ip           "203.0.113.7", "203.0.113.0/24" or "2001:db8::/32"
+    host         media host as nginx's $host: lower case, no port, no trailing dot, or [IPv6]
+    methods      list of method names as HTTP spells them, e.g. ["GET", "PUT"] (default on
+                 the verifier: GET, HEAD)
+    ip           "203.0.113.7", "203.0.113.0/24" or "2001:db8::/32" (not IPv4-mapped)
     token_id     1-64 visible ASCII characters
     subject      1-128 printable ASCII characters (space allowed)
     data         1-255 bytes (or data_b64url: the same as base64url without padding)
@@ -59,6 +63,8 @@ BOUND_PATH = 0x10  # never in the body: introduces the exact path in the MAC inp
 KID_CHARS = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-")
 HOST_CHARS = frozenset(b"abcdefghijklmnopqrstuvwxyz0123456789-.:[]")
 HEX_DIGITS = frozenset(b"0123456789abcdefABCDEF")
+NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-")
+B64URL_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
 
 
 class MintError(ValueError):
@@ -128,12 +134,6 @@ def canonicalize(raw: str) -> str:
         raise PathError("invalid_utf8") from None
 
 
-def canonical_prefix(raw: str) -> str:
-    """Canonicalises a scope prefix and makes it end with "/" (prefixes match whole segments)."""
-    prefix = canonicalize(raw)
-    return prefix if prefix.endswith("/") else prefix + "/"
-
-
 def is_canonical(path: str) -> bool:
     """True when `path` is something canonicalize() returns: the rule for prefixes and exact
     paths. Not canonicalize(path) == path: a canonical path may contain a literal "%" (from
@@ -186,12 +186,15 @@ def unix_seconds(name: str, value) -> bytes:
 
 
 def method_bits(methods) -> int:
+    """Method names exactly as HTTP spells them (case-sensitive), each named once."""
     names = methods.split(",") if isinstance(methods, str) else methods
     bits = 0
     for name in names:
-        bit = METHOD_BITS.get(name.strip().upper())
+        bit = METHOD_BITS.get(name)
         if bit is None:
-            raise MintError(f"unknown HTTP method {name!r}")
+            raise MintError(f"unknown HTTP method {name!r} (methods are upper case)")
+        if bits & bit:
+            raise MintError(f"method {name} is named twice")
         bits |= bit
     if bits == 0:
         raise MintError("empty method list")
@@ -199,11 +202,39 @@ def method_bits(methods) -> int:
 
 
 def ip_wire(text: str) -> bytes:
+    """An address or CIDR network: no brackets, no zone id, plain decimal prefix length, host
+    bits zero, and not IPv4-mapped (such a network never contains a client: verifiers compare
+    IPv4-mapped clients as IPv4)."""
+    address, _, length = text.partition("/")
+    if "%" in address or "[" in address:
+        raise MintError(f"bad ip network: {text!r} (no zone id, no brackets)")
+    if "/" in text and not (length.isascii() and length.isdigit() and str(int(length)) == length):
+        raise MintError(f"bad ip network: {text!r} has a bad prefix length")
     try:
         net = ipaddress.ip_network(text, strict=True)  # strict: host bits must be zero
     except ValueError as error:
         raise MintError(f"bad ip network: {error}") from None
+    if net.version == 6 and net.network_address.ipv4_mapped is not None:
+        raise MintError(f"bad ip network: {text!r} is IPv4-mapped; write the IPv4 network")
     return net.network_address.packed + bytes([net.prefixlen])
+
+
+def host_value(host: str) -> bytes:
+    """The host alphabet of the format, plus the minting rule: only what nginx's $host can
+    be (a lower-case name without port or trailing dot, or an IPv6 literal in brackets)."""
+    raw = ascii_text("host", host, 1, 253, is_host_char)
+    if host.startswith("["):
+        try:
+            ok = host.endswith("]") and ipaddress.IPv6Address(host[1:-1]) is not None
+        except ValueError:
+            ok = False
+        ok = ok and "%" not in host
+    else:
+        labels = host.split(".")
+        ok = ":" not in host and all(label and set(label) <= NAME_CHARS for label in labels)
+    if not ok:
+        raise MintError(f"bad host: {host!r} can never equal nginx's $host (port? trailing dot?)")
+    return raw
 
 
 def encode_body(kid: str, claims: dict) -> bytes:
@@ -226,7 +257,7 @@ def encode_body(kid: str, claims: dict) -> bytes:
             raise MintError("prefix is not a canonical path ending in '/'")
         body += field(PREFIX, raw)
     if "host" in claims:
-        body += field(HOST, ascii_text("host", claims["host"], 1, 253, is_host_char))
+        body += field(HOST, host_value(claims["host"]))
     if "methods" in claims:
         body += field(METHODS, bytes([method_bits(claims["methods"])]))
     if "ip" in claims:
@@ -253,6 +284,69 @@ def encode_body(kid: str, claims: dict) -> bytes:
     if len(body) + TAG_LEN > MAX_TOKEN_BYTES:
         raise MintError("token would be longer than 1024 characters")
     return body
+
+
+# --- front end: a request as a person or a backend writes it (spec section 8.1) ----------
+
+REQUEST_KEYS = {
+    "path", "prefix", "ttl", "methods", "ip", "host", "subject", "token_id", "data", "not_before"
+}
+TTL_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_ttl(value) -> int:
+    """600, "600", "600s", "10m", "1h" or "7d"."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    text = str(value)
+    digits = len(text) - len(text.lstrip("0123456789"))
+    number, unit = text[:digits], text[digits:]
+    if not number or unit not in TTL_UNITS:
+        raise MintError(f"bad ttl {value!r}: use 30s, 10m, 1h or 7d")
+    return int(number) * TTL_UNITS[unit]
+
+
+def claims_from_request(request: dict, now: int, max_lifetime: int = 604800) -> dict:
+    """The checks `mediagate sign` and POST /mint make: refuse, never repair."""
+    unknown = set(request) - REQUEST_KEYS
+    if unknown:
+        raise MintError(f"unknown field(s): {sorted(unknown)}")
+    raw = request["path"]
+    if "?" in raw:
+        raise MintError(f"path {raw!r} contains '?': a query is not part of the signed path")
+    try:
+        canonical = canonicalize(raw)
+    except PathError as error:
+        raise MintError(f"path {raw!r} is not canonical: {error}") from None
+    if len(encode_path(canonical)) > MAX_PATH_LEN:
+        raise MintError("the path's URL form is longer than 4096 bytes")
+    ttl = parse_ttl(request.get("ttl", 3600))
+    if not 1 <= ttl <= max_lifetime:
+        raise MintError(f"ttl must be between 1 and {max_lifetime} seconds")
+    claims = {"purpose": "download", "expires": now + ttl}
+    if request.get("prefix", False):
+        if not canonical.endswith("/"):
+            raise MintError(f"prefix {raw!r} must end with '/'")
+        claims["prefix"] = canonical
+    else:
+        claims["path"] = canonical
+    if "not_before" in request and request["not_before"] >= claims["expires"]:
+        raise MintError("not_before must be earlier than the expiry")
+    if "data" in request:
+        data = request["data"]
+        if "=" in data or not set(data) <= B64URL_CHARS or len(data) % 4 == 1:
+            raise MintError("data must be base64url without padding")
+        claims["data_b64url"] = data
+    for name in ("methods", "ip", "host", "subject", "token_id", "not_before"):
+        if name in request:
+            claims[name] = request[name]
+    return claims
+
+
+def encode_path(path: str) -> str:
+    """Percent-encodes a canonical path for a URL: all but unreserved characters and "/"."""
+    keep = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~/"
+    return "".join(chr(b) if b in keep else f"%{b:02X}" for b in path.encode("utf-8"))
 
 
 # --- MAC and token ---------------------------------------------------------------------------
@@ -288,9 +382,15 @@ def replay_vectors(path: str, section: str) -> None:
         vectors = json.load(file)
     secrets = {key["id"]: b64url_decode(key["secret_b64url"]) for key in vectors["keys"]}
     for vector in vectors[section]:
-        secret = secrets[vector.get("key", vector["kid"])]  # "key": sign under another kid
+        secret = secrets[vector.get("key", vector.get("kid", "k1"))]  # "key": another kid
         try:
-            print(mint(secret, vector["kid"], vector["claims"]))
+            if section == "requests":  # front-end vectors: signed with k1 at vectors["now"]
+                claims = claims_from_request(
+                    vector["input"], vectors["now"], vectors["limits"]["max_lifetime"]
+                )
+                print(mint(secret, "k1", claims))
+            else:
+                print(mint(secret, vector["kid"], vector["claims"]))
         except MintError as error:
             print(f"rejected: {error}")
 
@@ -298,7 +398,9 @@ def replay_vectors(path: str, section: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description="Mint a mediagate v1 token.")
     parser.add_argument("--vectors", metavar="FILE", help="replay test vectors instead")
-    parser.add_argument("--section", default="mint", help="vector section (mint, mint_rejects)")
+    parser.add_argument(
+        "--section", default="mint", help="vector section (mint, mint_rejects, requests)"
+    )
     parser.add_argument("--secret-b64url", help="the signing key's secret")
     parser.add_argument("--kid", help="the signing key's id")
     parser.add_argument("--path", help="raw request path; canonicalised here")
@@ -323,26 +425,22 @@ def main() -> None:
     if not (args.secret_b64url and args.kid and args.path):
         parser.error("--secret-b64url, --kid and --path are required")
     try:
-        if args.ttl < 1:
-            raise MintError("--ttl must be positive")
         now = args.now if args.now is not None else int(time.time())
-        claims = {"purpose": args.purpose, "expires": now + args.ttl}
-        if args.prefix:
-            claims["prefix"] = canonical_prefix(args.path)
-        else:
-            claims["path"] = canonicalize(args.path)
-        optional = {
+        request = {
+            "path": args.path,
+            "prefix": args.prefix,
+            "ttl": args.ttl,
             "not_before": args.not_before,
-            "host": args.host and args.host.lower(),
-            "methods": args.methods,
+            "host": args.host,
+            "methods": args.methods and args.methods.split(","),
             "ip": args.ip,
             "token_id": args.token_id,
             "subject": args.subject,
         }
-        claims.update({name: value for name, value in optional.items() if value is not None})
+        request = {name: value for name, value in request.items() if value is not None}
+        claims = claims_from_request(request, now, max_lifetime=2**63)  # verifiers cap it
+        claims["purpose"] = args.purpose
         print(mint(b64url_decode(args.secret_b64url), args.kid, claims))
-    except PathError as error:
-        sys.exit(f"mint.py: path {args.path!r} is not canonical: {error}")
     except (MintError, ValueError) as error:
         sys.exit(f"mint.py: {error}")
 

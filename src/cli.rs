@@ -9,10 +9,12 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 use crate::config::{self, Config, KeyOrigin};
+use crate::gate::{self, MediaRequest, Outcome};
 use crate::keys::Secret;
-use crate::mint::{mint, MintRequest};
+use crate::mint::{mint, MintInput};
 use crate::path;
-use crate::token::{self, mac, verify::check_claims, Methods, Purpose, Request, TokenBuf};
+use crate::reason::Reason;
+use crate::token::{self, mac, Purpose, Token, TokenBuf};
 use crate::{clock, config::raw::Duration};
 
 /// Signed, expiring media links, verified next to nginx.
@@ -47,8 +49,10 @@ pub enum Command {
     Sign(SignArgs),
     /// Show every field of a token (or of the token in a URL) and whether it verifies now.
     ///
-    /// Without the key the fields are still shown: the signature makes a token
-    /// trustworthy, not secrecy.
+    /// The verdict is the one /auth would give for the same request. Exit status: 0 allowed,
+    /// 1 denied (the reason is printed), 64 no verdict (no configuration or key, or an
+    /// exact-path token without a path). Without the key the fields are still shown: the
+    /// signature makes a token trustworthy, not secrecy.
     Inspect(InspectArgs),
     /// Print a new random 256-bit key and the configuration lines that use it.
     Keygen {
@@ -77,7 +81,8 @@ pub struct SignArgs {
     /// Bind to a client address or network, e.g. 203.0.113.0/24.
     #[arg(long)]
     pub ip: Option<String>,
-    /// Bind to this media host, as nginx's $host (no port). Default: valid on any host.
+    /// Bind to this media host: a site's media_origin host, lower case, no port. Default: with
+    /// several sites, the chosen site's media host; with one site, none.
     #[arg(long)]
     pub host: Option<String>,
     /// Subject / recipient recorded in audit logs.
@@ -86,7 +91,11 @@ pub struct SignArgs {
     /// Token id, for audit and revocation.
     #[arg(long = "id")]
     pub token_id: Option<String>,
-    /// Origin to prefix the path with (default: the first site's media_origin).
+    /// Site id whose media origin starts the URL (and, with several sites, whose media host
+    /// the token is bound to). Default: the first site.
+    #[arg(long)]
+    pub site: Option<String>,
+    /// Origin to prefix the path with (default: the site's media_origin).
     #[arg(long)]
     pub base: Option<String>,
     /// Print only the token, not the URL.
@@ -102,10 +111,11 @@ pub struct InspectArgs {
     /// Request path to check against (default: the URL's path).
     #[arg(long)]
     pub path: Option<String>,
-    /// Request method to check against.
+    /// Request method to check against (case-sensitive, as nginx passes it).
     #[arg(long, default_value = "GET")]
     pub method: String,
-    /// Request host to check against (default: the URL's host).
+    /// Media host whose nginx server takes the request ($server_name, which selects the site).
+    /// Default: the URL's host, else the first site's media host.
     #[arg(long)]
     pub host: Option<String>,
     /// Client address to check against.
@@ -118,50 +128,34 @@ pub fn load_config(cli: &Cli) -> Result<Config, config::ConfigError> {
     config::load(cli.config.as_deref())
 }
 
-/// `mediagate sign`.
+/// `mediagate sign`: the flags become a [`MintInput`], exactly like a `POST /mint` body.
 pub fn sign(config: &Config, args: &SignArgs) -> anyhow::Result<String> {
     let ttl = args
         .ttl
         .as_deref()
         .map(Duration::parse)
         .transpose()
-        .map_err(anyhow::Error::msg)?
-        .map(|ttl| ttl.0);
-    let methods = if args.methods.is_empty() {
-        None
-    } else {
-        Some(
-            args.methods
-                .join(",")
-                .parse::<Methods>()
-                .map_err(anyhow::Error::msg)?,
-        )
-    };
-    let request = MintRequest {
+        .map_err(anyhow::Error::msg)?;
+    let input = MintInput {
         path: args.path.clone(),
         prefix: args.prefix,
         ttl,
-        methods,
-        ip: args
-            .ip
-            .as_deref()
-            .map(str::parse)
-            .transpose()
-            .map_err(anyhow::Error::msg)?,
+        methods: (!args.methods.is_empty()).then(|| args.methods.clone()),
+        ip: args.ip.clone(),
         host: args.host.clone(),
         subject: args.subject.clone(),
         token_id: args.token_id.clone(),
-        ..MintRequest::default()
+        site: args.site.clone(),
+        ..MintInput::default()
     };
+    let (request, site) = input.resolve(config)?;
     let minted = mint(config, &request, clock::now())?;
     if args.token_only {
         return Ok(minted.token);
     }
     let base = match &args.base {
         Some(base) => base.trim_end_matches('/').to_owned(),
-        None => config
-            .sites
-            .first()
+        None => site
             .map(|site| site.media_origin.clone())
             .unwrap_or_default(),
     };
@@ -202,14 +196,202 @@ pub fn check_config(cli: &Cli, config: &Config) -> anyhow::Result<String> {
     Ok(out)
 }
 
+/// Exit status of `inspect` when the request would be denied.
+pub const EXIT_DENIED: u8 = 1;
+/// Exit status of `inspect` when no verdict is possible (no configuration or key, or not
+/// enough of a request to judge): the same code as every usage or configuration error.
+pub const EXIT_NO_VERDICT: u8 = 64;
+
+/// What `inspect` found: the report to print and the verdict it ends with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Inspection {
+    /// The report, one `name  value` line per field, the verdict last.
+    pub text: String,
+    /// `/auth`'s verdict for the request.
+    pub verdict: Verdict,
+}
+
+/// `inspect`'s conclusion.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// `/auth` would allow the request (a valid token, or a public path).
+    Allowed,
+    /// `/auth` would deny the request (or send the browser for a fresh link) for this reason.
+    Denied(Reason),
+    /// No verdict: the configuration (and so the key) or the request path is missing.
+    Unknown,
+}
+
+impl Inspection {
+    /// The process exit status: 0 allowed, [`EXIT_DENIED`], or [`EXIT_NO_VERDICT`].
+    pub fn exit_code(&self) -> u8 {
+        match self.verdict {
+            Verdict::Allowed => 0,
+            Verdict::Denied(_) => EXIT_DENIED,
+            Verdict::Unknown => EXIT_NO_VERDICT,
+        }
+    }
+}
+
 /// `mediagate inspect`: fields, MAC input and verdict. `config` is `None` when the
 /// configuration (and so the key) could not be loaded; the fields are still shown.
-pub fn inspect(config: Option<&Config>, args: &InspectArgs, now: u64) -> anyhow::Result<String> {
+///
+/// The verdict is [`gate::decide`]'s, for the request `/auth` would see: the same steps in the
+/// same order (site, path, public prefix, token parameter, then the token checks of spec
+/// §10), so `inspect` and `/auth` cannot disagree. The input is taken verbatim (no trimming).
+/// Errors are usage errors (an unreadable `--ip`).
+pub fn inspect(
+    config: Option<&Config>,
+    args: &InspectArgs,
+    now: u64,
+) -> anyhow::Result<Inspection> {
     let param = config.map_or("token", |config| config.token.param.as_str());
-    let parsed = InspectInput::parse(&args.input, param)?;
-    let mut buf = TokenBuf::new();
-    let token = token::decode(parsed.token, &mut buf)?;
+    let input = InspectInput::parse(&args.input);
+    let client_ip = args
+        .ip
+        .as_deref()
+        .map(|ip| {
+            ip.parse::<std::net::IpAddr>()
+                .map_err(|_| anyhow::anyhow!("--ip {ip:?} is not an IP address"))
+        })
+        .transpose()?;
+    // The token text exactly as /auth would read it from the query.
+    let token_text = match input.query {
+        None => Ok(Some(input.token)),
+        Some(query) => path::query_param(query, param),
+    };
     let mut out = String::new();
+    let mut buf = TokenBuf::new();
+    let decoded = match token_text {
+        Ok(Some(text)) if !text.is_empty() => Some(token::decode(text, &mut buf)),
+        _ => None,
+    };
+    match &decoded {
+        Some(Ok(token)) => describe(&mut out, token, config, now),
+        Some(Err(error)) => out.push_str(&format!("token       {error}\n")),
+        None => {}
+    }
+    let unknown = |mut out: String, why: &str| {
+        out.push_str(&format!("verdict     unknown: {why}\n"));
+        Ok(Inspection {
+            text: out,
+            verdict: Verdict::Unknown,
+        })
+    };
+    let Some(config) = config else {
+        return unknown(out, "no configuration/key available to check the signature");
+    };
+    // The request path as nginx would pass it (percent-encoded): --path, else the URL's, else
+    // a prefix token's own prefix.
+    let prefix = decoded
+        .as_ref()
+        .and_then(|decoded| decoded.as_ref().ok())
+        .and_then(|token| token.prefix);
+    let raw_path = match (args.path.as_deref(), input.path, prefix) {
+        (Some(path), _, _) | (None, Some(path), _) => path.to_owned(),
+        (None, None, Some(prefix)) => path::encode_path(prefix),
+        (None, None, None) => {
+            return unknown(out, "an exact-path token needs --path (or a URL) to check")
+        }
+    };
+    let uri = match (input.query, args.path.is_some()) {
+        (Some(query), false) => format!("{raw_path}?{query}"),
+        _ => match token_text {
+            Ok(Some(text)) => format!("{raw_path}?{param}={text}"),
+            _ => format!("{raw_path}?{}", input.query.unwrap_or("")),
+        },
+    };
+    // The media `server { }` that takes the request (nginx's $server_name): it selects the
+    // site, whose configured media host is the request host a token's `host` must equal.
+    let server_name = match (args.host.as_deref(), input.host) {
+        (Some(host), _) => host.to_owned(),
+        (None, Some(host)) => host.to_ascii_lowercase(),
+        (None, None) => config
+            .sites
+            .first()
+            .map(|site| site.media_host.clone())
+            .unwrap_or_default(),
+    };
+    if let Some(Ok(token)) = &decoded {
+        let canonical = path::split_uri(&uri).0;
+        if let Ok(canonical) = path::canonicalize(canonical) {
+            let bound = token.prefix.is_none().then_some(&*canonical);
+            out.push_str(&format!(
+                "signed      {}\n",
+                escape(&mac::input(token.body, bound))
+            ));
+        }
+    }
+    let request = MediaRequest {
+        uri: &uri,
+        method: &args.method,
+        server_name: &server_name,
+        client_ip,
+    };
+    let mut gate_buf = TokenBuf::new();
+    let outcome = gate::decide(config, &request, &mut gate_buf, now);
+    let canonical_path = path::canonicalize(path::split_uri(&uri).0)
+        .map(|path| path.into_owned())
+        .unwrap_or_default();
+    let summary = format!(
+        "request: {} {canonical_path} server={server_name} ip={}",
+        args.method,
+        args.ip.as_deref().unwrap_or("-")
+    );
+    let verdict = match &outcome {
+        Outcome::Allow { token: Some(_), .. } => {
+            out.push_str(&format!("verdict     valid now ({summary})\n"));
+            Verdict::Allowed
+        }
+        Outcome::Allow { token: None, .. } => {
+            out.push_str(&format!(
+                "verdict     allowed: public path, no token needed ({summary})\n"
+            ));
+            Verdict::Allowed
+        }
+        Outcome::Refresh { reason, .. } => {
+            out.push_str(&format!(
+                "verdict     denied: {reason} ({}; a browser is sent to the session domain for a fresh link; {summary})\n",
+                hint(*reason, decoded.as_ref().and_then(|d| d.as_ref().ok()))
+            ));
+            Verdict::Denied(*reason)
+        }
+        Outcome::Deny { reason, .. } => {
+            out.push_str(&format!(
+                "verdict     denied: {reason} ({}; {summary})\n",
+                hint(*reason, decoded.as_ref().and_then(|d| d.as_ref().ok()))
+            ));
+            Verdict::Denied(*reason)
+        }
+    };
+    Ok(Inspection { text: out, verdict })
+}
+
+/// One line of explanation for a denial reason.
+fn hint(reason: Reason, token: Option<&Token<'_>>) -> &'static str {
+    match reason {
+        Reason::UnknownKey => "rotated out, or signed by another deployment",
+        Reason::WrongPurpose => match token.map(|token| token.purpose) {
+            Some(Purpose::RefreshState) => {
+                "a refresh_state token: only /refresh reads it, /auth never accepts it"
+            }
+            Some(Purpose::Upload) => "an upload token: /auth accepts only download tokens",
+            _ => "not a download token",
+        },
+        Reason::BadSignature => match token.and_then(|token| token.prefix) {
+            Some(_) => "the token was altered or signed with another key",
+            None => "signed for another path, with another key, or altered",
+        },
+        Reason::Malformed => "not a well-formed v1 token, or the parameter given twice",
+        Reason::MissingToken => "no token parameter in the URL",
+        Reason::BadPath => "the request path is not canonical",
+        Reason::UnknownHost => "the host is not a configured media host",
+        _ => "see docs/token-format.md, section 11",
+    }
+}
+
+/// The field lines of a decoded token.
+fn describe(out: &mut String, token: &Token<'_>, config: Option<&Config>, now: u64) {
     let mut line = |name: &str, value: String| out.push_str(&format!("{name:<12}{value}\n"));
     let none = || "-".to_owned();
     line("version", "1".into());
@@ -283,118 +465,50 @@ pub fn inspect(config: Option<&Config>, args: &InspectArgs, now: u64) -> anyhow:
             )
         }),
     );
-
-    let Some(config) = config else {
-        out.push_str(
-            "verdict     unknown: no configuration/key available to check the signature\n",
-        );
-        return Ok(out);
-    };
-    let request_path = args.path.as_deref().or(parsed.path);
-    let canonical = match request_path.map(path::canonicalize) {
-        Some(Ok(canonical)) => Some(canonical.into_owned()),
-        Some(Err(error)) => {
-            out.push_str(&format!("verdict     denied: bad_path ({error})\n"));
-            return Ok(out);
-        }
-        None => None,
-    };
-    let bound = match (token.prefix, canonical.as_deref()) {
-        (Some(_), _) => None,
-        (None, Some(path)) => Some(path),
-        (None, None) => {
-            out.push_str(
-                "verdict     unknown: an exact-path token needs --path (or a URL) to check\n",
-            );
-            return Ok(out);
-        }
-    };
-    out.push_str(&format!(
-        "signed      {}\n",
-        escape(&mac::input(token.body, bound))
-    ));
-    let Some(key) = config.keys.get(token.kid) else {
-        out.push_str(
-            "verdict     denied: unknown_key (rotated out, or signed by another deployment)\n",
-        );
-        return Ok(out);
-    };
-    if token.purpose != Purpose::Download {
-        out.push_str("verdict     denied: wrong_purpose (not a download token)\n");
-        return Ok(out);
-    }
-    if !mac::tag_matches(key, token.body, bound, token.tag) {
-        let hint = match bound {
-            Some(path) => format!(
-                "the signature does not match for path {path:?}: the token was signed for another path, with another key, or altered"
-            ),
-            None => "the token was altered or signed with another key".into(),
-        };
-        out.push_str(&format!("verdict     denied: bad_signature ({hint})\n"));
-        return Ok(out);
-    }
-    let request = Request {
-        path: canonical.as_deref().unwrap_or("/"),
-        method: &args.method,
-        host: args.host.as_deref().or(parsed.host),
-        client_ip: args.ip.as_deref().and_then(|ip| ip.parse().ok()),
-    };
-    match check_claims(&token, &request, config.token.limits, now) {
-        Ok(()) => out.push_str(&format!(
-            "verdict     valid now for {} {}\n",
-            args.method,
-            canonical
-                .as_deref()
-                .unwrap_or("(any path below the prefix)")
-        )),
-        Err(reason) => out.push_str(&format!(
-            "verdict     denied: {reason} (request: {} {} host={} ip={})\n",
-            request.method,
-            request.path,
-            request.host.unwrap_or("-"),
-            args.ip.as_deref().unwrap_or("-")
-        )),
-    }
-    Ok(out)
 }
 
-/// The parts of `inspect`'s input: a bare token or a URL carrying one.
+/// The parts of `inspect`'s input: a bare token, a path with its query, or a URL.
 struct InspectInput<'a> {
+    /// The whole input, when it is a bare token.
     token: &'a str,
+    /// The raw path, when the input is a URL or starts with `/`.
     path: Option<&'a str>,
+    /// The raw query (without `?`), when the input is a URL or a path.
+    query: Option<&'a str>,
+    /// The URL's host, without port.
     host: Option<&'a str>,
 }
 
 impl<'a> InspectInput<'a> {
-    fn parse(input: &'a str, param: &str) -> anyhow::Result<InspectInput<'a>> {
-        let input = input.trim();
+    fn parse(input: &'a str) -> InspectInput<'a> {
         let (host, rest) = match input.split_once("://") {
             Some((_, after)) => {
-                let end = after.find('/').unwrap_or(after.len());
+                let end = after.find(['/', '?']).unwrap_or(after.len());
                 let authority = &after[..end];
-                let host = authority
-                    .rsplit_once(':')
-                    .map_or(authority, |(host, _)| host);
+                // `[v6]:port` keeps its brackets, as in nginx's $host.
+                let host = match authority.rsplit_once(':') {
+                    Some((host, port)) if !port.contains(']') => host,
+                    _ => authority,
+                };
                 (Some(host), &after[end..])
             }
             None => (None, input),
         };
-        if !rest.starts_with('/') {
-            return Ok(InspectInput {
+        if host.is_none() && !rest.starts_with('/') {
+            return InspectInput {
                 token: input,
                 path: None,
+                query: None,
                 host: None,
-            });
+            };
         }
         let (path, query) = path::split_uri(rest);
-        let token = path::query_param(query.unwrap_or(""), param)
-            .map_err(|()| anyhow::anyhow!("the URL carries {param}= twice"))?
-            .ok_or_else(|| anyhow::anyhow!("the URL has no {param}= parameter"))?;
-        Ok(InspectInput {
-            token,
-            path: Some(path),
+        InspectInput {
+            token: "",
+            path: Some(if path.is_empty() { "/" } else { path }),
+            query: Some(query.unwrap_or("")),
             host,
-        })
+        }
     }
 }
 

@@ -18,7 +18,20 @@ fn main() -> ExitCode {
         Command::Inspect(args) => {
             // Inspect still shows the fields when the configuration (and so the key) is absent.
             let config = cli::load_config(&cli).ok();
-            return print(cli::inspect(config.as_ref(), args, clock::now()));
+            return match cli::inspect(config.as_ref(), args, clock::now()) {
+                // Denied or undecided is not a success: scripts can test the exit status.
+                Ok(inspection) => {
+                    let code = inspection.exit_code();
+                    match print(Ok(inspection.text)) {
+                        printed if printed == ExitCode::SUCCESS => ExitCode::from(code),
+                        failed => failed,
+                    }
+                }
+                Err(error) => {
+                    eprintln!("mediagate: {error:#}");
+                    ExitCode::from(EX_USAGE)
+                }
+            };
         }
         _ => {}
     }

@@ -1,15 +1,123 @@
 //! Minting signed URLs: the one place that turns a request for access into a token and a URL.
-//! Used by `mediagate sign`, `POST /mint` and the refresh flow, so all three enforce the same
-//! limits (canonical paths, lifetime cap, field rules).
+//!
+//! Two layers:
+//! - [`MintInput`] is the front end: a request as a person or a backend writes it. The flags
+//!   of `mediagate sign` and the JSON body of `POST /mint` both become one, and
+//!   [`MintInput::resolve`] is the single place that checks it (spec §8.1): it refuses rather
+//!   than repairs, so every claim has one spelling.
+//! - [`mint`] turns a [`MintRequest`] into a token under the configured limits (canonical
+//!   paths, lifetime cap, field rules). `sign`, `/mint` and the refresh flow share it.
 
-use crate::config::Config;
+use serde::Deserialize;
+
+use crate::config::{Config, Duration, Site};
 use crate::path;
 use crate::token::{self, Claims, IpNet, Methods, Purpose, RefreshMarker, Scope};
 
-/// What to mint. Paths are raw (they are canonicalised here).
+/// A request for a token as the caller wrote it: `mediagate sign`'s flags or `POST /mint`'s
+/// JSON body (the field names are the JSON names). Nothing here is trusted yet.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MintInput {
+    /// The path as it appears in a URL (percent-encoded; decoded once). With `prefix`, a
+    /// folder ending in `/`.
+    pub path: String,
+    /// Scope the token to everything below `path` instead of exactly `path`.
+    #[serde(default)]
+    pub prefix: bool,
+    /// Lifetime (`600`, `"10m"`); `None` uses `token.default_ttl`.
+    pub ttl: Option<Duration>,
+    /// Method names, exactly as HTTP spells them (`GET`); `None` means GET and HEAD.
+    pub methods: Option<Vec<String>>,
+    /// Client address or network, e.g. `203.0.113.0/24`.
+    pub ip: Option<String>,
+    /// Media host to bind to; `None` binds the site's media host when several sites exist.
+    pub host: Option<String>,
+    /// Subject / recipient for audit and upstream headers.
+    pub subject: Option<String>,
+    /// Token id.
+    pub token_id: Option<String>,
+    /// Opaque data, base64url without padding.
+    pub data: Option<String>,
+    /// Not-before, unix seconds.
+    pub not_before: Option<u64>,
+    /// Site id: whose media origin starts the URL and, with several sites, whose media host
+    /// the token is bound to (default: the first site).
+    pub site: Option<String>,
+}
+
+impl MintInput {
+    /// Checks the input and turns it into a [`MintRequest`] for the chosen site (`None` only
+    /// when no site is configured).
+    ///
+    /// With more than one site and no explicit `host`, the token is bound to the site's media
+    /// host: the sites share one key ring, so an unbound token for `/media/x.pdf` on one site
+    /// would open `/media/x.pdf` on every other.
+    pub fn resolve<'c>(
+        &self,
+        config: &'c Config,
+    ) -> Result<(MintRequest, Option<&'c Site>), MintError> {
+        let site = match &self.site {
+            Some(id) => Some(
+                config
+                    .site_by_id(id)
+                    .ok_or_else(|| MintError::UnknownSite(id.clone()))?,
+            ),
+            None => config.sites.first(),
+        };
+        if self.path.contains('?') {
+            // A query is not part of the signed path (spec §7.1 stops at the first `?`); a
+            // file name containing `?` is written `%3F`.
+            return Err(MintError::QueryInPath(self.path.clone()));
+        }
+        let methods = self
+            .methods
+            .as_ref()
+            .map(|names| Methods::from_names(names.iter().map(String::as_str)))
+            .transpose()
+            .map_err(MintError::Input)?;
+        let ip = self
+            .ip
+            .as_deref()
+            .map(str::parse::<IpNet>)
+            .transpose()
+            .map_err(MintError::Input)?;
+        let data = self
+            .data
+            .as_deref()
+            .map(|data| {
+                use base64::Engine;
+                base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .decode(data)
+                    .map_err(|_| MintError::Input("data must be base64url without padding".into()))
+            })
+            .transpose()?;
+        let host = match (&self.host, site) {
+            (Some(host), _) => Some(host.clone()),
+            (None, Some(site)) if config.sites.len() > 1 => Some(site.media_host.clone()),
+            (None, _) => None,
+        };
+        let request = MintRequest {
+            path: self.path.clone(),
+            prefix: self.prefix,
+            ttl: self.ttl.map(|ttl| ttl.0),
+            methods,
+            ip,
+            host,
+            subject: self.subject.clone(),
+            token_id: self.token_id.clone(),
+            data,
+            not_before: self.not_before,
+            refresh: None,
+        };
+        Ok((request, site))
+    }
+}
+
+/// What to mint. `path` is the URL form (percent-encoded; it is canonicalised here, once).
 #[derive(Debug, Clone, Default)]
 pub struct MintRequest {
-    /// The file path, or the prefix when `prefix` is set.
+    /// The file path, or the prefix (ending in `/`) when `prefix` is set.
     pub path: String,
     /// Scope the token to everything below `path` instead of exactly `path`.
     pub prefix: bool,
@@ -19,7 +127,7 @@ pub struct MintRequest {
     pub methods: Option<Methods>,
     /// Client address or network.
     pub ip: Option<IpNet>,
-    /// Media host to bind the token to.
+    /// Media host to bind the token to (lower case, as nginx's `$host`).
     pub host: Option<String>,
     /// Subject / recipient for audit and upstream headers.
     pub subject: Option<String>,
@@ -52,22 +160,38 @@ pub enum MintError {
     /// Occurs when the path is not canonical.
     #[error("path {0:?} is not canonical: {1}")]
     BadPath(String, path::PathError),
+    /// Occurs when the path given to a front end contains a raw `?`.
+    #[error("path {0:?} contains '?': a query is not part of the signed path (write a '?' in a file name as %3F)")]
+    QueryInPath(String),
+    /// Occurs when a prefix does not end with `/`.
+    #[error("prefix {0:?} must end with '/' (a prefix names a folder: matching stops at whole segments)")]
+    PrefixWithoutSlash(String),
     /// Occurs when the TTL is zero or above `token.max_lifetime`.
     #[error("ttl must be between 1 and {0} seconds")]
     BadTtl(u64),
-    /// Occurs when a field breaks the token format's limits.
+    /// Occurs when `not_before` is not before the expiry: the token could never be valid.
+    #[error("not_before must be earlier than the expiry ({0})")]
+    EmptyWindow(u64),
+    /// Occurs when a field breaks the token format's limits or can never match a request.
     #[error("{0}")]
     BadField(&'static str),
+    /// Occurs when a method list, IP network or data value is not spelled as documented.
+    #[error("{0}")]
+    Input(String),
+    /// Occurs when the requested site id is not configured.
+    #[error("unknown site {0:?}")]
+    UnknownSite(String),
 }
 
 /// Mints a download token for `request` at unix time `now`.
 pub fn mint(config: &Config, request: &MintRequest, now: u64) -> Result<Minted, MintError> {
-    let canonical = if request.prefix {
-        path::canonical_prefix(&request.path)
-    } else {
-        path::canonicalize(&request.path).map(|path| path.into_owned())
+    let canonical = path::canonicalize(&request.path)
+        .map_err(|error| MintError::BadPath(request.path.clone(), error))?
+        .into_owned();
+    // Refused, not repaired: `/media/a` could be meant as a file or a folder.
+    if request.prefix && !canonical.ends_with('/') {
+        return Err(MintError::PrefixWithoutSlash(request.path.clone()));
     }
-    .map_err(|error| MintError::BadPath(request.path.clone(), error))?;
     let encoded_path = path::encode_path(&canonical);
     // The URL carries the encoded form, which can be three times longer than the canonical
     // one; never mint a link whose path the verifier will refuse as too long.
@@ -77,22 +201,13 @@ pub fn mint(config: &Config, request: &MintRequest, now: u64) -> Result<Minted, 
             path::PathError::TooLong,
         ));
     }
-    if let Some(host) = &request.host {
-        // Compared with nginx's $host, which never carries a port (`[v6]` literals may
-        // contain colons inside their brackets).
-        let port = host
-            .rsplit_once(':')
-            .is_some_and(|(_, tail)| !tail.ends_with(']'));
-        if port {
-            return Err(MintError::BadField(
-                "host must not include a port (nginx's $host has none)",
-            ));
-        }
-    }
     let max = config.token.limits.max_lifetime;
     let ttl = request.ttl.unwrap_or(config.token.default_ttl);
     if ttl == 0 || ttl > max {
         return Err(MintError::BadTtl(max));
+    }
+    if request.not_before.is_some_and(|nbf| nbf >= now + ttl) {
+        return Err(MintError::EmptyWindow(now + ttl));
     }
     let scope = if request.prefix {
         Scope::Prefix(canonical.clone())
@@ -101,7 +216,8 @@ pub fn mint(config: &Config, request: &MintRequest, now: u64) -> Result<Minted, 
     };
     let claims = Claims {
         not_before: request.not_before,
-        host: request.host.as_ref().map(|host| host.to_ascii_lowercase()),
+        // Never lower-cased here: one spelling, refused when it is not nginx's `$host`.
+        host: request.host.clone(),
         methods: request.methods,
         ip: request.ip,
         token_id: request.token_id.clone(),

@@ -219,10 +219,14 @@ fn append_encoded(out: &mut String, bytes: &[u8], keep: &[u8]) {
     }
 }
 
-/// Finds the value of `name` in a raw query string, without decoding it.
+/// Finds the value of `name` in a raw query string, without decoding it (spec §13).
 ///
-/// Returns `Err(())` when the parameter occurs more than once: two tokens in one URL are
-/// ambiguous, and ambiguity is a denial.
+/// Parameters are separated by `&` only (`;` is an ordinary byte). A parameter without `=`
+/// has an empty value. Returns `Err(())`, ambiguity being a denial, when
+/// - `name` occurs more than once, whatever the values (`token=&token=x` too), or
+/// - a parameter is another spelling of `name`: equal to it after one percent-decoding or
+///   ignoring ASCII case (`%74oken`, `TOKEN`). Other parsers (nginx's `$arg_token` ignores
+///   case, applications decode) would read such a parameter as the token.
 #[allow(clippy::result_unit_err)]
 pub fn query_param<'q>(query: &'q str, name: &str) -> Result<Option<&'q str>, ()> {
     let mut found = None;
@@ -233,9 +237,42 @@ pub fn query_param<'q>(query: &'q str, name: &str) -> Result<Option<&'q str>, ()
                 return Err(());
             }
             found = Some(value);
+        } else if spells(key.as_bytes(), name.as_bytes()) {
+            return Err(());
         }
     }
     Ok(found)
+}
+
+/// True when `key`, percent-decoded once (a malformed escape stays as is), equals `name`
+/// ignoring ASCII case. Allocation-free: this runs on every request.
+fn spells(key: &[u8], name: &[u8]) -> bool {
+    let mut at = 0;
+    for &want in name {
+        let got = match key.get(at..at + 3) {
+            Some([b'%', hi, lo]) => match (hex_value(*hi), hex_value(*lo)) {
+                (Some(hi), Some(lo)) => {
+                    at += 3;
+                    (hi << 4) | lo
+                }
+                _ => {
+                    at += 1;
+                    b'%'
+                }
+            },
+            _ => match key.get(at) {
+                Some(&byte) => {
+                    at += 1;
+                    byte
+                }
+                None => return false,
+            },
+        };
+        if !got.eq_ignore_ascii_case(&want) {
+            return false;
+        }
+    }
+    at == key.len()
 }
 
 #[cfg(test)]
@@ -293,5 +330,9 @@ mod tests {
         assert_eq!(query_param("a=1", "token"), Ok(None));
         assert_eq!(query_param("token=x&token=y", "token"), Err(()));
         assert_eq!(query_param("tokens=x", "token"), Ok(None));
+        assert_eq!(query_param("token=&token=x", "token"), Err(()));
+        assert_eq!(query_param("TOKEN=x", "token"), Err(()));
+        assert_eq!(query_param("%74oken=x", "token"), Err(()));
+        assert_eq!(query_param("%zzoken=x&token=y", "token"), Ok(Some("y")));
     }
 }

@@ -592,3 +592,308 @@ fn configuration_errors_never_print_secret_values() {
         assert!(!text.contains(KEY_A), "{name} printed the secret:\n{text}");
     }
 }
+
+/// A configuration file with two sites sharing one key, and the first one's public prefix.
+fn two_sites(home: &TempDir) -> std::path::PathBuf {
+    home.write(
+        "two-sites.toml",
+        "[keys]\ndev_key = false\n[keys.secrets]\nk1 = \"QkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkI\"\n\
+         [[sites]]\nid = \"a\"\nmedia_origin = \"https://media-a.example.org\"\n\
+         public_prefixes = [\"/media/public/\"]\n\
+         [[sites]]\nid = \"b\"\nmedia_origin = \"https://media-b.example.org:8443\"\n",
+    )
+}
+
+/// Issue 8, item 12: `sign` repaired what the spec's vectors refuse (`/media/a` as a prefix
+/// became `/media/a/`, `Media.Example.com` and `get` were lower/upper-cased, `?x=1` was signed
+/// into the path). Before: each printed a URL and exited 0.
+#[test]
+fn sign_refuses_what_it_used_to_normalise() {
+    let home = TempDir::new("cli-sign-refuses");
+    let cases: &[(&[&str], &str)] = &[
+        (&["/media/a", "--prefix"], "must end with '/'"),
+        (&["/media/a.pdf?x=1"], "contains '?'"),
+        (
+            &["/media/a.pdf", "--host", "Media.Example.com"],
+            "lower case",
+        ),
+        (
+            &["/media/a.pdf", "--method", "get"],
+            "unknown HTTP method \"get\"",
+        ),
+        (
+            &["/media/a.pdf", "--method", "GET,HEAD"],
+            "unknown HTTP method",
+        ),
+        (
+            &["/media/a.pdf", "--method", "GET", "--method", "GET"],
+            "named twice",
+        ),
+        (
+            &["/media/a.pdf", "--ip", "::ffff:0.0.0.0/108"],
+            "IPv4-mapped",
+        ),
+        (
+            &["/media/a.pdf", "--ip", "fe80::1%eth0"],
+            "not an IP address",
+        ),
+        (
+            &["/media/a.pdf", "--host", "media.example.org."],
+            "trailing dot",
+        ),
+        (&["/media/a.pdf", "--site", "nope"], "unknown site"),
+    ];
+    for (args, message) in cases {
+        let output = mediagate(&home).arg("sign").args(*args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(
+            output.status.code(),
+            Some(1),
+            "{args:?} printed {}",
+            stdout(&output)
+        );
+        assert!(stderr.contains(message), "{args:?}: {stderr}");
+        assert!(stdout(&output).is_empty(), "{args:?}");
+    }
+    let folder = mediagate(&home)
+        .args(["sign", "/media/a/", "--prefix"])
+        .output()
+        .unwrap();
+    assert!(folder.status.success());
+}
+
+/// With several sites sharing a key, an unbound token would open the same path on every site:
+/// `sign` binds the chosen site's media host unless `--host` says otherwise.
+#[test]
+fn sign_with_several_sites_binds_the_chosen_sites_host() {
+    let home = TempDir::new("cli-two-sites");
+    let config = two_sites(&home);
+    let sign = |extra: &[&str]| {
+        let output = mediagate(&home)
+            .arg("--config")
+            .arg(&config)
+            .args(["sign", "/media/x.pdf"])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        stdout(&output).trim().to_owned()
+    };
+    let inspect = |url: &str| {
+        let output = mediagate(&home)
+            .arg("--config")
+            .arg(&config)
+            .args(["inspect", url])
+            .output()
+            .unwrap();
+        stdout(&output)
+    };
+    let first = sign(&[]);
+    assert!(first.starts_with("https://media-a.example.org/media/x.pdf?token="));
+    assert!(inspect(&first).contains("host        media-a.example.org\n"));
+    let second = sign(&["--site", "b"]);
+    assert!(second.starts_with("https://media-b.example.org:8443/media/x.pdf?token="));
+    assert!(inspect(&second).contains("host        media-b.example.org\n"));
+    let explicit = sign(&["--site", "b", "--host", "cdn.example.org"]);
+    assert!(inspect(&explicit).contains("host        cdn.example.org\n"));
+    // Site b's token presented on site a's host is refused by the host binding.
+    let moved = second.replace(
+        "https://media-b.example.org:8443",
+        "https://media-a.example.org",
+    );
+    assert!(inspect(&moved).contains("verdict     denied: wrong_host"));
+}
+
+/// Issue 8, item 11: `inspect` exited 0 whatever its verdict. Now 0 allowed, 1 denied, 64 no
+/// verdict. Before: every line below exited 0.
+#[test]
+fn inspect_exit_status_follows_the_verdict() {
+    let home = TempDir::new("cli-inspect-exit");
+    let signed = mediagate(&home)
+        .args(["sign", "/media/a.pdf"])
+        .output()
+        .unwrap();
+    let url = stdout(&signed).trim().to_owned();
+    let token = url.split_once("token=").unwrap().1.to_owned();
+    let moved = url.replace("/media/a.pdf", "/media/b.pdf");
+    let cases: &[(&[&str], i32, &str)] = &[
+        (&[&url], 0, "verdict     valid now"),
+        (&[&moved], 1, "verdict     denied: bad_signature"),
+        (&[&url, "--method", "POST"], 1, "verdict     denied: method"),
+        (
+            &[&token, "--path", "/media/a.pdf"],
+            0,
+            "verdict     valid now",
+        ),
+        (&[&token], 64, "verdict     unknown"),
+    ];
+    for (args, code, line) in cases {
+        let output = mediagate(&home)
+            .arg("inspect")
+            .args(*args)
+            .output()
+            .unwrap();
+        assert_eq!(
+            output.status.code(),
+            Some(*code),
+            "{args:?}: {}",
+            stdout(&output)
+        );
+        assert!(
+            stdout(&output).contains(line),
+            "{args:?}: {}",
+            stdout(&output)
+        );
+    }
+    let no_key = mediagate(&home)
+        .env("MEDIAGATE_KEYS__DEV_KEY", "false")
+        .args(["inspect", &url])
+        .output()
+        .unwrap();
+    assert_eq!(no_key.status.code(), Some(64), "{}", stdout(&no_key));
+}
+
+/// Issue 8, items 11 and 12: `inspect` judged differently from `/auth` (key before purpose,
+/// token before path, trimmed input, download tokens only). The verdict `inspect` prints must
+/// be the reason `gate::decide` gives for the same request, for every row.
+#[test]
+fn inspect_gives_the_reason_auth_gives() {
+    use mediagate::gate::{self, MediaRequest, Outcome};
+    use mediagate::token::{self, Claims, Purpose, Scope, TokenBuf};
+
+    let home = TempDir::new("cli-inspect-auth");
+    let file = two_sites(&home);
+    let config = mediagate::config::load(Some(&file)).unwrap();
+    let now = mediagate::clock::now();
+    let key = config.keys.signing_key();
+    let sign = |claims: Claims| token::sign(&claims, key).unwrap();
+    let exact = |path: &str| Scope::Exact(path.to_owned());
+    let download = |expires| Claims {
+        host: Some("media-a.example.org".into()),
+        ..Claims::download(exact("/media/a.pdf"), expires)
+    };
+    let valid = sign(download(now + 3600));
+    let expired = sign(download(now - 10));
+    let state = sign(Claims {
+        purpose: Purpose::RefreshState,
+        ..download(now + 3600)
+    });
+    let upload = sign(Claims {
+        purpose: Purpose::Upload,
+        ..download(now + 3600)
+    });
+    let other_key = {
+        let secret = mediagate::keys::Secret::new(vec![7; 32]);
+        let key = mediagate::keys::Key::new("k9", &secret).unwrap();
+        // Unknown key *and* wrong purpose: /auth reports the purpose first.
+        token::sign(
+            &Claims {
+                purpose: Purpose::RefreshState,
+                ..download(now + 3600)
+            },
+            &key,
+        )
+        .unwrap()
+    };
+    let ip_bound = sign(Claims {
+        ip: Some("203.0.113.0/24".parse().unwrap()),
+        ..download(now + 3600)
+    });
+    // Two sites share the key: an unbound token is refused (wrong_host) on either.
+    let unbound = sign(Claims::download(exact("/media/a.pdf"), now + 3600));
+    let host = "media-a.example.org";
+    // (uri, method, server name, client ip)
+    let rows: Vec<(String, &str, &str, Option<&str>)> = vec![
+        (format!("/media/a.pdf?token={valid}"), "GET", host, None),
+        (format!("/media/a.pdf?token={unbound}"), "GET", host, None),
+        (format!("/media/a.pdf?token={expired}"), "GET", host, None),
+        (format!("/media/b.pdf?token={valid}"), "GET", host, None),
+        (format!("/media/a.pdf?token={valid}"), "get", host, None),
+        (
+            format!("/media/a.pdf?token={valid}"),
+            "GET",
+            "media-b.example.org",
+            None,
+        ),
+        (
+            format!("/media/a.pdf?token={valid}"),
+            "GET",
+            "elsewhere.example",
+            None,
+        ),
+        (format!("/media/a.pdf?token={state}"), "GET", host, None),
+        (format!("/media/a.pdf?token={upload}"), "GET", host, None),
+        (format!("/media/a.pdf?token={other_key}"), "GET", host, None),
+        ("/media/../a.pdf?token=!!".to_owned(), "GET", host, None),
+        (format!("/media/a.pdf?token=%20{valid}"), "GET", host, None),
+        (
+            format!("/media/a.pdf?token={valid}&token={valid}"),
+            "GET",
+            host,
+            None,
+        ),
+        (
+            format!("/media/a.pdf?token=&token={valid}"),
+            "GET",
+            host,
+            None,
+        ),
+        (format!("/media/a.pdf?TOKEN={valid}"), "GET", host, None),
+        ("/media/a.pdf?other=1".to_owned(), "GET", host, None),
+        ("/media/public/x.pdf".to_owned(), "GET", host, None),
+        (
+            format!("/media/a.pdf?token={ip_bound}"),
+            "GET",
+            host,
+            Some("203.0.113.9"),
+        ),
+        (
+            format!("/media/a.pdf?token={ip_bound}"),
+            "GET",
+            host,
+            Some("198.51.100.1"),
+        ),
+        (format!("/media/a.pdf?token={ip_bound}"), "GET", host, None),
+    ];
+    for (uri, method, host, ip) in &rows {
+        let mut buf = TokenBuf::new();
+        let request = MediaRequest {
+            uri,
+            method,
+            server_name: host,
+            client_ip: ip.map(|ip| ip.parse().unwrap()),
+        };
+        let expected = match gate::decide(&config, &request, &mut buf, now) {
+            Outcome::Allow { .. } => "allowed".to_owned(),
+            outcome => format!("denied: {}", outcome.reason().unwrap()),
+        };
+        let mut command = mediagate(&home);
+        command.arg("--config").arg(&file).arg("inspect");
+        command.arg(format!("https://{host}{uri}"));
+        command.args(["--method", method]);
+        if let Some(ip) = ip {
+            command.args(["--ip", ip]);
+        }
+        let output = command.output().unwrap();
+        let text = stdout(&output);
+        let verdict = text
+            .lines()
+            .find_map(|line| line.strip_prefix("verdict     "))
+            .unwrap_or("(no verdict)");
+        let got = if verdict.starts_with("valid now") || verdict.starts_with("allowed") {
+            "allowed".to_owned()
+        } else {
+            verdict.split(" (").next().unwrap().to_owned()
+        };
+        assert_eq!(
+            got, expected,
+            "{method} {uri} host={host} ip={ip:?}:\n{text}"
+        );
+        let code = if expected == "allowed" { 0 } else { 1 };
+        assert_eq!(output.status.code(), Some(code), "{uri}:\n{text}");
+    }
+}

@@ -268,7 +268,7 @@ fn assert_rows(wrong: &[String]) {
 fn prefix_token_opens_a_folder_and_nothing_beside_it() {
     let stack = stack_with_files("prefix");
     let url = stack.sign_with(MintRequest {
-        path: "/media/hls".into(),
+        path: "/media/hls/".into(),
         prefix: true,
         ..MintRequest::default()
     });

@@ -610,7 +610,7 @@ fn decoded_percent_or_hash_in_path_signs_and_verifies() {
         let minted = mint(
             &config,
             &MintRequest {
-                path: raw.to_owned(),
+                path: format!("{raw}/"),
                 prefix: true,
                 ..MintRequest::default()
             },
@@ -646,5 +646,66 @@ fn refresh_redirect_is_never_issued_for_a_path_the_session_side_rejects() {
         }
         Outcome::Deny { .. } => {}
         Outcome::Allow { .. } => panic!("untokened request allowed"),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The token parameter (spec §13): one spelling, `&` only, every occurrence counts.
+
+/// Queries around one valid token `@`, and what the gate makes of each. Ambiguity is
+/// `malformed`; absence (or an empty value) is `missing_token`. Before issue 8, item 12,
+/// `TOKEN=`, `%74oken=` and `tok%65n=` were ignored beside a real `token=` (allowed).
+const QUERIES: &[(&str, Option<Reason>)] = &[
+    ("token=@", None),
+    ("a=1&token=@&b=2", None),
+    ("token=@&", None),
+    ("&&token=@", None),
+    // The parameter twice, whatever the values.
+    ("token=@&token=@", Some(Reason::Malformed)),
+    ("token=&token=@", Some(Reason::Malformed)),
+    ("token=@&token=", Some(Reason::Malformed)),
+    ("token&token=@", Some(Reason::Malformed)),
+    // Other spellings of the name: another parser would read them as the token.
+    ("TOKEN=@", Some(Reason::Malformed)),
+    ("Token=@&token=@", Some(Reason::Malformed)),
+    ("%74oken=@", Some(Reason::Malformed)),
+    ("tok%65n=@&token=@", Some(Reason::Malformed)),
+    ("%54OKEN=@&token=@", Some(Reason::Malformed)),
+    // `;` is not a separator, and a value is never decoded.
+    ("a=1;token=@", Some(Reason::MissingToken)),
+    ("token=@;a=1", Some(Reason::Malformed)),
+    ("token=@%3D", Some(Reason::Malformed)),
+    // Absent or empty.
+    ("", Some(Reason::MissingToken)),
+    ("token", Some(Reason::MissingToken)),
+    ("token=", Some(Reason::MissingToken)),
+    ("tokens=@", Some(Reason::MissingToken)),
+    ("x=token=@", Some(Reason::MissingToken)),
+    ("%zzoken=@", Some(Reason::MissingToken)),
+];
+
+#[test]
+fn token_parameter_is_read_in_one_spelling_only() {
+    let config = config();
+    let minted = mint(
+        &config,
+        &MintRequest {
+            path: "/media/a.pdf".into(),
+            ..MintRequest::default()
+        },
+        NOW,
+    )
+    .unwrap();
+    for (query, expected) in QUERIES {
+        let uri = format!("/media/a.pdf?{}", query.replace('@', &minted.token));
+        let mut buf = TokenBuf::new();
+        let request = MediaRequest {
+            uri: &uri,
+            method: "GET",
+            server_name: "media.example.org",
+            client_ip: None,
+        };
+        let outcome = gate::decide(&config, &request, &mut buf, NOW);
+        assert_eq!(outcome.reason(), *expected, "?{query}");
     }
 }

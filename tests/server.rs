@@ -589,3 +589,66 @@ fn read_head(stream: &mut TcpStream) -> String {
     }
     String::from_utf8(head).unwrap()
 }
+
+/// Issue 8, item 12: `/mint` repaired or accepted what the spec refuses, and the README's own
+/// example body (`"not_before": 0`) was refused. Each body below now gets 400 with the front
+/// end's message; before, the first four were minted (200).
+#[test]
+fn mint_api_refuses_what_sign_refuses() {
+    let server = Server::start(LOOPBACK);
+    let bearer = format!("Bearer {}", server.secret);
+    let post = |body: &str| {
+        exchange(
+            server.internal,
+            "POST",
+            "/mint",
+            &[("Authorization", &bearer)],
+            body,
+        )
+    };
+    let cases = [
+        (
+            r#"{"path": "/media/a", "prefix": true}"#,
+            "must end with '/'",
+        ),
+        (r#"{"path": "/media/a.pdf?x=1"}"#, "contains '?'"),
+        (
+            r#"{"path": "/media/a.pdf", "host": "Media.Example.org"}"#,
+            "lower case",
+        ),
+        (
+            r#"{"path": "/media/a.pdf", "methods": ["get"]}"#,
+            "unknown HTTP method",
+        ),
+        (
+            r#"{"path": "/media/a.pdf", "host": "media.example.org:443"}"#,
+            "port",
+        ),
+        (
+            r#"{"path": "/media/a.pdf", "ip": "::ffff:0.0.0.0/108"}"#,
+            "IPv4-mapped",
+        ),
+        (r#"{"path": "/media/a.pdf", "not_before": 0}"#, "bad nbf"),
+        (
+            r#"{"path": "/media/a.pdf", "site": "other"}"#,
+            "unknown site",
+        ),
+    ];
+    for (body, message) in cases {
+        let response = post(body);
+        assert_eq!(response.status, 400, "{body}: {}", response.text());
+        let json: serde_json::Value = serde_json::from_slice(&response.body).unwrap();
+        let error = json["error"].as_str().unwrap();
+        assert!(error.contains(message), "{body}: {error}");
+    }
+    // The README's example body, as documented.
+    let readme = r#"{"path": "/media/a.pdf", "ttl": "10m", "prefix": false, "methods": ["GET"],
+        "ip": "127.0.0.0/8", "host": "media.example.org", "subject": "bob", "token_id": "t-1",
+        "data": "AAH-_w", "not_before": 1767225600, "site": "demo"}"#;
+    let minted = post(readme);
+    assert_eq!(minted.status, 200, "{}", minted.text());
+    let json: serde_json::Value = serde_json::from_slice(&minted.body).unwrap();
+    let uri = json["path_and_query"].as_str().unwrap();
+    let allowed = server.auth_for(uri, "127.0.0.1");
+    assert_eq!(allowed.status, 204, "{allowed:?}");
+}

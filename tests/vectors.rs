@@ -29,6 +29,19 @@ struct Vectors {
     mint_rejects: Vec<RejectVector>,
     verify: Vec<VerifyVector>,
     paths: Vec<PathVector>,
+    requests: Vec<RequestVector>,
+}
+
+/// A request as the front ends take it (`mediagate sign`, `POST /mint`, `mint.py`'s command
+/// line), with the claims it must become or `refuse`.
+#[derive(Deserialize)]
+struct RequestVector {
+    name: String,
+    input: serde_json::Value,
+    claims: Option<ClaimsVector>,
+    token: Option<String>,
+    #[serde(default)]
+    refuse: bool,
 }
 
 #[derive(Deserialize)]
@@ -96,13 +109,13 @@ struct VerifyVector {
     token: String,
     /// The purpose the verifier expects; `download` when absent.
     purpose: Option<String>,
-    request: RequestVector,
+    request: VerifyRequest,
     expect: String,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RequestVector {
+struct VerifyRequest {
     path: String,
     method: String,
     host: Option<String>,
@@ -186,16 +199,11 @@ impl ClaimsVector {
             (None, Some(prefix)) => Scope::Prefix(prefix.clone()),
             _ => return Err("exactly one of path and prefix".into()),
         };
-        let methods = match &self.methods {
-            None => None,
-            Some(names) => {
-                let mut bits = 0;
-                for name in names {
-                    bits |= Methods::bit_of(name).ok_or(format!("unknown method {name:?}"))?;
-                }
-                Some(Methods::from_bits(bits).ok_or("empty method list")?)
-            }
-        };
+        let methods = self
+            .methods
+            .as_ref()
+            .map(|names| Methods::from_names(names.iter().map(String::as_str)))
+            .transpose()?;
         let ip = self.ip.as_deref().map(str::parse::<IpNet>).transpose()?;
         let data = self
             .data_b64url
@@ -438,6 +446,7 @@ fn verify_vectors_cover_every_token_reason() {
     let mut names = BTreeSet::new();
     let all = vectors.mint.iter().map(|v| &v.name);
     let all = all.chain(vectors.mint_rejects.iter().map(|v| &v.name));
+    let all = all.chain(vectors.requests.iter().map(|v| &v.name));
     for name in all.chain(vectors.verify.iter().map(|v| &v.name)) {
         assert!(names.insert(name), "vector name {name} is used twice");
     }
@@ -555,8 +564,105 @@ fn python_cli_canonicalises_raw_paths_like_mediagate() {
     assert_eq!(exact, expected(Scope::Exact("/media/café noir.pdf".into())));
     let percent = mint(&["--path", "/media/100%25.pdf", "--ttl", "600"]);
     assert_eq!(percent, expected(Scope::Exact("/media/100%.pdf".into())));
-    let prefix = mint(&["--path", "/media/a", "--prefix", "--ttl", "600"]);
+    let prefix = mint(&["--path", "/media/a/", "--prefix", "--ttl", "600"]);
     assert_eq!(prefix, expected(Scope::Prefix("/media/a/".into())));
+
+    // Refused, never repaired, exactly like `mediagate sign` (spec §8.1).
+    let script = manifest_dir().join("examples/mint.py");
+    for extra in [
+        &["--path", "/media/a", "--prefix"][..],
+        &["--path", "/media/a.pdf?x=1"],
+        &["--path", "/media/a.pdf", "--host", "Media.Example.com"],
+        &["--path", "/media/a.pdf", "--methods", "get"],
+        &["--path", "/media/a.pdf", "--ip", "::ffff:0.0.0.0/108"],
+    ] {
+        let output = Command::new("python3")
+            .arg(&script)
+            .args(["--secret-b64url", &secret, "--kid", "k1", "--now", &now])
+            .args(extra)
+            .output()
+            .expect("python3 runs");
+        assert!(
+            !output.status.success(),
+            "mint.py {extra:?} minted {}",
+            String::from_utf8_lossy(&output.stdout)
+        );
+    }
+}
+
+/// The vectors' keys and limits as a mediagate configuration with one site, so the front end
+/// (`MintInput`) and `mint` run exactly as `sign` and `/mint` run them.
+fn vector_config(vectors: &Vectors) -> mediagate::config::Config {
+    use figment::providers::{Format, Toml};
+    let toml = format!(
+        "[keys]\ndev_key = false\nsigning = \"k1\"\n[keys.secrets]\nk1 = \"{}\"\n\
+         [token]\ndefault_ttl = \"1h\"\nmax_lifetime = {}\nleeway = {}\n\
+         [[sites]]\nid = \"vectors\"\nmedia_origin = \"https://media.example.com\"\n",
+        vectors.secret("k1").to_base64(),
+        vectors.limits.max_lifetime,
+        vectors.limits.leeway,
+    );
+    let raw: mediagate::config::RawConfig =
+        figment::Figment::from(Toml::string(mediagate::config::DEFAULT_TOML))
+            .merge(Toml::string(&toml))
+            .extract()
+            .expect("vector configuration parses");
+    mediagate::config::validate(&raw).expect("vector configuration is valid")
+}
+
+#[test]
+fn every_request_vector_is_minted_or_refused_by_the_front_end() {
+    use mediagate::mint::{mint, MintInput};
+    let vectors = load();
+    assert!(!vectors.requests.is_empty());
+    let config = vector_config(&vectors);
+    let key = vectors.key("k1");
+    let mut failures = Vec::new();
+    for vector in &vectors.requests {
+        let name = &vector.name;
+        let minted = serde_json::from_value::<MintInput>(vector.input.clone())
+            .map_err(|error| error.to_string())
+            .and_then(|input| input.resolve(&config).map_err(|error| error.to_string()))
+            .and_then(|(request, _)| {
+                mint(&config, &request, vectors.now).map_err(|error| error.to_string())
+            });
+        match (&minted, vector.refuse, &vector.claims, &vector.token) {
+            (Err(_), true, None, None) => {}
+            (Ok(minted), false, Some(claims), Some(token)) => {
+                let claims = claims.to_claims().unwrap_or_else(|e| panic!("{name}: {e}"));
+                let expected = token::sign(&claims, &key).expect("request vector claims sign");
+                if &expected != token {
+                    failures.push(format!("{name}: the recorded token is not its claims'"));
+                }
+                if &minted.token != token {
+                    failures.push(format!("{name}: minted {}", minted.token));
+                }
+            }
+            (Ok(minted), true, _, _) => failures.push(format!("{name}: minted {}", minted.token)),
+            (Err(error), false, _, _) => failures.push(format!("{name}: refused: {error}")),
+            _ => failures.push(format!("{name}: give claims and token, or refuse")),
+        }
+    }
+    assert_no_failures("request vectors", &failures);
+}
+
+#[test]
+fn python_front_end_agrees_with_every_request_vector() {
+    let vectors = load();
+    let file = vectors_file();
+    let lines = python_minter(&["--vectors", file.to_str().unwrap(), "--section", "requests"]);
+    assert_eq!(lines.len(), vectors.requests.len(), "one line per request");
+    let failures: Vec<String> = vectors
+        .requests
+        .iter()
+        .zip(&lines)
+        .filter(|(vector, line)| match &vector.token {
+            Some(token) => *line != token,
+            None => !line.starts_with("rejected: "),
+        })
+        .map(|(vector, line)| format!("{}: python printed {line}", vector.name))
+        .collect();
+    assert_no_failures("python front-end results", &failures);
 }
 
 #[test]

@@ -7,7 +7,8 @@
 //!    verification gets past the MAC and every claim check runs on fuzzer-chosen values. A
 //!    signed body that decodes must never be denied as malformed or unauthentic; one that
 //!    verifies must satisfy every claim; and on even-length input the request is built to
-//!    match the claims, so a current download token must then verify.
+//!    match the claims, so a current download token must then verify, unless its `ip` is
+//!    an IPv4-mapped network, which contains no client and must be denied as `ip`.
 #![no_main]
 
 use std::net::IpAddr;
@@ -128,6 +129,7 @@ fn signed_body_pass(body: &[u8]) {
     match verified {
         Ok(token) => {
             assert_eq!(token.purpose, Purpose::Download);
+            assert!(!token.ip.is_some_and(|net| net.is_ipv4_mapped()));
             assert!(now < token.expires && token.expires - now <= LIMITS.max_lifetime);
             assert!(token
                 .not_before
@@ -156,6 +158,13 @@ fn signed_body_pass(body: &[u8]) {
                 && claims
                     .not_before
                     .is_none_or(|nbf| nbf <= now.saturating_add(LIMITS.leeway));
+            // An IPv4-mapped network decodes but contains no client (spec §4 minting rules,
+            // §10 step 11): minters refuse it, and a verifier can only deny it, with `ip`.
+            let unmatchable_ip = claims.ip.is_some_and(|net| net.is_ipv4_mapped());
+            if cooperative && current && unmatchable_ip {
+                assert_eq!(denied.reason, Reason::Ip, "{claims:?}");
+                return;
+            }
             assert!(
                 !(cooperative && current),
                 "matching request denied as {:?}: {claims:?}",

@@ -7,22 +7,22 @@ use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::header::{HeaderName, HeaderValue, ALLOW, AUTHORIZATION, CONTENT_TYPE, USER_AGENT};
 use hyper::{Method, Request, Response, StatusCode};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use subtle::ConstantTimeEq;
 
 use super::original::{self, APPROVED_PATH, ORIGINAL_URI, SERVER_NAME};
 use super::{App, Role};
 use crate::audit;
 use crate::clock;
-use crate::config::{Config, Duration};
+use crate::config::Config;
 use crate::decision::{self, Body, Mode};
 use crate::gate::{self, MediaRequest, Outcome};
 use crate::keys::Secret;
 use crate::metrics::Verdict;
-use crate::mint::{mint, MintRequest};
+use crate::mint::{mint, MintInput};
 use crate::reason::Reason;
 use crate::refresh::{self, Grant};
-use crate::token::{Methods, TokenBuf};
+use crate::token::TokenBuf;
 
 /// `X-Mediagate-Secret`: set by the session-domain nginx on /refresh.
 pub const SECRET: HeaderName = HeaderName::from_static("x-mediagate-secret");
@@ -223,26 +223,6 @@ fn secret_matches(config: &Config, presented: Option<&str>) -> bool {
     bool::from(expected.expose().ct_eq(presented.expose()))
 }
 
-/// JSON body of `POST /mint`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct MintBody {
-    path: String,
-    #[serde(default)]
-    prefix: bool,
-    ttl: Option<Duration>,
-    methods: Option<Vec<String>>,
-    ip: Option<String>,
-    host: Option<String>,
-    subject: Option<String>,
-    token_id: Option<String>,
-    /// base64url
-    data: Option<String>,
-    not_before: Option<u64>,
-    /// Site id whose media origin prefixes the URL (default: the first site).
-    site: Option<String>,
-}
-
 #[derive(Debug, Serialize)]
 struct MintResponse {
     url: String,
@@ -276,7 +256,7 @@ async fn mint_endpoint(app: &App, request: Request<Incoming>) -> Response<Body> 
         Ok(collected) => collected.to_bytes(),
         Err(_) => return json_error(StatusCode::PAYLOAD_TOO_LARGE, "body larger than 16 KiB"),
     };
-    let body: MintBody = match serde_json::from_slice(&bytes) {
+    let body: MintInput = match serde_json::from_slice(&bytes) {
         Ok(body) => body,
         Err(error) => return json_error(StatusCode::BAD_REQUEST, &format!("bad JSON: {error}")),
     };
@@ -297,41 +277,9 @@ async fn mint_endpoint(app: &App, request: Request<Incoming>) -> Response<Body> 
     }
 }
 
-fn mint_from_body(config: &Config, body: MintBody) -> Result<MintResponse, String> {
-    let site = match &body.site {
-        Some(id) => Some(
-            config
-                .site_by_id(id)
-                .ok_or_else(|| format!("unknown site {id:?}"))?,
-        ),
-        None => config.sites.first(),
-    };
-    let methods = body
-        .methods
-        .map(|list| list.join(",").parse::<Methods>())
-        .transpose()?;
-    let data = body
-        .data
-        .map(|data| {
-            use base64::Engine;
-            base64::engine::general_purpose::URL_SAFE_NO_PAD
-                .decode(data)
-                .map_err(|_| "data must be base64url without padding".to_owned())
-        })
-        .transpose()?;
-    let request = MintRequest {
-        path: body.path,
-        prefix: body.prefix,
-        ttl: body.ttl.map(|ttl| ttl.0),
-        methods,
-        ip: body.ip.map(|ip| ip.parse()).transpose()?,
-        host: body.host,
-        subject: body.subject,
-        token_id: body.token_id,
-        data,
-        not_before: body.not_before,
-        refresh: None,
-    };
+/// The JSON body goes through the same front end as `mediagate sign`'s flags.
+fn mint_from_body(config: &Config, body: MintInput) -> Result<MintResponse, String> {
+    let (request, site) = body.resolve(config).map_err(|error| error.to_string())?;
     let minted = mint(config, &request, clock::now()).map_err(|error| error.to_string())?;
     let origin = site.map_or("", |site| site.media_origin.as_str());
     Ok(MintResponse {

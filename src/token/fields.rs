@@ -17,6 +17,22 @@ impl Methods {
     pub const READ: Methods = Methods(0b11);
     const KNOWN_BITS: u8 = (1 << Self::NAMES.len()) - 1;
 
+    /// The set named by `names`, each spelled exactly as in [`Methods::NAMES`] (methods are
+    /// case-sensitive) and named once: minting refuses what it would otherwise have to guess.
+    pub fn from_names<'n>(names: impl IntoIterator<Item = &'n str>) -> Result<Methods, String> {
+        let mut bits = 0;
+        for name in names {
+            let bit = Methods::bit_of(name).ok_or_else(|| {
+                format!("unknown HTTP method {name:?} (methods are upper case: GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS)")
+            })?;
+            if bits & bit != 0 {
+                return Err(format!("method {name} is named twice"));
+            }
+            bits |= bit;
+        }
+        Methods::from_bits(bits).ok_or_else(|| "empty method list".to_owned())
+    }
+
     /// Decodes the wire byte; `None` for zero or unknown bits.
     pub fn from_bits(bits: u8) -> Option<Methods> {
         (bits != 0 && bits & !Self::KNOWN_BITS == 0).then_some(Methods(bits))
@@ -44,15 +60,9 @@ impl Methods {
 impl FromStr for Methods {
     type Err = String;
 
-    /// Parses `GET,HEAD` (comma-separated, case-insensitive).
+    /// Parses `GET,HEAD`: comma-separated, no spaces, each name as in [`Methods::from_names`].
     fn from_str(list: &str) -> Result<Methods, String> {
-        let mut bits = 0;
-        for name in list.split(',').map(str::trim) {
-            let upper = name.to_ascii_uppercase();
-            bits |=
-                Methods::bit_of(&upper).ok_or_else(|| format!("unknown HTTP method {name:?}"))?;
-        }
-        Methods::from_bits(bits).ok_or_else(|| "empty method list".to_owned())
+        Methods::from_names(list.split(','))
     }
 }
 
@@ -131,6 +141,12 @@ impl IpNet {
         }
     }
 
+    /// True for an IPv6 network inside `::ffff:0:0/96`. Clients in that range are compared as
+    /// IPv4, so such a network decodes but never contains any client (spec §10, step 11).
+    pub fn is_ipv4_mapped(&self) -> bool {
+        matches!(self.addr, IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some())
+    }
+
     /// Wire form: 4 or 16 address bytes followed by the prefix length (5 or 17 bytes).
     pub fn to_wire(self) -> Vec<u8> {
         let mut out = match self.addr {
@@ -161,7 +177,8 @@ impl IpNet {
 impl FromStr for IpNet {
     type Err = String;
 
-    /// Parses `203.0.113.7` (a single address) or `203.0.113.0/24` / `2001:db8::/32`.
+    /// Parses `203.0.113.7` (a single address) or `203.0.113.0/24` / `2001:db8::/32`: no
+    /// brackets, no zone id, a prefix length in plain decimal (no sign, no leading zero).
     fn from_str(text: &str) -> Result<IpNet, String> {
         let (addr, prefix) = match text.split_once('/') {
             Some((addr, prefix)) => (addr, Some(prefix)),
@@ -179,10 +196,16 @@ impl FromStr for IpNet {
                 ));
             }
         }
+        let decimal = |digits: &str| {
+            let plain = !digits.is_empty()
+                && digits.bytes().all(|b| b.is_ascii_digit())
+                && (digits == "0" || !digits.starts_with('0'));
+            plain.then(|| digits.parse::<u8>().ok()).flatten()
+        };
         let prefix_len = match prefix {
-            Some(prefix) => prefix
-                .parse()
-                .map_err(|_| format!("{text:?} has a bad prefix length"))?,
+            Some(prefix) => {
+                decimal(prefix).ok_or_else(|| format!("{text:?} has a bad prefix length"))?
+            }
             None if addr.is_ipv4() => 32,
             None => 128,
         };
@@ -230,11 +253,29 @@ mod tests {
 
     #[test]
     fn methods_parse_and_print() {
-        let methods: Methods = "put, get".parse().unwrap();
+        let methods: Methods = "PUT,GET".parse().unwrap();
         assert_eq!(methods.to_string(), "GET,PUT");
         assert!(methods.allows("PUT") && !methods.allows("HEAD") && !methods.allows("put"));
         assert!(Methods::from_bits(0).is_none() && Methods::from_bits(0x80).is_none());
-        assert!("BREW".parse::<Methods>().is_err());
+        for refused in ["BREW", "get", "PUT, GET", "GET,GET", ""] {
+            assert!(refused.parse::<Methods>().is_err(), "{refused:?}");
+        }
+    }
+
+    #[test]
+    fn ip_spellings_other_than_the_plain_one_are_refused() {
+        for refused in [
+            "[2001:db8::1]",
+            "fe80::1%eth0",
+            "203.0.113.0/+24",
+            "203.0.113.0/024",
+            "203.0.113.0/",
+            "203.0.113.07",
+            "::ffff:0.0.0.0/108",
+        ] {
+            assert!(refused.parse::<IpNet>().is_err(), "{refused:?}");
+        }
+        assert!("0.0.0.0/0".parse::<IpNet>().is_ok());
     }
 
     #[test]

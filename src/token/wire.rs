@@ -226,11 +226,50 @@ impl Claims {
                 return Err(Malformed("exact path is not canonical"));
             }
         }
+        // Decodable, but never verifiable: a minter refuses what no request can match.
+        if let Some(host) = &self.host {
+            if let Some(problem) = unmatchable_host(host) {
+                return Err(Malformed(problem));
+            }
+        }
+        if self.ip.is_some_and(|ip| ip.is_ipv4_mapped()) {
+            return Err(Malformed(
+                "ip is an IPv4-mapped IPv6 network, which never contains a client \
+                 (IPv4-mapped clients are compared as IPv4): write the IPv4 network",
+            ));
+        }
         if body.len() + TAG_LEN > MAX_TOKEN_BYTES {
             return Err(Malformed("token would be longer than 1024 characters"));
         }
         Ok(body)
     }
+}
+
+/// Why a `host` value that decodes could still never equal nginx's `$host`, or `None` when it
+/// can: a minting rule only (spec §4), since v1 decoders accept every value of the host
+/// alphabet. `$host` is a lower-case name without port or trailing dot, or an IPv6 literal in
+/// brackets.
+pub fn unmatchable_host(host: &str) -> Option<&'static str> {
+    if let Some(inner) = host.strip_prefix('[') {
+        let literal = inner
+            .strip_suffix(']')
+            .is_some_and(|addr| addr.parse::<std::net::Ipv6Addr>().is_ok());
+        return (!literal).then_some(
+            "host is not an IPv6 literal like [2001:db8::1] (a port or zone id never matches nginx's $host)",
+        );
+    }
+    if host.contains(':') {
+        return Some("host must not include a port (nginx's $host has none)");
+    }
+    let labels_ok = host.split('.').all(|label| {
+        !label.is_empty()
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    });
+    (!labels_ok).then_some(
+        "host must be a lower-case name (a-z 0-9 - between single dots, no trailing dot) or [IPv6]",
+    )
 }
 
 /// Appends one field after validating its value exactly as the decoder will.
@@ -376,7 +415,7 @@ fn field_error(field: u8) -> &'static str {
         id::EXPIRES => "bad exp",
         id::NOT_BEFORE => "bad nbf",
         id::PREFIX => "prefix is not a canonical path ending in '/'",
-        id::HOST => "bad host",
+        id::HOST => "bad host: 1-253 characters of a-z 0-9 - . : [ ] (lower case only)",
         id::METHODS => "bad methods",
         id::IP => "bad ip network",
         id::TOKEN_ID => "bad token id",

@@ -25,6 +25,11 @@ struct Server {
 
 impl Server {
     fn start(trusted_peers: &str) -> Server {
+        Server::start_with(trusted_peers, "")
+    }
+
+    /// `server` holds extra lines for the `[server]` section.
+    fn start_with(trusted_peers: &str, server: &str) -> Server {
         let dir = TempDir::new("inprocess");
         let secret = random_secret();
         let path = dir.write(
@@ -32,6 +37,7 @@ impl Server {
             format!(
                 r#"[server]
 trusted_peers = {trusted_peers}
+{server}
 [log]
 audit = false
 [keys]
@@ -651,4 +657,248 @@ fn mint_api_refuses_what_sign_refuses() {
     let uri = json["path_and_query"].as_str().unwrap();
     let allowed = server.auth_for(uri, "127.0.0.1");
     assert_eq!(allowed.status, 204, "{allowed:?}");
+}
+
+/// Opens `count` connections that send nothing; each holds one of the listener's slots.
+fn silent_connections(addr: SocketAddr, count: usize) -> Vec<TcpStream> {
+    (0..count)
+        .map(|_| TcpStream::connect(addr).unwrap())
+        .collect()
+}
+
+/// Sends `GET path` and returns the stream without reading: the caller decides how long to
+/// wait for the answer.
+fn send_get(addr: SocketAddr, path: &str) -> TcpStream {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: m\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .unwrap();
+    stream
+}
+
+/// Reads one response with a read timeout far below `server.header_timeout` (10 s), so an
+/// answer means the connection was served, not that a silent one timed out meanwhile.
+fn answered_within(stream: &mut TcpStream, timeout: Duration) -> Option<Response> {
+    stream.set_read_timeout(Some(timeout)).unwrap();
+    let mut first = [0u8; 1];
+    match stream.read(&mut first) {
+        Ok(1) => {}
+        Ok(_) => panic!("connection closed without an answer"),
+        Err(error)
+            if matches!(
+                error.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ) =>
+        {
+            return None
+        }
+        Err(error) => panic!("read failed: {error}"),
+    }
+    stream
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    let mut rest = Vec::new();
+    stream.read_to_end(&mut rest).unwrap();
+    let mut bytes = first.to_vec();
+    bytes.extend(rest);
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    let status = text.split(' ').nth(1).unwrap().parse().unwrap();
+    let body = text.split_once("\r\n\r\n").unwrap().1.as_bytes().to_vec();
+    Some(Response {
+        status,
+        headers: Vec::new(),
+        body,
+    })
+}
+
+/// Fills `full`'s cap of two with silent connections, then checks that `full` serves no
+/// third connection while `other` answers at once, and that the third is served as soon as
+/// a slot frees.
+fn cap_of_two_holds_on_one_listener_only(full: SocketAddr, other: SocketAddr) {
+    let mut silent = silent_connections(full, 2);
+    let mut waiting = send_get(full, "/healthz");
+    assert!(
+        answered_within(&mut waiting, Duration::from_millis(300)).is_none(),
+        "a third connection was served although the cap is 2"
+    );
+    let mut unaffected = send_get(other, "/healthz");
+    let response = answered_within(&mut unaffected, Duration::from_secs(2))
+        .expect("the other listener must not wait for this one's slots");
+    assert_eq!((response.status, response.text().as_str()), (200, "ok\n"));
+    drop(silent.pop());
+    let response =
+        answered_within(&mut waiting, Duration::from_secs(2)).expect("served once a slot is free");
+    assert_eq!((response.status, response.text().as_str()), (200, "ok\n"));
+}
+
+#[test]
+fn idle_internal_connections_do_not_delay_the_verify_listener() {
+    // Regression (issue 8, item 5): one cap over both listeners let idle internal
+    // connections hold /healthz on the verify listener for 9.8 s.
+    let server = Server::start_with(
+        LOOPBACK,
+        "max_connections = 2\ninternal_max_connections = 2",
+    );
+    cap_of_two_holds_on_one_listener_only(server.internal, server.verify);
+}
+
+#[test]
+fn idle_verify_connections_do_not_delay_the_internal_listener() {
+    let server = Server::start_with(
+        LOOPBACK,
+        "max_connections = 2\ninternal_max_connections = 2",
+    );
+    cap_of_two_holds_on_one_listener_only(server.verify, server.internal);
+}
+
+/// Writes raw bytes and reads whatever comes back until the server closes (or resets).
+fn raw_exchange(addr: SocketAddr, raw: &[u8]) -> Vec<u8> {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    stream.write_all(raw).unwrap();
+    let mut bytes = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        match stream.read(&mut chunk) {
+            Ok(0) => return bytes,
+            Ok(n) => bytes.extend_from_slice(&chunk[..n]),
+            Err(error) if error.kind() == std::io::ErrorKind::ConnectionReset => return bytes,
+            Err(error) => panic!("read failed after {} bytes: {error}", bytes.len()),
+        }
+    }
+}
+
+/// The refusal hyper writes for an oversized head, minus its `date` header.
+fn without_date(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes)
+        .split("\r\n")
+        .filter(|line| !line.starts_with("date: "))
+        .collect::<Vec<_>>()
+        .join("\r\n")
+}
+
+const REFUSED_431: &str =
+    "HTTP/1.1 431 Request Header Fields Too Large\r\nconnection: close\r\ncontent-length: 0\r\n\r\n";
+
+#[test]
+fn request_head_over_32_kib_is_refused_with_431_and_the_connection_closed() {
+    // Regression (issue 8, item 6): heads were bounded only by hyper's ~400 KB buffer.
+    let server = Server::start(LOOPBACK);
+    for addr in [server.verify, server.internal] {
+        // Complete, but one header makes it larger than the limit.
+        let complete = format!(
+            "GET /healthz HTTP/1.1\r\nHost: m\r\nX-Big: {}\r\n\r\n",
+            "b".repeat(33 * 1024)
+        );
+        assert_eq!(
+            without_date(&raw_exchange(addr, complete.as_bytes())),
+            REFUSED_431
+        );
+        // Never finished: the refusal comes as soon as the limit is reached.
+        let unfinished = format!("GET /healthz HTTP/1.1\r\nX-Big: {}", "u".repeat(40 * 1024));
+        assert_eq!(
+            without_date(&raw_exchange(addr, unfinished.as_bytes())),
+            REFUSED_431
+        );
+    }
+}
+
+#[test]
+fn more_than_32_headers_are_refused_with_431() {
+    let server = Server::start(LOOPBACK);
+    let head = |count: usize| {
+        let mut head = String::from("GET /healthz HTTP/1.1\r\nConnection: close\r\n");
+        for n in 1..count {
+            head.push_str(&format!("X-H{n}: v\r\n"));
+        }
+        head + "\r\n"
+    };
+    let thirty_two = String::from_utf8(raw_exchange(server.verify, head(32).as_bytes())).unwrap();
+    assert!(
+        thirty_two.starts_with("HTTP/1.1 200 OK\r\n"),
+        "{thirty_two}"
+    );
+    assert_eq!(
+        without_date(&raw_exchange(server.verify, head(33).as_bytes())),
+        REFUSED_431
+    );
+}
+
+#[test]
+fn the_largest_head_nginx_forwards_with_default_buffers_is_decided() {
+    // nginx (large_client_header_buffers 4 8k) forwards a URI, a User-Agent and a Host of up
+    // to 8 KiB each: all three at once must still get a decision, not a 431.
+    let server = Server::start(LOOPBACK);
+    let uri = server.url("/media/a.pdf", MintRequest::default());
+    let padded = format!("{uri}&pad={}", "p".repeat(8000 - uri.len() - 5));
+    let user_agent = "u".repeat(8000);
+    let response = server.auth(&[
+        ("X-Original-URI", &padded),
+        ("X-Original-Method", "GET"),
+        ("X-Original-Host", "media.example.org"),
+        ("X-Real-IP", "127.0.0.1"),
+        ("User-Agent", &user_agent),
+        ("X-Original-Host-Padding", &"h".repeat(8000)),
+    ]);
+    assert_eq!(response.status, 204, "{response:?}");
+}
+
+/// One request on a kept-alive connection; reads exactly one response.
+fn keep_alive_get(stream: &mut TcpStream, path: &str) -> u16 {
+    stream
+        .write_all(format!("GET {path} HTTP/1.1\r\nHost: m\r\n\r\n").as_bytes())
+        .unwrap();
+    let mut bytes = Vec::new();
+    let mut byte = [0u8; 1];
+    while !bytes.ends_with(b"\r\n\r\n") {
+        assert_eq!(stream.read(&mut byte).unwrap(), 1, "closed mid-response");
+        bytes.push(byte[0]);
+    }
+    let head = String::from_utf8(bytes).unwrap();
+    let length: usize = head
+        .lines()
+        .find_map(|line| line.strip_prefix("content-length: "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let mut body = vec![0u8; length];
+    stream.read_exact(&mut body).unwrap();
+    head.split(' ').nth(1).unwrap().parse().unwrap()
+}
+
+#[test]
+fn keep_alive_connections_idle_longer_than_the_header_timeout() {
+    // Regression (issue 8, item 6): hyper's header-read timeout was also the idle timeout,
+    // so mediagate closed keep-alive connections nginx still meant to reuse.
+    let server = Server::start_with(LOOPBACK, "header_timeout = \"1s\"\nidle_timeout = \"2s\"");
+    let mut stream = TcpStream::connect(server.verify).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    assert_eq!(keep_alive_get(&mut stream, "/healthz"), 200);
+    // Waiting out the configured header timeout (not ordering events): idle past it...
+    thread::sleep(Duration::from_millis(1500));
+    // ...and the connection still serves the next request.
+    assert_eq!(keep_alive_get(&mut stream, "/healthz"), 200);
+    // The idle timeout does close it eventually (read_to_end ends at the server's close).
+    let mut rest = Vec::new();
+    stream.read_to_end(&mut rest).unwrap();
+    assert!(rest.is_empty(), "{rest:?}");
+}
+
+#[test]
+fn a_connection_that_never_sends_a_request_is_closed_after_the_header_timeout() {
+    let server = Server::start_with(LOOPBACK, "header_timeout = \"1s\"\nidle_timeout = \"60s\"");
+    let mut silent = TcpStream::connect(server.internal).unwrap();
+    silent
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut rest = Vec::new();
+    // Ends (EOF) once the server closes; a 5 s read timeout would fail the test instead.
+    silent.read_to_end(&mut rest).unwrap();
+    assert!(rest.is_empty(), "{rest:?}");
 }

@@ -77,8 +77,18 @@ pub struct ServerConfig {
     pub internal_listen: ListenAddr,
     /// Peers trusted to send X-Original-* headers over TCP.
     pub trusted_peers: Vec<IpNet>,
-    /// Connection cap, over both listeners together.
+    /// Connection cap of the verify listener. Each listener has its own, so a flood on one
+    /// cannot starve the other.
     pub max_connections: usize,
+    /// Connection cap of the internal listener.
+    pub internal_max_connections: usize,
+    /// Time a client has to send a complete request head: from accepting the connection for
+    /// the first request, from the request's first byte for later ones.
+    pub header_timeout: std::time::Duration,
+    /// How long a keep-alive connection may sit idle between requests. Must stay above
+    /// nginx's upstream `keepalive_timeout` (60 s by default), so that nginx, not mediagate,
+    /// closes idle connections and never sends a request into one mediagate is closing.
+    pub idle_timeout: std::time::Duration,
     /// Drain time on shutdown.
     pub shutdown_grace: std::time::Duration,
     /// Runtime worker threads as configured (0 = automatic, see [`ServerConfig::threads`]).
@@ -310,6 +320,17 @@ fn validate_with(raw: &RawConfig, dev_key: DevKey, getenv: Getenv) -> Result<Con
     if raw.server.max_connections == 0 {
         check(Err("server.max_connections: must be at least 1".into()));
     }
+    if raw.server.internal_max_connections == 0 {
+        check(Err(
+            "server.internal_max_connections: must be at least 1".into()
+        ));
+    }
+    if raw.server.header_timeout.0 == 0 {
+        check(Err("server.header_timeout: must be at least 1s".into()));
+    }
+    if raw.server.idle_timeout.0 == 0 {
+        check(Err("server.idle_timeout: must be at least 1s".into()));
+    }
     let format = match raw.log.format.as_str() {
         "text" => LogFormat::Text,
         "json" => LogFormat::Json,
@@ -448,6 +469,9 @@ fn validate_with(raw: &RawConfig, dev_key: DevKey, getenv: Getenv) -> Result<Con
             internal_listen,
             trusted_peers,
             max_connections: raw.server.max_connections,
+            internal_max_connections: raw.server.internal_max_connections,
+            header_timeout: std::time::Duration::from_secs(raw.server.header_timeout.0),
+            idle_timeout: std::time::Duration::from_secs(raw.server.idle_timeout.0),
             shutdown_grace: std::time::Duration::from_secs(raw.server.shutdown_grace.0),
             workers: raw.server.workers,
         },
@@ -673,6 +697,9 @@ mod tests {
             internal_listen: ListenAddr::Unix("internal.sock".into()),
             trusted_peers: Vec::new(),
             max_connections: 1,
+            internal_max_connections: 1,
+            header_timeout: std::time::Duration::from_secs(1),
+            idle_timeout: std::time::Duration::from_secs(1),
             shutdown_grace: std::time::Duration::from_secs(1),
             workers,
         }

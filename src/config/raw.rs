@@ -33,6 +33,9 @@ pub struct RawServer {
     pub internal_listen: String,
     pub trusted_peers: Vec<String>,
     pub max_connections: usize,
+    pub internal_max_connections: usize,
+    pub header_timeout: Duration,
+    pub idle_timeout: Duration,
     pub shutdown_grace: Duration,
     pub workers: usize,
 }

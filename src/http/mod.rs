@@ -1,12 +1,19 @@
-//! The hyper 1.x server: two listeners, a connection cap, and a bounded graceful drain.
+//! The hyper 1.x server: two listeners, a connection cap and request-head limits per
+//! listener, head and idle deadlines per connection, and a bounded graceful drain.
 //!
 //! - The **verify** listener answers nginx on the media domain (`/auth`, `/accel`).
 //! - The **internal** listener answers the session-domain nginx (`/refresh`, `/login`) and
 //!   backends (`/mint`), and serves `/metrics`.
 //!
+//! Each listener has its own connection cap (`server.max_connections`,
+//! `server.internal_max_connections`): idle or hostile connections on one never delay the
+//! other. Request heads are bounded by [`MAX_HEAD_BYTES`] and [`MAX_HEADERS`]; the deadlines
+//! live in [`deadline`].
+//!
 //! [`run`] takes already-bound listeners and a shutdown future, so tests bind port 0 (or a
 //! temporary Unix socket), hand the listener in, and never race for ports.
 
+pub mod deadline;
 mod original;
 mod routes;
 
@@ -16,8 +23,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -28,6 +35,23 @@ use tokio::sync::Semaphore;
 
 use crate::config::{Config, ListenAddr};
 use crate::metrics::Metrics;
+use deadline::{Deadlines, Expired, TimedIo};
+
+/// Largest request head (request line and headers) either listener reads; a larger one is
+/// answered `431 Request Header Fields Too Large` and the connection is closed.
+///
+/// What nginx forwards with the shipped snippets is a handful of fixed headers plus three
+/// client-controlled values: the request URI (`X-Original-URI`), `User-Agent` and the host
+/// (`X-Original-Host`). With nginx's default `large_client_header_buffers 4 8k`, each of
+/// those is at most 8 KiB (one buffer) and the client's whole head at most 32 KiB, so 32 KiB
+/// admits everything nginx can send while bounding what one connection can make mediagate
+/// buffer (hyper's default is about 400 KiB). hyper's read buffer is capped at the same size.
+pub const MAX_HEAD_BYTES: usize = 32 * 1024;
+
+/// Most request headers either listener accepts; more are answered `431` as well. nginx sends
+/// at most eight with the shipped snippets, a `/mint` client or a metrics scraper about ten.
+/// (Up to hyper's default of 100 the parser still keeps them on the stack.)
+pub const MAX_HEADERS: usize = 32;
 
 /// Shared state of a running server.
 #[derive(Debug)]
@@ -38,6 +62,8 @@ pub struct App {
     pub metrics: Metrics,
     /// False once shutdown has begun (`/readyz` answers 503).
     pub ready: AtomicBool,
+    /// Rate limit for the "request head too large" warning.
+    refusals: RefusalLog,
 }
 
 impl App {
@@ -47,6 +73,7 @@ impl App {
             config,
             metrics: Metrics::default(),
             ready: AtomicBool::new(true),
+            refusals: RefusalLog::default(),
         })
     }
 }
@@ -58,6 +85,51 @@ pub enum Role {
     Verify,
     /// `/mint`, `/refresh`, `/login`, `/metrics`.
     Internal,
+}
+
+impl Role {
+    /// The listener's name in logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Verify => "verify",
+            Role::Internal => "internal",
+        }
+    }
+}
+
+/// At most one warning per second about refused request heads, with the number of refusals
+/// that were not logged since the previous one: a client sending oversized heads in a loop
+/// must not be able to flood the log.
+#[derive(Debug, Default)]
+pub struct RefusalLog {
+    state: Mutex<RefusalState>,
+}
+
+#[derive(Debug, Default)]
+struct RefusalState {
+    last_line: Option<Instant>,
+    unlogged: u64,
+}
+
+impl RefusalLog {
+    /// Records one refusal at `now`. Returns `Some(refusals not logged before this one)` when
+    /// a line should be written now, `None` when this one is counted for the next line.
+    pub fn note(&self, now: Instant) -> Option<u64> {
+        let mut state = self
+            .state
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        match state.last_line {
+            Some(last) if now.saturating_duration_since(last) < Duration::from_secs(1) => {
+                state.unlogged += 1;
+                None
+            }
+            _ => {
+                state.last_line = Some(now);
+                Some(std::mem::take(&mut state.unlogged))
+            }
+        }
+    }
 }
 
 /// A bound listener.
@@ -152,11 +224,14 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) {
     let graceful = GracefulShutdown::new();
-    let limit = Arc::new(Semaphore::new(app.config.server.max_connections));
+    // One cap per listener: with a shared one, idle connections on the internal listener
+    // delayed /auth (observed: /healthz on the verify listener waited 9.8 s).
+    let verify_limit = Arc::new(Semaphore::new(app.config.server.max_connections));
+    let internal_limit = Arc::new(Semaphore::new(app.config.server.internal_max_connections));
     let accepting = async {
         tokio::join!(
-            accept_loop(&app, verify, Role::Verify, &graceful, &limit),
-            accept_loop(&app, internal, Role::Internal, &graceful, &limit),
+            accept_loop(&app, verify, Role::Verify, &graceful, &verify_limit),
+            accept_loop(&app, internal, Role::Internal, &graceful, &internal_limit),
         )
     };
     tokio::select! {
@@ -179,6 +254,20 @@ async fn accept_loop(
     graceful: &GracefulShutdown,
     limit: &Arc<Semaphore>,
 ) {
+    let address: Arc<str> = listener.describe().into();
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        // Replaced by `deadline`: hyper's one timeout would also be the idle timeout.
+        .header_read_timeout(None)
+        .max_buf_size(MAX_HEAD_BYTES)
+        .max_header_size(MAX_HEAD_BYTES)
+        .max_headers(MAX_HEADERS)
+        .keep_alive(true);
+    let (head_timeout, idle_timeout) = (
+        app.config.server.header_timeout,
+        app.config.server.idle_timeout,
+    );
     loop {
         // Waiting for a permit before accepting applies back-pressure in the kernel's backlog
         // instead of holding unbounded connections.
@@ -189,14 +278,14 @@ async fn accept_loop(
             Listener::Tcp(listener) => listener.accept().await.map(|(stream, peer)| {
                 let _ = stream.set_nodelay(true);
                 let trusted = is_trusted(&app.config, peer);
-                (Stream::Tcp(stream), trusted)
+                (Stream::Tcp(stream), trusted, Some(peer))
             }),
             Listener::Unix(listener) => listener
                 .accept()
                 .await
-                .map(|(stream, _)| (Stream::Unix(stream), true)),
+                .map(|(stream, _)| (Stream::Unix(stream), true, None)),
         };
-        let (stream, trusted) = match accepted {
+        let (stream, trusted, peer) = match accepted {
             Ok(accepted) => accepted,
             Err(error) => {
                 // EMFILE and friends: back off instead of spinning.
@@ -205,36 +294,71 @@ async fn accept_loop(
                 continue;
             }
         };
-        let app = Arc::clone(app);
-        let service = service_fn(move |request| {
-            let app = Arc::clone(&app);
-            async move {
-                Ok::<_, std::convert::Infallible>(
-                    routes::handle(&app, role, trusted, request).await,
-                )
-            }
-        });
-        let mut builder = http1::Builder::new();
-        builder
-            .timer(TokioTimer::new())
-            .header_read_timeout(Duration::from_secs(10))
-            .keep_alive(true);
+        let deadlines = Arc::new(Deadlines::new(
+            head_timeout,
+            idle_timeout,
+            tokio::time::Instant::now(),
+        ));
+        let service = {
+            let app = Arc::clone(app);
+            let deadlines = Arc::clone(&deadlines);
+            service_fn(move |request| {
+                let app = Arc::clone(&app);
+                let deadlines = Arc::clone(&deadlines);
+                deadlines.request_started();
+                async move {
+                    let response = routes::handle(&app, role, trusted, request).await;
+                    deadlines.response_ready(tokio::time::Instant::now());
+                    Ok::<_, std::convert::Infallible>(response)
+                }
+            })
+        };
         let watcher = graceful.watcher();
+        let builder = builder.clone();
+        let app = Arc::clone(app);
+        let address = Arc::clone(&address);
         tokio::spawn(async move {
             let result = match stream {
                 Stream::Tcp(stream) => {
-                    watcher
-                        .watch(builder.serve_connection(TokioIo::new(stream), service))
-                        .await
+                    let io = TokioIo::new(TimedIo::new(stream, Arc::clone(&deadlines)));
+                    watcher.watch(builder.serve_connection(io, service)).await
                 }
                 Stream::Unix(stream) => {
-                    watcher
-                        .watch(builder.serve_connection(TokioIo::new(stream), service))
-                        .await
+                    let io = TokioIo::new(TimedIo::new(stream, Arc::clone(&deadlines)));
+                    watcher.watch(builder.serve_connection(io, service)).await
                 }
             };
-            if let Err(error) = result {
-                tracing::debug!(%error, "connection ended with an error");
+            match (result, deadlines.expired()) {
+                (Err(error), _) if error.is_parse_too_large() => {
+                    if let Some(unlogged) = app.refusals.note(Instant::now()) {
+                        // Sizes and where, never the head itself: it may carry a token.
+                        tracing::warn!(
+                            listener = role.as_str(),
+                            address = %address,
+                            peer = %peer.map_or_else(|| "-".to_owned(), |peer| peer.to_string()),
+                            max_head_bytes = MAX_HEAD_BYTES,
+                            max_headers = MAX_HEADERS,
+                            not_logged_before = unlogged,
+                            "request head too large: answered 431 and closed the connection"
+                        );
+                    }
+                }
+                (_, Some(Expired::Head)) => {
+                    tracing::debug!(
+                        listener = role.as_str(),
+                        "closed a connection that sent no complete request head in time"
+                    );
+                }
+                (_, Some(Expired::Idle)) => {
+                    tracing::debug!(
+                        listener = role.as_str(),
+                        "closed an idle keep-alive connection"
+                    );
+                }
+                (Err(error), None) => {
+                    tracing::debug!(%error, "connection ended with an error");
+                }
+                (Ok(()), None) => {}
             }
             drop(permit);
         });

@@ -896,3 +896,199 @@ fn clients_cannot_widen_their_own_grant() {
         nginx_denied("bad_signature")
     );
 }
+
+/// `count` browser-like junk headers.
+fn junk_headers(count: usize) -> Vec<(String, String)> {
+    (0..count)
+        .map(|n| (format!("X-Junk-{n}"), "x".repeat(20)))
+        .collect()
+}
+
+#[test]
+fn refresh_flow_works_for_a_browser_sending_120_headers() {
+    // Regression (issue 8, item 6): the session-domain snippet forwarded every browser
+    // header to /refresh, more than mediagate's (and before it hyper's) header-count limit.
+    let stack = stack_with_files("refreshheaders");
+    let junk = junk_headers(120);
+    let headers: Vec<(&str, &str)> = junk
+        .iter()
+        .map(|(name, value)| (name.as_str(), value.as_str()))
+        .collect();
+    let hops = stack.browse_with(
+        &format!("http://{MEDIA_HOST}/media/report.pdf"),
+        Some("session=alice"),
+        &headers,
+    );
+    assert_eq!(
+        statuses(&hops),
+        [302, 302, 200],
+        "{hops:#?}\n{}",
+        stack.mediagate.log_text()
+    );
+    assert_eq!(hops[2].body, PDF);
+}
+
+#[test]
+fn oversized_request_head_gets_431_and_one_log_line_without_its_content() {
+    let stack = Stack::start("bighead");
+    let marker = "c2VjcmV0LXRva2VuLWxpa2UtdmFsdWU";
+    let raw = format!(
+        "GET /auth HTTP/1.1\r\nHost: m\r\nX-Original-URI: /media/a.pdf?token={marker}{}\r\n\r\n",
+        "A".repeat(40 * 1024)
+    );
+    let mut stream = std::os::unix::net::UnixStream::connect(stack.socket("verify.sock")).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    use std::io::{Read, Write};
+    // The server may stop reading (and close) before all of it is written.
+    let _ = stream.write_all(raw.as_bytes());
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.starts_with(
+            "HTTP/1.1 431 Request Header Fields Too Large\r\nconnection: close\r\ncontent-length: 0\r\n"
+        ),
+        "{answer}"
+    );
+    let log = stack.mediagate.log_containing("request head too large");
+    let line = log
+        .lines()
+        .find(|line| line.contains("request head too large"))
+        .unwrap_or_else(|| panic!("no refusal line in:\n{log}"));
+    for field in [
+        "listener=\"verify\"",
+        "max_head_bytes=32768",
+        "max_headers=32",
+    ] {
+        assert!(line.contains(field), "{field} missing: {line}");
+    }
+    assert!(
+        !log.contains(marker),
+        "the refused head leaked into the log:\n{log}"
+    );
+}
+
+#[test]
+fn nginx_closes_idle_upstream_connections_before_mediagate_does() {
+    // The shipped pairing, scaled down: nginx's upstream keepalive_timeout (60s -> 1s) below
+    // mediagate's idle_timeout (75s -> 2s). Before, mediagate's idle timeout was hyper's 10 s
+    // header-read timeout, below nginx's 60 s: nginx reused connections mediagate was
+    // closing ("upstream prematurely closed connection", "broken pipe").
+    let stack = {
+        let stack = Stack::start_with(
+            "keepalive",
+            Options {
+                server_config: "header_timeout = \"1s\"\nidle_timeout = \"2s\"".into(),
+                nginx_edits: vec![(
+                    "keepalive_timeout 60s;".into(),
+                    "keepalive_timeout 1s;".into(),
+                )],
+                ..Options::default()
+            },
+        );
+        stack.dir.write("files/media/report.pdf", PDF);
+        stack
+    };
+    let url = stack.sign("/media/report.pdf");
+    for _ in 0..3 {
+        assert_eq!(stack.media("GET", &url).body, PDF);
+    }
+    // Waiting out nginx's configured keepalive_timeout (1 s), staying below mediagate's (2 s).
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let after = stack.media("GET", &url);
+    assert_eq!((after.status, after.body.as_slice()), (200, PDF));
+    let errors = stack.nginx.log_text();
+    for symptom in [
+        "prematurely closed",
+        "broken pipe",
+        "reset by peer",
+        "upstream timed out",
+    ] {
+        assert!(!errors.contains(symptom), "{symptom}:\n{errors}");
+    }
+}
+
+/// `keepalive_timeout` of each `upstream mediagate_*` block in an nginx configuration
+/// (nginx's default, 60 s, when the block does not set one).
+fn mediagate_upstream_keepalive_timeouts(conf: &str) -> Vec<(String, u64)> {
+    let mut found = Vec::new();
+    let mut rest = conf;
+    while let Some(start) = rest.find("upstream mediagate_") {
+        let block = &rest[start..];
+        let end = block.find('}').expect("unterminated upstream block");
+        let (block, name) = (&block[..end], block.split_whitespace().nth(1).unwrap());
+        let timeout = block
+            .lines()
+            .map(str::trim)
+            .find_map(|line| line.strip_prefix("keepalive_timeout "))
+            .map_or(60, |value| {
+                mediagate::config::Duration::parse(value.trim_end_matches(';'))
+                    .unwrap()
+                    .0
+            });
+        found.push((name.to_owned(), timeout));
+        rest = &rest[start + end..];
+    }
+    found
+}
+
+#[test]
+fn shipped_nginx_upstreams_time_out_idle_connections_before_mediagate() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let read = |path: &str| std::fs::read_to_string(format!("{root}/{path}")).unwrap();
+    let idle_timeout = |toml_text: &str| {
+        let value: toml::Value = toml::from_str(toml_text).unwrap();
+        value["server"].get("idle_timeout").map(|value| {
+            mediagate::config::Duration::parse(value.as_str().unwrap())
+                .unwrap()
+                .0
+        })
+    };
+    let default_idle = idle_timeout(&read("src/config/default.toml")).unwrap();
+    let kubernetes = read("deploy/kubernetes/mediagate.yaml");
+    let (kube_toml, kube_nginx) = {
+        let toml_start = kubernetes.find("mediagate.toml: |").unwrap();
+        let nginx_start = kubernetes.find("nginx.conf: |").unwrap();
+        let dedent = |text: &str| {
+            text.lines()
+                .skip(1)
+                .map(|line| line.strip_prefix("    ").unwrap_or(line))
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        (
+            dedent(&kubernetes[toml_start..nginx_start]),
+            kubernetes[nginx_start..].to_owned(),
+        )
+    };
+    let deploy_idle = idle_timeout(&read("deploy/mediagate.toml")).unwrap_or(default_idle);
+    let kube_idle = idle_timeout(&kube_toml).unwrap_or(default_idle);
+    let pairs = [
+        (
+            "nginx/example.conf",
+            read("nginx/example.conf"),
+            default_idle,
+        ),
+        (
+            "deploy/docker/nginx.conf",
+            read("deploy/docker/nginx.conf"),
+            deploy_idle,
+        ),
+        ("deploy/kubernetes/mediagate.yaml", kube_nginx, kube_idle),
+    ];
+    for (file, conf, idle) in pairs {
+        let upstreams = mediagate_upstream_keepalive_timeouts(&conf);
+        assert!(
+            !upstreams.is_empty(),
+            "{file}: no upstream mediagate_* block"
+        );
+        for (upstream, keepalive) in upstreams {
+            assert!(
+                keepalive < idle,
+                "{file}: upstream {upstream} keepalive_timeout {keepalive}s is not below mediagate's idle_timeout {idle}s"
+            );
+        }
+    }
+}

@@ -440,16 +440,26 @@ impl Stack {
     /// Follows redirects like a browser, across both domains, sending `cookie` to the
     /// session domain only. Returns every response in order.
     pub fn browse(&self, url: &str, cookie: Option<&str>) -> Vec<Response> {
+        self.browse_with(url, cookie, &[])
+    }
+
+    /// [`Stack::browse`], sending `headers` on every hop as well.
+    pub fn browse_with(
+        &self,
+        url: &str,
+        cookie: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> Vec<Response> {
         let mut responses = Vec::new();
         let mut url = url.to_owned();
         for _ in 0..10 {
             let (host, path_and_query) = split_url(&url);
             let socket = self.socket_for_host(&host);
-            let cookie_header = match (host.as_str(), cookie) {
-                (WWW_HOST | WWW_B_HOST, Some(cookie)) => vec![("Cookie", cookie)],
-                _ => vec![],
-            };
-            let response = request(&socket, "GET", &host, &path_and_query, &cookie_header);
+            let mut hop_headers = headers.to_vec();
+            if let (WWW_HOST | WWW_B_HOST, Some(cookie)) = (host.as_str(), cookie) {
+                hop_headers.push(("Cookie", cookie));
+            }
+            let response = request(&socket, "GET", &host, &path_and_query, &hop_headers);
             let location = response.header("location").map(str::to_owned);
             let redirect = matches!(response.status, 301 | 302 | 303 | 307 | 308);
             responses.push(response);

@@ -902,3 +902,19 @@ fn a_connection_that_never_sends_a_request_is_closed_after_the_header_timeout() 
     silent.read_to_end(&mut rest).unwrap();
     assert!(rest.is_empty(), "{rest:?}");
 }
+
+#[test]
+fn a_later_request_head_must_also_arrive_within_the_header_timeout() {
+    // Slowloris on a kept-alive connection: after one request, half a head and silence. The
+    // short header timeout applies (1 s), not the idle timeout (60 s).
+    let server = Server::start_with(LOOPBACK, "header_timeout = \"1s\"\nidle_timeout = \"60s\"");
+    let mut stream = TcpStream::connect(server.verify).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    assert_eq!(keep_alive_get(&mut stream, "/healthz"), 200);
+    stream.write_all(b"GET /healthz HTTP/1.1\r\nHo").unwrap();
+    let mut rest = Vec::new();
+    stream.read_to_end(&mut rest).unwrap();
+    assert!(rest.is_empty(), "{rest:?}");
+}

@@ -164,21 +164,44 @@ impl<S: AsyncRead + Unpin> AsyncRead for TimedIo<S> {
                 Poll::Ready(Ok(()))
             }
             Poll::Ready(Err(error)) => Poll::Ready(Err(error)),
-            Poll::Pending => {
-                let Some(deadline) = this.deadlines.deadline() else {
-                    return Poll::Pending;
-                };
-                let (armed, sleep) = this.sleep.get_or_insert_with(|| {
-                    (deadline, Box::pin(tokio::time::sleep_until(deadline)))
-                });
-                if *armed != deadline {
-                    sleep.as_mut().reset(deadline);
-                    *armed = deadline;
+            Poll::Pending => this.poll_deadline(cx),
+        }
+    }
+}
+
+impl<S> TimedIo<S> {
+    /// A read is waiting: fail it if the phase's deadline has passed, otherwise make sure a
+    /// timer wakes the connection when it does.
+    ///
+    /// While a request is being handled there is no deadline, but a timer stays armed
+    /// anyway: hyper, having seen this read wait once, does not read again when the
+    /// connection turns idle, so without a wake-up the idle deadline would never be armed.
+    /// When the timer fires during handling it is simply re-armed (once per header timeout);
+    /// once idle, the wake-up arms the idle deadline. On a busy connection this costs no timer
+    /// work per request: the timer is reset only when it fires.
+    fn poll_deadline(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        loop {
+            let target = match self.deadlines.deadline() {
+                Some(deadline) => deadline,
+                None => match &self.sleep {
+                    Some((armed, sleep)) if !sleep.is_elapsed() => *armed,
+                    _ => Instant::now() + self.deadlines.head,
+                },
+            };
+            let (armed, sleep) = self
+                .sleep
+                .get_or_insert_with(|| (target, Box::pin(tokio::time::sleep_until(target))));
+            if *armed != target {
+                sleep.as_mut().reset(target);
+                *armed = target;
+            }
+            match sleep.as_mut().poll(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(()) if self.deadlines.deadline().is_some() => {
+                    return Poll::Ready(Err(self.deadlines.fire()))
                 }
-                match sleep.as_mut().poll(cx) {
-                    Poll::Ready(()) => Poll::Ready(Err(this.deadlines.fire())),
-                    Poll::Pending => Poll::Pending,
-                }
+                // Handling a request: re-arm (the elapsed timer now yields `now + head`).
+                Poll::Ready(()) => {}
             }
         }
     }

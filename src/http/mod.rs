@@ -395,3 +395,19 @@ pub async fn shutdown_signal() {
     }
     tracing::info!("shutdown signal received");
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_are_logged_at_most_once_a_second_with_a_count_of_the_rest() {
+        let log = RefusalLog::default();
+        let start = Instant::now();
+        assert_eq!(log.note(start), Some(0));
+        assert_eq!(log.note(start + Duration::from_millis(10)), None);
+        assert_eq!(log.note(start + Duration::from_millis(999)), None);
+        assert_eq!(log.note(start + Duration::from_secs(1)), Some(2));
+        assert_eq!(log.note(start + Duration::from_secs(5)), Some(0));
+    }
+}

@@ -1,4 +1,4 @@
-//! The command line: `serve`, `sign`, `inspect`, `keygen`, `check-config`.
+//! The command line: `serve`, `sign`, `inspect`, `keygen`, `check-config`, `probe`.
 //!
 //! Thin: each command parses its arguments, calls into the library and prints. `inspect` is
 //! the support tool: it shows every field of a token and, with the key, exactly which bytes
@@ -62,6 +62,24 @@ pub enum Command {
     },
     /// Validate the configuration and print it with secrets redacted.
     CheckConfig,
+    /// Ask the running mediagate for /healthz (or --path) on one of its listeners; exit 0 on
+    /// 200, 1 otherwise. For orchestrators that cannot reach its sockets (a Kubernetes exec
+    /// probe in the distroless image).
+    Probe(ProbeArgs),
+}
+
+/// Arguments of `probe`.
+#[derive(Debug, clap::Args)]
+pub struct ProbeArgs {
+    /// Which listener: verify (server.listen) or internal (server.internal_listen).
+    #[arg(long, default_value = "verify", value_parser = ["verify", "internal"])]
+    pub listener: String,
+    /// Path to ask: /healthz (alive) or /readyz (ready; 503 while draining).
+    #[arg(long, default_value = "/healthz", value_parser = ["/healthz", "/readyz"])]
+    pub path: String,
+    /// Seconds to wait for each step (connect, send, first line).
+    #[arg(long, default_value_t = 2)]
+    pub timeout: u64,
 }
 
 /// Arguments of `sign`.
@@ -160,6 +178,17 @@ pub fn sign(config: &Config, args: &SignArgs) -> anyhow::Result<String> {
             .unwrap_or_default(),
     };
     Ok(format!("{base}{}", minted.path_and_query))
+}
+
+/// `mediagate probe`: one health request to the configured listener.
+pub fn probe(config: &Config, args: &ProbeArgs) -> anyhow::Result<String> {
+    let addr = match args.listener.as_str() {
+        "internal" => &config.server.internal_listen,
+        _ => &config.server.listen,
+    };
+    let timeout = std::time::Duration::from_secs(args.timeout.max(1));
+    crate::probe::probe(addr, &args.path, timeout)?;
+    Ok(format!("{} {}: ok", args.listener, args.path))
 }
 
 /// `mediagate keygen`.

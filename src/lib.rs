@@ -13,7 +13,7 @@
 //! - [`http`]: hyper listeners, routing, graceful shutdown.
 //! - [`config`]: figment layers -> validated [`config::Config`]; the only place that reads
 //!   key files.
-//! - [`metrics`], [`logging`], [`audit`], [`clock`], [`cli`]: the edges; [`decimal`] helps
+//! - [`metrics`], [`logging`], [`audit`], [`clock`], [`cli`], [`probe`]: the edges; [`decimal`] helps
 //!   the per-request ones.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -31,6 +31,7 @@ pub mod logging;
 pub mod metrics;
 pub mod mint;
 pub mod path;
+pub mod probe;
 pub mod reason;
 pub mod refresh;
 pub mod token;

@@ -46,6 +46,7 @@ fn main() -> ExitCode {
         Command::Sign(args) => print(cli::sign(&config, args)),
         Command::CheckConfig => print(cli::check_config(&cli, &config)),
         Command::Serve => serve(config),
+        Command::Probe(args) => print(cli::probe(&config, args)),
         Command::Keygen { .. } | Command::Inspect(_) => unreachable!("handled above"),
     }
 }

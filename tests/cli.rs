@@ -897,3 +897,76 @@ fn inspect_gives_the_reason_auth_gives() {
         assert_eq!(output.status.code(), Some(code), "{uri}:\n{text}");
     }
 }
+
+/// `mediagate probe`: what a Kubernetes exec probe runs, since the kubelet cannot reach the
+/// pod's sockets. It exits 0 only on a 200 from the listener it names.
+#[test]
+fn probe_exits_zero_only_when_the_listener_answers_200() {
+    let home = TempDir::new("probe");
+    let d = home.path().display();
+    let config = home.write(
+        "probe.toml",
+        format!(
+            "[server]\nlisten = \"unix:{d}/verify.sock\"\ninternal_listen = \"unix:{d}/internal.sock\"\n\
+             [keys]\ndev_key = false\n[keys.secrets]\nk1 = \"QkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkI\"\n"
+        ),
+    );
+    let probe = |args: &[&str]| {
+        let output = mediagate(&home)
+            .arg("--config")
+            .arg(&config)
+            .arg("probe")
+            .args(args)
+            .output()
+            .unwrap();
+        (output.status.code(), stdout(&output), stderr(&output))
+    };
+
+    // Nothing listening yet.
+    let (code, _, err) = probe(&[]);
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains(&format!("cannot connect to unix:{d}/verify.sock")),
+        "{err}"
+    );
+
+    // A listener that answers 503, then one that never answers.
+    for (answer, expected) in [
+        (
+            Some("HTTP/1.1 503 Service Unavailable\r\n\r\n"),
+            "answered 503 Service Unavailable",
+        ),
+        (None, "no answer from"),
+    ] {
+        let socket = home.path().join("verify.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+        let server = std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let mut request = [0u8; 512];
+            let _ = std::io::Read::read(&mut stream, &mut request);
+            match answer {
+                Some(answer) => std::io::Write::write_all(&mut stream, answer.as_bytes()).unwrap(),
+                // Hold the connection until the probe gives up and closes it.
+                None => while std::io::Read::read(&mut stream, &mut request).unwrap_or(0) > 0 {},
+            }
+        });
+        let (code, _, err) = probe(&["--timeout", "1"]);
+        assert_eq!(code, Some(1), "{err}");
+        assert!(err.contains(expected), "{err}");
+        server.join().unwrap();
+        std::fs::remove_file(&socket).unwrap();
+    }
+
+    // mediagate itself.
+    let mut command = mediagate(&home);
+    command.arg("--config").arg(&config);
+    let _server = serve(command, &home, "probe-serve");
+    assert_eq!(
+        probe(&[]),
+        (Some(0), "verify /healthz: ok\n".into(), String::new())
+    );
+    assert_eq!(
+        probe(&["--listener", "internal", "--path", "/readyz"]),
+        (Some(0), "internal /readyz: ok\n".into(), String::new())
+    );
+}

@@ -111,7 +111,11 @@ fn forged_tampered_wrong_path_and_wrong_method_tokens_are_refused() {
     // bits, which strict decoding refuses as `malformed` (the reason would depend on luck).
     let mut tampered = token.as_bytes().to_vec();
     let inside_tag = tampered.len() - 3;
-    tampered[inside_tag] = if tampered[inside_tag] == b'A' { b'B' } else { b'A' };
+    tampered[inside_tag] = if tampered[inside_tag] == b'A' {
+        b'B'
+    } else {
+        b'A'
+    };
     let tampered = String::from_utf8(tampered).unwrap();
     let response = stack.media("GET", &format!("/media/report.pdf?token={tampered}"));
     assert_eq!(seen(&response), nginx_denied("bad_signature"));

@@ -81,6 +81,8 @@ fn valid_token_serves_the_file_with_ranges_and_head() {
     let full = stack.media("GET", &url);
     assert_eq!(full.status, 200);
     assert_eq!(full.body, PDF);
+    // The URL holds a working token: the file's own links must not carry it in Referer.
+    assert_eq!(full.header("referrer-policy"), Some("no-referrer"));
 
     let socket = stack.socket("media.sock");
     let range = request(&socket, "GET", MEDIA_HOST, &url, &[("Range", "bytes=5-7")]);
@@ -511,6 +513,7 @@ fn accel_mode_serves_names_with_spaces_unicode_and_percent() {
         );
         assert_eq!(response.text(), format!("bytes of {name}"));
         assert_eq!(response.header("cache-control"), Some("private"));
+        assert_eq!(response.header("referrer-policy"), Some("no-referrer"));
         assert!(
             response.header("x-accel-redirect").is_none(),
             "internal header leaked"

@@ -159,6 +159,63 @@ fn with_several_sites_only_tokens_bound_to_the_site_open_its_files() {
     assert_eq!(response.header("x-mediagate-reason"), Some("wrong_host"));
 }
 
+#[test]
+fn the_auth_cache_never_answers_for_another_sites_server() {
+    // Found by review: the optional cache keyed its entries on $host, which the client types,
+    // and its zone is shared by every server. Site C's server, asked with A's name in Host and
+    // a URL A had just allowed, answered from A's entry and served C's file.
+    let dir_marker = "/var/cache/nginx/mediagate-auth";
+    let stack = with_files(Stack::start_with(
+        "cachesite",
+        Options {
+            extra_config: "\n[[sites]]\nid = \"c\"\nmedia_origin = \"http://media-c.localhost\"\n".into(),
+            nginx_edits: vec![
+                (
+                    "include mediagate/media-auth.conf;".into(),
+                    "include mediagate/media-auth-cached.conf;".into(),
+                ),
+                (
+                    "include mediagate/http.conf;".into(),
+                    "include mediagate/http.conf;\n    include mediagate/auth-cache-zone.conf;".into(),
+                ),
+                (
+                    "\n    # ---- session domain".into(),
+                    "\n    server {\n        listen unix:{d}/media-c.sock;\n        server_name media-c.localhost;\n        \
+                     error_log stderr crit;\n        include mediagate/media-auth-cached.conf;\n        \
+                     location /media/ {\n            include mediagate/protect.conf;\n            \
+                     root {d}/files-c;\n        }\n    }\n\n    # ---- session domain"
+                        .into(),
+                ),
+            ],
+            snippet_edits: vec![(
+                "auth-cache-zone.conf".into(),
+                dir_marker.into(),
+                "tmp/auth-cache".into(),
+            )],
+            ..Options::default()
+        },
+    ));
+    stack
+        .dir
+        .write("files-c/media/report.pdf", "site c's private file");
+    let now = clock::now();
+    let for_a = sign_claims(
+        &stack,
+        &Claims {
+            host: Some(MEDIA_HOST.into()),
+            ..Claims::download(Scope::Exact("/media/report.pdf".into()), now + 600)
+        },
+    );
+    let url = format!("/media/report.pdf?token={for_a}");
+    let at_a = stack.media("GET", &url);
+    assert_eq!(at_a.status, 200);
+    assert_eq!(at_a.body, PDF);
+    let at_c = request(&stack.socket("media-c.sock"), "GET", MEDIA_HOST, &url, &[]);
+    assert_eq!(at_c.status, 403, "{at_c:#?}");
+    assert_eq!(at_c.header("x-mediagate-reason"), Some("wrong_host"));
+    assert!(!at_c.text().contains("private"));
+}
+
 // ---- Item 3: the path the application approves is exactly the path minted ------------------
 
 #[test]
@@ -248,6 +305,8 @@ fn a_forged_refresh_marker_neither_stops_the_refresh_nor_enters_the_next_state()
     let stack = with_files(Stack::start("forgedmarker"));
     let unknown = Key::new("forged", &Secret::generate().unwrap()).unwrap();
     let now = clock::now();
+    // A chain that began a second ago (the loop guard would stop it: before the fix this was
+    // a 403 refresh_loop), long ago and in the future (the window's edges).
     for forged_start in [now - 1, 12_345, now + 86_400] {
         let claims = Claims {
             refresh: Some(RefreshMarker {
@@ -269,10 +328,11 @@ fn a_forged_refresh_marker_neither_stops_the_refresh_nor_enters_the_next_state()
             "forged start {forged_start} leaked into the state: {marker:?}"
         );
     }
-    // A known key with a bad tag is not refreshable at all: nothing of it counts.
+    // A known key with a bad tag (signed for another path) is not refreshable at all, and
+    // its marker, at the last attempt, does not make it a loop either.
     let claims = Claims {
         refresh: Some(RefreshMarker {
-            attempt: 1,
+            attempt: stack.config.refresh.max_attempts,
             started: now,
         }),
         ..Claims::download(Scope::Exact("/media/secret.txt".into()), now + 600)
@@ -281,6 +341,7 @@ fn a_forged_refresh_marker_neither_stops_the_refresh_nor_enters_the_next_state()
     let response = stack.media("GET", &format!("/media/report.pdf?token={other_path}"));
     assert_eq!(response.status, 403);
     assert_eq!(response.header("x-mediagate-reason"), Some("bad_signature"));
+    assert_eq!(response.header("location"), None);
 }
 
 #[test]

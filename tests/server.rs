@@ -574,14 +574,9 @@ fn graceful_shutdown_finishes_the_request_in_flight() {
             .starts_with("https://media.example.org/media/a.pdf?token="),
         "{json}"
     );
-    // ...and then the server stops, listeners closed.
+    // ...and then the server stops: `run` returned, dropping both listeners. (Connecting to
+    // the released ports would prove nothing: a parallel test may have bound them since.)
     server.thread.take().unwrap().join().unwrap();
-    for listener in [server.verify, server.internal] {
-        assert!(
-            TcpStream::connect(listener).is_err(),
-            "{listener} still open after shutdown"
-        );
-    }
 }
 
 /// Reads a response head byte by byte up to and including the blank line, so nothing that

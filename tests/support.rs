@@ -188,7 +188,8 @@ pub fn random_secret() -> String {
 pub struct Options {
     /// Extra TOML appended to mediagate's configuration (sections not otherwise set).
     pub extra_config: String,
-    /// Replacements applied to the rendered nginx configuration after the standard ones.
+    /// Replacements applied to the rendered nginx configuration after the standard ones;
+    /// `{d}` in a replacement stands for the stack's directory.
     pub nginx_edits: Vec<(String, String)>,
     /// Replacements in copied snippets: (file name, from, to).
     pub snippet_edits: Vec<(String, String, String)>,
@@ -585,7 +586,8 @@ fn start_nginx(
             conf.contains(from.as_str()),
             "nginx edit target {from:?} not found"
         );
-        conf = conf.replace(from.as_str(), to);
+        let to = to.replace("{d}", &dir.path().display().to_string());
+        conf = conf.replace(from.as_str(), &to);
     }
     dir.write("nginx.conf", conf);
     let snippets = Path::new(env!("CARGO_MANIFEST_DIR")).join("nginx/snippets");

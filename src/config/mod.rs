@@ -421,6 +421,22 @@ fn validate_with(raw: &RawConfig, dev_key: DevKey, getenv: Getenv) -> Result<Con
                         "sites[{index}].media_origin: host {:?} is used twice",
                         site.media_host
                     )));
+                } else if let Some(other) = sites
+                    .iter()
+                    .find(|other| shares_refresh_location(other, &site))
+                {
+                    // The application's access check hears only the media path: behind one
+                    // refresh location it could not tell whose file it is approving.
+                    check(Err(format!(
+                        "sites[{index}].refresh_path: site {:?} already refreshes through {:?} on \
+                         the same session domain; the application could not tell the sites' \
+                         paths apart, so give each site its own refresh_path",
+                        other.id,
+                        other
+                            .refresh
+                            .as_ref()
+                            .map_or("", |r| r.refresh_path.as_str()),
+                    )));
                 }
                 sites.push(site);
             }
@@ -506,6 +522,21 @@ fn validate_with(raw: &RawConfig, dev_key: DevKey, getenv: Getenv) -> Result<Con
         internal_secret,
         sites,
     })
+}
+
+/// True when both sites refresh through the same session host and one refresh path lies at or
+/// below the other's (so one refresh URL could be read as either site's).
+fn shares_refresh_location(a: &Site, b: &Site) -> bool {
+    let (Some(a), Some(b)) = (&a.refresh, &b.refresh) else {
+        return false;
+    };
+    let nested = |outer: &str, inner: &str| {
+        inner
+            .strip_prefix(outer)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    };
+    a.session_host == b.session_host
+        && (nested(&a.refresh_path, &b.refresh_path) || nested(&b.refresh_path, &a.refresh_path))
 }
 
 fn parse_listen(text: &str) -> Result<ListenAddr, String> {
@@ -703,6 +734,68 @@ mod tests {
             shutdown_grace: std::time::Duration::from_secs(1),
             workers,
         }
+    }
+
+    /// Loads `sites` (TOML `[[sites]]` entries) with a fixed key and no environment.
+    fn load_sites(name: &str, sites: &str) -> Result<Config, ConfigError> {
+        let file =
+            std::env::temp_dir().join(format!("mediagate-{name}-{}.toml", std::process::id()));
+        std::fs::write(
+            &file,
+            format!(
+                "[keys]\ndev_key = false\n[keys.secrets]\n\
+                 k1 = \"QkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkI\"\n{sites}"
+            ),
+        )
+        .unwrap();
+        let result = load_with_env(Some(&file), Vec::new());
+        std::fs::remove_file(&file).unwrap();
+        result
+    }
+
+    #[test]
+    fn sites_sharing_a_refresh_location_are_refused() {
+        let site = |id: &str, media: &str, refresh_path: &str| {
+            format!(
+                "[[sites]]\nid = \"{id}\"\nmedia_origin = \"https://{media}\"\n\
+                 session_origin = \"https://www.example.org\"\nrefresh_path = \"{refresh_path}\"\n"
+            )
+        };
+        let a = site("a", "media-a.example.org", "/_mediagate/refresh");
+        for (b, refused) in [
+            (
+                site("b", "media-b.example.org", "/_mediagate/refresh"),
+                true,
+            ),
+            (
+                site("b", "media-b.example.org", "/_mediagate/refresh/b"),
+                true,
+            ),
+            (
+                site("b", "media-b.example.org", "/_mediagate/refresh-b"),
+                false,
+            ),
+            (site("b", "media-b.example.org", "/_mediagate/b"), false),
+        ] {
+            let result = load_sites("sharedrefresh", &format!("{a}{b}"));
+            match (result, refused) {
+                (Err(error), true) => {
+                    let text = error.to_string();
+                    assert!(
+                        text.contains("sites[1].refresh_path: site \"a\" already refreshes"),
+                        "{text}"
+                    );
+                }
+                (Ok(config), false) => assert_eq!(config.sites.len(), 2),
+                (result, _) => panic!("{b}: {result:?}"),
+            }
+        }
+        // Another session domain may use the same path.
+        let other_session = a
+            .replace("a\"", "c\"")
+            .replace("media-a", "media-c")
+            .replace("www.", "www2.");
+        assert!(load_sites("othersession", &format!("{a}{other_session}")).is_ok());
     }
 
     #[test]

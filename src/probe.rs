@@ -37,38 +37,11 @@ pub fn probe(addr: &ListenAddr, path: &str, timeout: Duration) -> Result<(), Pro
         ListenAddr::Unix(path) => format!("unix:{}", path.display()),
     };
     let request = format!("GET {path} HTTP/1.1\r\nHost: mediagate\r\nConnection: close\r\n\r\n");
+    let mut stream =
+        connect(addr, timeout).map_err(|error| ProbeError::Connect(name.clone(), error))?;
     let mut head = [0u8; 256];
-    let read = match addr {
-        ListenAddr::Tcp(addr) => {
-            let mut stream = TcpStream::connect_timeout(addr, timeout)
-                .map_err(|error| ProbeError::Connect(name.clone(), error))?;
-            exchange(
-                &mut stream,
-                request.as_bytes(),
-                &mut head,
-                timeout,
-                |s, t| {
-                    s.set_read_timeout(Some(t))?;
-                    s.set_write_timeout(Some(t))
-                },
-            )
-        }
-        ListenAddr::Unix(path) => {
-            let mut stream = UnixStream::connect(path)
-                .map_err(|error| ProbeError::Connect(name.clone(), error))?;
-            exchange(
-                &mut stream,
-                request.as_bytes(),
-                &mut head,
-                timeout,
-                |s, t| {
-                    s.set_read_timeout(Some(t))?;
-                    s.set_write_timeout(Some(t))
-                },
-            )
-        }
-    }
-    .map_err(|error| ProbeError::Io(name.clone(), error))?;
+    let read = exchange(&mut stream, request.as_bytes(), &mut head)
+        .map_err(|error| ProbeError::Io(name.clone(), error))?;
     let (status, phrase) = status_line(&head[..read]).ok_or(ProbeError::NotHttp(name.clone()))?;
     if status == 200 {
         Ok(())
@@ -77,15 +50,30 @@ pub fn probe(addr: &ListenAddr, path: &str, timeout: Duration) -> Result<(), Pro
     }
 }
 
+/// A connected stream of either kind.
+trait Stream: Read + Write {}
+impl<S: Read + Write> Stream for S {}
+
+/// Connects with read and write deadlines of `timeout` set.
+fn connect(addr: &ListenAddr, timeout: Duration) -> std::io::Result<Box<dyn Stream>> {
+    Ok(match addr {
+        ListenAddr::Tcp(addr) => {
+            let stream = TcpStream::connect_timeout(addr, timeout)?;
+            stream.set_read_timeout(Some(timeout))?;
+            stream.set_write_timeout(Some(timeout))?;
+            Box::new(stream)
+        }
+        ListenAddr::Unix(path) => {
+            let stream = UnixStream::connect(path)?;
+            stream.set_read_timeout(Some(timeout))?;
+            stream.set_write_timeout(Some(timeout))?;
+            Box::new(stream)
+        }
+    })
+}
+
 /// Writes the request and reads until the status line is complete (or the buffer is full).
-fn exchange<S: Read + Write>(
-    stream: &mut S,
-    request: &[u8],
-    head: &mut [u8],
-    timeout: Duration,
-    set_timeouts: impl Fn(&S, Duration) -> std::io::Result<()>,
-) -> std::io::Result<usize> {
-    set_timeouts(stream, timeout)?;
+fn exchange(stream: &mut dyn Stream, request: &[u8], head: &mut [u8]) -> std::io::Result<usize> {
     stream.write_all(request)?;
     let mut filled = 0;
     while filled < head.len() && !head[..filled].contains(&b'\n') {

@@ -780,29 +780,7 @@ fn media_server_that_names_no_site_is_denied() {
 
 #[test]
 fn optional_auth_cache_answers_repeats_without_mediagate_but_never_past_expiry() {
-    let dir_marker = "/var/cache/nginx/mediagate-auth";
-    let mut stack = Stack::start_with(
-        "authcache",
-        Options {
-            nginx_edits: vec![
-                (
-                    "include mediagate/media-auth.conf;".into(),
-                    "include mediagate/media-auth-cached.conf;".into(),
-                ),
-                (
-                    "include mediagate/http.conf;".into(),
-                    "include mediagate/http.conf;\n    include mediagate/auth-cache-zone.conf;"
-                        .into(),
-                ),
-            ],
-            snippet_edits: vec![(
-                "auth-cache-zone.conf".into(),
-                dir_marker.into(),
-                "tmp/auth-cache".into(),
-            )],
-            ..Options::default()
-        },
-    );
+    let mut stack = Stack::start_with("authcache", Options::default().with_auth_cache());
     stack.dir.write("files/media/report.pdf", PDF);
     let pdf = (200, None, String::from_utf8_lossy(PDF).into_owned());
     let nginx_500 = (500, None, nginx_page("500 Internal Server Error"));

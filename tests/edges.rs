@@ -164,36 +164,21 @@ fn the_auth_cache_never_answers_for_another_sites_server() {
     // Found by review: the optional cache keyed its entries on $host, which the client types,
     // and its zone is shared by every server. Site C's server, asked with A's name in Host and
     // a URL A had just allowed, answered from A's entry and served C's file.
-    let dir_marker = "/var/cache/nginx/mediagate-auth";
     let stack = with_files(Stack::start_with(
         "cachesite",
         Options {
             extra_config: "\n[[sites]]\nid = \"c\"\nmedia_origin = \"http://media-c.localhost\"\n".into(),
-            nginx_edits: vec![
-                (
-                    "include mediagate/media-auth.conf;".into(),
-                    "include mediagate/media-auth-cached.conf;".into(),
-                ),
-                (
-                    "include mediagate/http.conf;".into(),
-                    "include mediagate/http.conf;\n    include mediagate/auth-cache-zone.conf;".into(),
-                ),
-                (
-                    "\n    # ---- session domain".into(),
-                    "\n    server {\n        listen unix:{d}/media-c.sock;\n        server_name media-c.localhost;\n        \
-                     error_log stderr crit;\n        include mediagate/media-auth-cached.conf;\n        \
-                     location /media/ {\n            include mediagate/protect.conf;\n            \
-                     root {d}/files-c;\n        }\n    }\n\n    # ---- session domain"
-                        .into(),
-                ),
-            ],
-            snippet_edits: vec![(
-                "auth-cache-zone.conf".into(),
-                dir_marker.into(),
-                "tmp/auth-cache".into(),
+            nginx_edits: vec![(
+                "\n    # ---- session domain".into(),
+                "\n    server {\n        listen unix:{d}/media-c.sock;\n        server_name media-c.localhost;\n        \
+                 error_log stderr crit;\n        include mediagate/media-auth-cached.conf;\n        \
+                 location /media/ {\n            include mediagate/protect.conf;\n            \
+                 root {d}/files-c;\n        }\n    }\n\n    # ---- session domain"
+                    .into(),
             )],
             ..Options::default()
-        },
+        }
+        .with_auth_cache(),
     ));
     stack
         .dir

@@ -213,6 +213,30 @@ pub struct Options {
     pub server_config: String,
 }
 
+impl Options {
+    /// The optional nginx cache of allow decisions, as the snippets' comments say to turn it
+    /// on: `media-auth-cached.conf` for `media-auth.conf` in every media server and the zone
+    /// in `http { }`, its directory moved into the stack's.
+    pub fn with_auth_cache(mut self) -> Options {
+        self.nginx_edits.extend([
+            (
+                "include mediagate/media-auth.conf;".into(),
+                "include mediagate/media-auth-cached.conf;".into(),
+            ),
+            (
+                "include mediagate/http.conf;".into(),
+                "include mediagate/http.conf;\n    include mediagate/auth-cache-zone.conf;".into(),
+            ),
+        ]);
+        self.snippet_edits.push((
+            "auth-cache-zone.conf".into(),
+            "/var/cache/nginx/mediagate-auth".into(),
+            "tmp/auth-cache".into(),
+        ));
+        self
+    }
+}
+
 /// mediagate's `[[sites]]` entry for [`Options::second_site`].
 const SECOND_SITE_TOML: &str = r#"
 [[sites]]

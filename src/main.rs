@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use mediagate::cli::{self, Cli, Command};
-use mediagate::config::KeyOrigin;
+use mediagate::http::ConfigSource;
 use mediagate::{clock, http, logging};
 
 const EX_USAGE: u8 = 64;
@@ -45,25 +45,17 @@ fn main() -> ExitCode {
     match &cli.command {
         Command::Sign(args) => print(cli::sign(&config, args)),
         Command::CheckConfig => print(cli::check_config(&cli, &config)),
-        Command::Serve => serve(config),
+        // A reload reads the same file and the same environment as this start did.
+        Command::Serve => serve(config, ConfigSource::capture(cli.config.clone())),
         Command::Probe(args) => print(cli::probe(&config, args)),
         Command::Keygen { .. } | Command::Inspect(_) => unreachable!("handled above"),
     }
 }
 
-fn serve(config: mediagate::config::Config) -> ExitCode {
+fn serve(config: mediagate::config::Config, source: ConfigSource) -> ExitCode {
     // Held until the end of serve so queued log lines are flushed on exit.
     let _log_guard = logging::init(&config.log);
-    if let KeyOrigin::Development(file) = &config.key_origin {
-        tracing::warn!(
-            key_file = %file.display(),
-            "DEVELOPMENT KEY IN USE: tokens are signed with a key generated on this machine. \
-             Configure [keys.secrets] and set keys.dev_key = false for production."
-        );
-    }
-    if config.internal_secret.is_none() {
-        tracing::warn!("internal.secret is not set: /mint and /refresh refuse every request");
-    }
+    http::warn_about_risks(&config);
     // One worker: a current-thread runtime, with no work-stealing or cross-thread wake-ups.
     let mut runtime = match config.server.threads() {
         1 => tokio::runtime::Builder::new_current_thread(),
@@ -80,7 +72,7 @@ fn serve(config: mediagate::config::Config) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let app = http::App::new(config);
+    let app = http::App::reloadable(config, source);
     match runtime.block_on(http::serve(app)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

@@ -234,7 +234,58 @@ impl Config {
     pub fn site_by_id(&self, id: &str) -> Option<&Site> {
         self.sites.iter().find(|site| site.id == id)
     }
+
+    /// Makes a reloaded configuration keep `running`'s value of every setting that only
+    /// takes effect at start-up ([`RESTART_ONLY`]), and returns the names of those that
+    /// differed: the listeners are bound, the connection caps are semaphores sized once,
+    /// the runtime's threads are started and the log subscriber is installed.
+    pub fn keep_restart_only(&mut self, running: &Config) -> Vec<&'static str> {
+        let (new, old) = (&mut self.server, &running.server);
+        let mut changed = Vec::new();
+        let mut keep = |name: &'static str, differs: bool| {
+            if differs {
+                changed.push(name);
+            }
+        };
+        keep("server.listen", new.listen != old.listen);
+        keep(
+            "server.internal_listen",
+            new.internal_listen != old.internal_listen,
+        );
+        keep(
+            "server.max_connections",
+            new.max_connections != old.max_connections,
+        );
+        keep(
+            "server.internal_max_connections",
+            new.internal_max_connections != old.internal_max_connections,
+        );
+        keep("server.workers", new.workers != old.workers);
+        keep("log.format", self.log.format != running.log.format);
+        keep("log.level", self.log.level != running.log.level);
+        new.listen = old.listen.clone();
+        new.internal_listen = old.internal_listen.clone();
+        new.max_connections = old.max_connections;
+        new.internal_max_connections = old.internal_max_connections;
+        new.workers = old.workers;
+        self.log.format = running.log.format;
+        self.log.level = running.log.level.clone();
+        changed
+    }
 }
+
+/// Settings a reload does not change (see [`Config::keep_restart_only`]); every other setting,
+/// keys included, takes effect for the next request (timeouts and `server.trusted_peers`: for
+/// the next connection).
+pub const RESTART_ONLY: &[&str] = &[
+    "server.listen",
+    "server.internal_listen",
+    "server.max_connections",
+    "server.internal_max_connections",
+    "server.workers",
+    "log.format",
+    "log.level",
+];
 
 /// The merged layers as [`load`] sees them (this process's environment), without the
 /// checks: extract a [`RawConfig`] from it to print the effective configuration.
@@ -804,5 +855,41 @@ mod tests {
         assert_eq!(server(0).threads(), cpus.div_ceil(4));
         assert!(server(0).threads() >= 1);
         assert_eq!(server(3).threads(), 3);
+    }
+
+    #[test]
+    fn a_reload_keeps_every_restart_only_setting_and_names_the_changed_ones() {
+        let running = load_sites("restartonly-running", "").unwrap();
+        let mut reloaded = load_sites(
+            "restartonly-new",
+            "[server]\nlisten = \"unix:/elsewhere.sock\"\n\
+             internal_listen = \"unix:/elsewhere-internal.sock\"\n\
+             max_connections = 7\ninternal_max_connections = 7\nworkers = 7\n\
+             idle_timeout = \"99s\"\n[log]\nformat = \"json\"\nlevel = \"debug\"\naudit = false\n",
+        )
+        .unwrap();
+        assert_eq!(reloaded.keep_restart_only(&running), RESTART_ONLY);
+        assert_eq!(reloaded.server.listen, running.server.listen);
+        assert_eq!(
+            reloaded.server.internal_listen,
+            running.server.internal_listen
+        );
+        assert_eq!(
+            reloaded.server.max_connections,
+            running.server.max_connections
+        );
+        assert_eq!(
+            reloaded.server.internal_max_connections,
+            running.server.internal_max_connections
+        );
+        assert_eq!(reloaded.server.workers, running.server.workers);
+        assert_eq!(reloaded.log.format, running.log.format);
+        assert_eq!(reloaded.log.level, running.log.level);
+        // Everything else is the new value.
+        assert_eq!(reloaded.server.idle_timeout.as_secs(), 99);
+        assert!(!reloaded.log.audit);
+        // Unchanged settings are not reported.
+        let mut same = load_sites("restartonly-same", "").unwrap();
+        assert!(same.keep_restart_only(&running).is_empty());
     }
 }

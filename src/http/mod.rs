@@ -12,28 +12,37 @@
 //!
 //! [`run`] takes already-bound listeners and a shutdown future, so tests bind port 0 (or a
 //! temporary Unix socket), hand the listener in, and never race for ports.
+//!
+//! The configuration is swapped, never locked: [`App::config`] is one lock-free load, each
+//! request decides everything with the snapshot it loaded, and [`App::reload`] (on SIGHUP,
+//! see [`serve`]) replaces the whole snapshot at once. Requests in flight finish with the
+//! configuration they started with; no connection is touched.
 
 pub mod deadline;
 mod original;
 mod routes;
 
+use std::ffi::OsString;
+use std::fmt;
 use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use arc_swap::{ArcSwap, Guard};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, UnixListener};
+use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::Semaphore;
 
-use crate::config::{Config, ListenAddr};
+use crate::config::{self, Config, ConfigError, KeyOrigin, ListenAddr};
 use crate::metrics::Metrics;
 use deadline::{Deadlines, Expired, TimedIo};
 
@@ -56,25 +65,150 @@ pub const MAX_HEADERS: usize = 32;
 /// Shared state of a running server.
 #[derive(Debug)]
 pub struct App {
-    /// Validated configuration.
-    pub config: Config,
+    /// The configuration in force; see [`App::config`].
+    config: ArcSwap<Config>,
     /// Counters.
     pub metrics: Metrics,
     /// False once shutdown has begun (`/readyz` answers 503).
     pub ready: AtomicBool,
+    /// Reloads that put a new configuration in force.
+    pub reloads_succeeded: AtomicU64,
+    /// Reloads refused because the new configuration was invalid (the old one stayed).
+    pub reloads_failed: AtomicU64,
+    /// Where [`App::reload`] reads the configuration; `None` when it cannot.
+    source: Option<ConfigSource>,
+    /// Serialises reloads, so two cannot interleave their read of the running configuration
+    /// and their swap. Requests never take it.
+    reloading: Mutex<()>,
     /// Rate limit for the "request head too large" warning.
     refusals: RefusalLog,
 }
 
+/// The sources the running configuration was loaded from, kept for reloads: the
+/// configuration file and the environment as it was at start-up. A reload re-reads the file
+/// and every `{ file = … }` secret; `{ env = … }` secrets and `MEDIAGATE_*` variables keep
+/// their start-up values (a process's environment cannot change from outside).
+#[derive(Clone)]
+pub struct ConfigSource {
+    /// `--config` or `MEDIAGATE_CONFIG`.
+    pub file: Option<PathBuf>,
+    /// The environment captured at start-up.
+    pub env: Vec<(OsString, OsString)>,
+}
+
+impl ConfigSource {
+    /// The file and this process's environment, now.
+    pub fn capture(file: Option<PathBuf>) -> ConfigSource {
+        ConfigSource {
+            file,
+            env: std::env::vars_os().collect(),
+        }
+    }
+}
+
+impl fmt::Debug for ConfigSource {
+    // The environment may hold secrets (`{ env = … }` sources): never print its values.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConfigSource")
+            .field("file", &self.file)
+            .field("env", &format_args!("{} variables", self.env.len()))
+            .finish()
+    }
+}
+
 impl App {
-    /// Wraps a configuration.
+    /// Wraps a configuration that cannot be reloaded ([`App::reload`] refuses).
     pub fn new(config: Config) -> Arc<App> {
+        App::build(config, None)
+    }
+
+    /// Wraps a configuration loaded from `source`, which [`App::reload`] reads again.
+    pub fn reloadable(config: Config, source: ConfigSource) -> Arc<App> {
+        App::build(config, Some(source))
+    }
+
+    fn build(config: Config, source: Option<ConfigSource>) -> Arc<App> {
         Arc::new(App {
-            config,
+            config: ArcSwap::from_pointee(config),
             metrics: Metrics::default(),
             ready: AtomicBool::new(true),
+            reloads_succeeded: AtomicU64::new(0),
+            reloads_failed: AtomicU64::new(0),
+            source,
+            reloading: Mutex::new(()),
             refusals: RefusalLog::default(),
         })
+    }
+
+    /// The configuration in force: one lock-free load. A request loads it once and decides
+    /// everything with that snapshot, so a reload never mixes two configurations in one
+    /// decision.
+    pub fn config(&self) -> Guard<Arc<Config>> {
+        self.config.load()
+    }
+
+    /// Reads the configuration again from the start-up sources and, if it is valid, puts it
+    /// in force for every later request. Settings that need a restart
+    /// ([`config::RESTART_ONLY`]) keep their running values, with a warning naming each one
+    /// that changed. An invalid configuration is refused with one log line per problem (the
+    /// messages `check-config` prints) and the running one stays.
+    ///
+    /// Blocking (it reads files): call it off the runtime's worker threads.
+    pub fn reload(&self) -> Result<(), ConfigError> {
+        let _one_at_a_time = self
+            .reloading
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        let loaded = match &self.source {
+            Some(source) => config::load_with_env(source.file.as_deref(), source.env.clone()),
+            None => Err(ConfigError(vec![
+                "this server was started without a configuration source to reload from".into(),
+            ])),
+        };
+        let mut config = match loaded {
+            Ok(config) => config,
+            Err(error) => {
+                self.reloads_failed.fetch_add(1, Ordering::Relaxed);
+                for problem in &error.0 {
+                    tracing::error!(
+                        %problem,
+                        "configuration not reloaded: the running configuration stays in force"
+                    );
+                }
+                return Err(error);
+            }
+        };
+        for setting in config.keep_restart_only(&self.config.load()) {
+            tracing::warn!(
+                setting,
+                "configuration reload: this setting changes only with a restart; keeping the running value"
+            );
+        }
+        warn_about_risks(&config);
+        let (keys, signing) = (
+            config.keys.ids().join(","),
+            config.keys.signing_key().id().to_owned(),
+        );
+        self.config.store(Arc::new(config));
+        self.reloads_succeeded.fetch_add(1, Ordering::Relaxed);
+        // After the swap: whoever waits for this line may rely on the new configuration.
+        tracing::info!(%keys, %signing, "configuration reloaded");
+        Ok(())
+    }
+}
+
+/// Warns about a configuration that works but should not be used in production; at start-up
+/// and after every reload.
+pub fn warn_about_risks(config: &Config) {
+    if let KeyOrigin::Development(file) = &config.key_origin {
+        tracing::warn!(
+            key_file = %file.display(),
+            "DEVELOPMENT KEY IN USE: tokens are signed with a key generated on this machine. \
+             Configure [keys.secrets] and set keys.dev_key = false for production."
+        );
+    }
+    if config.internal_secret.is_none() {
+        tracing::warn!("internal.secret is not set: /mint and /refresh refuse every request");
     }
 }
 
@@ -189,30 +323,50 @@ fn bind_unix(path: &Path) -> io::Result<Listener> {
     Ok(Listener::Unix(listener))
 }
 
-/// Binds both listeners, runs until SIGTERM/SIGINT, then drains.
+/// Binds both listeners, reloads the configuration on SIGHUP, runs until SIGTERM/SIGINT,
+/// then drains.
 pub async fn serve(app: Arc<App>) -> io::Result<()> {
-    let verify = Listener::bind(&app.config.server.listen)
-        .await
-        .map_err(|e| {
-            io::Error::new(
-                e.kind(),
-                format!("server.listen {:?}: {e}", app.config.server.listen),
-            )
-        })?;
-    let internal = Listener::bind(&app.config.server.internal_listen)
+    // Before binding: SIGHUP's default action ends the process, so the handler must be in
+    // place before anyone can see a socket and send one.
+    let hangups = signal(SignalKind::hangup())?;
+    let config = app.config();
+    let verify = Listener::bind(&config.server.listen).await.map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!("server.listen {:?}: {e}", config.server.listen),
+        )
+    })?;
+    let internal = Listener::bind(&config.server.internal_listen)
         .await
         .map_err(|e| {
             io::Error::new(
                 e.kind(),
                 format!(
                     "server.internal_listen {:?}: {e}",
-                    app.config.server.internal_listen
+                    config.server.internal_listen
                 ),
             )
         })?;
+    drop(config);
     tracing::info!(verify = %verify.describe(), internal = %internal.describe(), "mediagate listening");
-    run(app, verify, internal, shutdown_signal()).await;
+    tokio::select! {
+        () = run(Arc::clone(&app), verify, internal, shutdown_signal()) => {}
+        () = reload_on_hangup(app, hangups) => {}
+    }
     Ok(())
+}
+
+/// Calls [`App::reload`] for every SIGHUP (`systemctl reload`), one at a time; never returns.
+/// The reload runs on a blocking thread, so reading files never stalls requests.
+async fn reload_on_hangup(app: Arc<App>, mut hangups: Signal) {
+    while hangups.recv().await.is_some() {
+        tracing::info!("SIGHUP received: reloading the configuration");
+        let app = Arc::clone(&app);
+        if let Err(error) = tokio::task::spawn_blocking(move || app.reload()).await {
+            tracing::error!(%error, "configuration reload failed");
+        }
+    }
+    std::future::pending().await
 }
 
 /// Serves both listeners until `shutdown` completes, then lets in-flight requests finish for
@@ -226,8 +380,15 @@ pub async fn run(
     let graceful = GracefulShutdown::new();
     // One cap per listener: with a shared one, idle connections on the internal listener
     // delayed /auth (observed: /healthz on the verify listener waited 9.8 s).
-    let verify_limit = Arc::new(Semaphore::new(app.config.server.max_connections));
-    let internal_limit = Arc::new(Semaphore::new(app.config.server.internal_max_connections));
+    let (verify_cap, internal_cap) = {
+        let config = app.config();
+        (
+            config.server.max_connections,
+            config.server.internal_max_connections,
+        )
+    };
+    let verify_limit = Arc::new(Semaphore::new(verify_cap));
+    let internal_limit = Arc::new(Semaphore::new(internal_cap));
     let accepting = async {
         tokio::join!(
             accept_loop(&app, verify, Role::Verify, &graceful, &verify_limit),
@@ -239,7 +400,7 @@ pub async fn run(
         () = shutdown => {}
     }
     app.ready.store(false, Ordering::SeqCst);
-    let grace = app.config.server.shutdown_grace;
+    let grace = app.config().server.shutdown_grace;
     tracing::info!(in_flight = graceful.count(), grace = ?grace, "shutting down: draining connections");
     match tokio::time::timeout(grace, graceful.shutdown()).await {
         Ok(()) => tracing::info!("all connections closed"),
@@ -264,10 +425,6 @@ async fn accept_loop(
         .max_header_size(MAX_HEAD_BYTES)
         .max_headers(MAX_HEADERS)
         .keep_alive(true);
-    let (head_timeout, idle_timeout) = (
-        app.config.server.header_timeout,
-        app.config.server.idle_timeout,
-    );
     loop {
         // Waiting for a permit before accepting applies back-pressure in the kernel's backlog
         // instead of holding unbounded connections.
@@ -277,15 +434,14 @@ async fn accept_loop(
         let accepted = match &listener {
             Listener::Tcp(listener) => listener.accept().await.map(|(stream, peer)| {
                 let _ = stream.set_nodelay(true);
-                let trusted = is_trusted(&app.config, peer);
-                (Stream::Tcp(stream), trusted, Some(peer))
+                (Stream::Tcp(stream), Some(peer))
             }),
             Listener::Unix(listener) => listener
                 .accept()
                 .await
-                .map(|(stream, _)| (Stream::Unix(stream), true, None)),
+                .map(|(stream, _)| (Stream::Unix(stream), None)),
         };
-        let (stream, trusted, peer) = match accepted {
+        let (stream, peer) = match accepted {
             Ok(accepted) => accepted,
             Err(error) => {
                 // EMFILE and friends: back off instead of spinning.
@@ -294,11 +450,15 @@ async fn accept_loop(
                 continue;
             }
         };
-        let deadlines = Arc::new(Deadlines::new(
-            head_timeout,
-            idle_timeout,
-            tokio::time::Instant::now(),
-        ));
+        // Per connection, so a reload's timeouts apply to the connections accepted after it.
+        let deadlines = {
+            let config = app.config();
+            Arc::new(Deadlines::new(
+                config.server.header_timeout,
+                config.server.idle_timeout,
+                tokio::time::Instant::now(),
+            ))
+        };
         let service = {
             let app = Arc::clone(app);
             let deadlines = Arc::clone(&deadlines);
@@ -307,7 +467,12 @@ async fn accept_loop(
                 let deadlines = Arc::clone(&deadlines);
                 deadlines.request_started();
                 async move {
-                    let response = routes::handle(&app, role, trusted, request).await;
+                    // One snapshot per request: trust (a reload may remove a peer from a
+                    // keep-alive connection's trust) and the decision come from it.
+                    let config = app.config();
+                    // Unix sockets are trusted: their directory is the access control.
+                    let trusted = peer.map_or(true, |peer| is_trusted(&config, peer));
+                    let response = routes::handle(&app, &config, role, trusted, request).await;
                     deadlines.response_ready(tokio::time::Instant::now());
                     Ok::<_, std::convert::Infallible>(response)
                 }

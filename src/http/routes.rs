@@ -36,9 +36,11 @@ pub const GRANT_SUBJECT: HeaderName = HeaderName::from_static("x-mediagate-grant
 /// Largest accepted /mint body.
 const MAX_MINT_BODY: usize = 16 * 1024;
 
-/// Dispatches one request.
+/// Dispatches one request, decided with `config`: the one snapshot of the configuration
+/// this request sees (see [`App::config`]).
 pub async fn handle(
     app: &App,
+    config: &Config,
     role: Role,
     trusted: bool,
     request: Request<Incoming>,
@@ -47,11 +49,11 @@ pub async fn handle(
     match (role, path) {
         (_, "/healthz") => decision::text_response(StatusCode::OK, "ok\n".into()),
         (_, "/readyz") => readyz(app),
-        (Role::Verify, "/auth") => media(app, Mode::Auth, trusted, &request),
-        (Role::Verify, "/accel") => media(app, Mode::Accel, trusted, &request),
-        (Role::Internal, "/refresh") => refresh_endpoint(app, trusted, &request),
-        (Role::Internal, "/login") => login_endpoint(app, trusted, &request),
-        (Role::Internal, "/mint") => mint_endpoint(app, request).await,
+        (Role::Verify, "/auth") => media(app, config, Mode::Auth, trusted, &request),
+        (Role::Verify, "/accel") => media(app, config, Mode::Accel, trusted, &request),
+        (Role::Internal, "/refresh") => refresh_endpoint(app, config, trusted, &request),
+        (Role::Internal, "/login") => login_endpoint(config, trusted, &request),
+        (Role::Internal, "/mint") => mint_endpoint(app, config, request).await,
         (Role::Internal, "/metrics") => {
             let mut response = decision::text_response(StatusCode::OK, app.metrics.render());
             response.headers_mut().insert(
@@ -73,8 +75,13 @@ fn readyz(app: &App) -> Response<Body> {
 }
 
 /// `/auth` and `/accel`: one media decision.
-fn media(app: &App, mode: Mode, trusted: bool, request: &Request<Incoming>) -> Response<Body> {
-    let config = &app.config;
+fn media(
+    app: &App,
+    config: &Config,
+    mode: Mode,
+    trusted: bool,
+    request: &Request<Incoming>,
+) -> Response<Body> {
     let headers = request.headers();
     if mode == Mode::Accel && !matches!(*request.method(), Method::GET | Method::HEAD) {
         let mut response = decision::text_response(
@@ -124,16 +131,21 @@ fn media(app: &App, mode: Mode, trusted: bool, request: &Request<Incoming>) -> R
 }
 
 /// `/refresh`: mint for a path the application approved, redirect back to the media domain.
-fn refresh_endpoint(app: &App, trusted: bool, request: &Request<Incoming>) -> Response<Body> {
+fn refresh_endpoint(
+    app: &App,
+    config: &Config,
+    trusted: bool,
+    request: &Request<Incoming>,
+) -> Response<Body> {
     let mut logged = RefreshLog::default();
-    let result = refresh_location(app, trusted, request, &mut logged);
+    let result = refresh_location(config, trusted, request, &mut logged);
     app.metrics
         .refresh(result.as_ref().map(|_| ()).map_err(|reason| *reason));
     let (status, reason) = match &result {
         Ok(_) => (StatusCode::FOUND, None),
         Err(reason) => (StatusCode::FORBIDDEN, Some(*reason)),
     };
-    if app.config.log.audit {
+    if config.log.audit {
         audit::emit(|line| {
             line.str("endpoint", Some("refresh"))
                 .str(
@@ -161,12 +173,11 @@ struct RefreshLog<'c> {
 }
 
 fn refresh_location<'c>(
-    app: &'c App,
+    config: &'c Config,
     trusted: bool,
     request: &Request<Incoming>,
     logged: &mut RefreshLog<'c>,
 ) -> Result<String, Reason> {
-    let config = &app.config;
     let headers = request.headers();
     // Both the peer and the secret: a process that can reach the internal listener still
     // cannot mint without the secret only the session-domain nginx holds.
@@ -190,8 +201,8 @@ fn refresh_location<'c>(
 
 /// `/login`: the application said "not logged in"; send the user to its login page with the
 /// refresh URL as the way back.
-fn login_endpoint(app: &App, trusted: bool, request: &Request<Incoming>) -> Response<Body> {
-    match login_location(app, trusted, request) {
+fn login_endpoint(config: &Config, trusted: bool, request: &Request<Incoming>) -> Response<Body> {
+    match login_location(config, trusted, request) {
         Ok(Some(location)) => decision::redirect(StatusCode::FOUND, &location, None),
         // The site has no login_url: the application's "not logged in" stands as a 401.
         Ok(None) => decision::deny(StatusCode::UNAUTHORIZED, Reason::MissingToken),
@@ -200,7 +211,7 @@ fn login_endpoint(app: &App, trusted: bool, request: &Request<Incoming>) -> Resp
 }
 
 fn login_location(
-    app: &App,
+    config: &Config,
     trusted: bool,
     request: &Request<Incoming>,
 ) -> Result<Option<String>, Reason> {
@@ -209,7 +220,7 @@ fn login_location(
     }
     let uri = original::single(request.headers(), &ORIGINAL_URI)?;
     let server_name = original::single(request.headers(), &SERVER_NAME)?;
-    let target = refresh::check_target(&app.config, server_name, uri, clock::now())?;
+    let target = refresh::check_target(config, server_name, uri, clock::now())?;
     Ok(refresh::login_location(&target))
 }
 
@@ -233,8 +244,7 @@ struct MintResponse {
 }
 
 /// `POST /mint`: JSON in, signed URL out. Requires `Authorization: Bearer <internal secret>`.
-async fn mint_endpoint(app: &App, request: Request<Incoming>) -> Response<Body> {
-    let config = &app.config;
+async fn mint_endpoint(app: &App, config: &Config, request: Request<Incoming>) -> Response<Body> {
     if request.method() != Method::POST {
         let mut response = json_error(StatusCode::METHOD_NOT_ALLOWED, "use POST");
         response

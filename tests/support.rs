@@ -970,3 +970,177 @@ pub fn accel_denied(reason: &str) -> Seen {
 pub fn served(body: &str) -> Seen {
     (200, None, body.to_owned())
 }
+
+// ---- reload and load (tests/reload.rs) -------------------------------------------------
+
+impl Process {
+    /// Sends `signal` (e.g. `libc::SIGHUP`) to the process.
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) on our own child's pid has no memory-safety implications.
+        let sent = unsafe { libc::kill(self.child.id() as i32, signal) };
+        assert_eq!(sent, 0, "kill({}, {signal}) failed", self.child.id());
+    }
+
+    /// How often `needle` occurs in the log.
+    pub fn log_count(&self, needle: &str) -> usize {
+        self.log_text().matches(needle).count()
+    }
+
+    /// Waits until `needle` occurs `count` times in the log and returns the log; panics with
+    /// the log after 15 seconds, or when the process has exited.
+    pub fn wait_for_log_count(&mut self, needle: &str, count: usize) -> String {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let text = self.log_text();
+            if text.matches(needle).count() >= count {
+                return text;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("process exited with {status} before logging {needle:?} {count}x:\n{text}");
+            }
+            if Instant::now() > deadline {
+                panic!("{needle:?} not logged {count}x in time:\n{text}");
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Stack {
+    /// mediagate's configuration file, which a test may rewrite before a reload.
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("mediagate.toml")
+    }
+
+    /// Replaces mediagate's configuration file at once (write beside it, then rename), so a
+    /// reload never reads half a file.
+    pub fn write_config(&self, text: &str) {
+        let staged = self.dir.write("mediagate.toml.new", text);
+        fs::rename(staged, self.config_path()).unwrap();
+    }
+
+    /// Sends SIGHUP to mediagate and waits until it logs one more `outcome` line
+    /// (`"configuration reloaded"`, or `"configuration not reloaded"`, logged once per
+    /// problem). Returns the log.
+    pub fn reload(&mut self, outcome: &str) -> String {
+        let before = self.mediagate.log_count(outcome);
+        self.mediagate.signal(libc::SIGHUP);
+        self.mediagate.wait_for_log_count(outcome, before + 1)
+    }
+}
+
+/// A `wrk` run in the background; see [`Wrk::start`].
+pub struct Wrk {
+    /// `None` once [`Wrk::finish`] took it.
+    child: Option<Child>,
+}
+
+/// What [`Wrk::finish`] reports: counts from wrk's Lua `done()` hook.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WrkCounts {
+    /// Responses with status 200 and exactly the expected body.
+    pub expected: u64,
+    /// Every other response.
+    pub unexpected: u64,
+    /// All responses wrk counted.
+    pub requests: u64,
+    /// Socket errors: connect, read, write, timeout.
+    pub socket_errors: [u64; 4],
+}
+
+impl Wrk {
+    /// Starts `wrk` (one thread, `connections` connections, `seconds` long) against
+    /// `http://127.0.0.1:{port}{path_and_query}` with `Host: host`, counting responses that
+    /// are not `200` with `body`. The Lua script and output live in `dir`. A missing wrk is
+    /// a failure, not a skip: `scripts/test.sh` installs it.
+    pub fn start(
+        dir: &TempDir,
+        port: u16,
+        host: &str,
+        path_and_query: &str,
+        body: &[u8],
+        connections: u32,
+        seconds: u32,
+    ) -> Wrk {
+        // Lua decimal escapes: any byte, no quoting rules to get wrong.
+        let expected: String = body.iter().map(|byte| format!("\\{byte}")).collect();
+        let script = format!(
+            r#"local threads = {{}}
+function setup(thread) table.insert(threads, thread) end
+function init(args) expected = 0; unexpected = 0 end
+function response(status, headers, body)
+  if status == 200 and body == "{expected}" then expected = expected + 1
+  else unexpected = unexpected + 1 end
+end
+function done(summary, latency, requests)
+  local good, bad = 0, 0
+  for _, thread in ipairs(threads) do
+    good = good + thread:get("expected")
+    bad = bad + thread:get("unexpected")
+  end
+  local e = summary.errors
+  io.write(string.format("mediagate-wrk %d %d %d %d %d %d %d\n", good, bad,
+    summary.requests, e.connect, e.read, e.write, e.timeout))
+end
+"#
+        );
+        let script_path = dir.write("wrk.lua", script);
+        let child = Command::new("wrk")
+            .arg("-t1")
+            .arg(format!("-c{connections}"))
+            .arg(format!("-d{seconds}s"))
+            .args(["--timeout", "5s", "-s"])
+            .arg(&script_path)
+            .args(["-H", &format!("Host: {host}")])
+            .arg(format!("http://127.0.0.1:{port}{path_and_query}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|error| {
+                panic!("cannot start wrk ({error}): this test needs it; run `bash scripts/test.sh`, which installs it")
+            });
+        Wrk { child: Some(child) }
+    }
+
+    /// Whether wrk is still running.
+    pub fn running(&mut self) -> bool {
+        let child = self.child.as_mut().unwrap();
+        matches!(child.try_wait(), Ok(None))
+    }
+
+    /// Waits for wrk to end and returns its counts.
+    pub fn finish(mut self) -> WrkCounts {
+        let output = self.child.take().unwrap().wait_with_output().unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "wrk failed: {}\n{stdout}{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let line = stdout
+            .lines()
+            .find_map(|line| line.strip_prefix("mediagate-wrk "))
+            .unwrap_or_else(|| panic!("no counts from wrk's done() hook:\n{stdout}"));
+        let numbers: Vec<u64> = line.split(' ').map(|n| n.parse().unwrap()).collect();
+        let [expected, unexpected, requests, connect, read, write, timeout] = numbers[..] else {
+            panic!("wrk counts: {line:?}");
+        };
+        WrkCounts {
+            expected,
+            unexpected,
+            requests,
+            socket_errors: [connect, read, write, timeout],
+        }
+    }
+}
+
+impl Drop for Wrk {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}

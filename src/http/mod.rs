@@ -575,4 +575,50 @@ mod tests {
         assert_eq!(log.note(start + Duration::from_secs(1)), Some(2));
         assert_eq!(log.note(start + Duration::from_secs(5)), Some(0));
     }
+
+    #[test]
+    fn a_reload_swaps_a_valid_configuration_and_counts_both_outcomes() {
+        let file =
+            std::env::temp_dir().join(format!("mediagate-reload-{}.toml", std::process::id()));
+        let keys = |signing: &str| {
+            format!(
+                "[keys]\ndev_key = false\nsigning = \"{signing}\"\n[keys.secrets]\n\
+                 k1 = \"QkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkI\"\n\
+                 k2 = \"Q0NDQ0NDQ0NDQ0NDQ0NDQ0NDQ0NDQ0NDQ0NDQ0NDQ0M\"\n"
+            )
+        };
+        std::fs::write(&file, keys("k1")).unwrap();
+        let source = ConfigSource {
+            file: Some(file.clone()),
+            env: Vec::new(),
+        };
+        let config = config::load_with_env(Some(&file), Vec::new()).unwrap();
+        let app = App::reloadable(config, source);
+        let before = app.config();
+
+        std::fs::write(&file, keys("k2")).unwrap();
+        app.reload().unwrap();
+        assert_eq!(app.config().keys.signing_key().id(), "k2");
+        // A snapshot taken before the reload is unchanged: a request keeps its configuration.
+        assert_eq!(before.keys.signing_key().id(), "k1");
+        drop(before);
+
+        std::fs::write(&file, keys("k9")).unwrap();
+        let error = app.reload().unwrap_err();
+        assert_eq!(error.0.len(), 1, "{error}");
+        assert!(
+            error.0[0]
+                .ends_with("keys.signing: signing key \"k9\" is not among the configured keys"),
+            "{error}"
+        );
+        assert_eq!(app.config().keys.signing_key().id(), "k2");
+        assert_eq!(app.reloads_succeeded.load(Ordering::Relaxed), 1);
+        assert_eq!(app.reloads_failed.load(Ordering::Relaxed), 1);
+        std::fs::remove_file(&file).unwrap();
+
+        // Without a source there is nothing to reload from: refused, counted.
+        let fixed = App::new(app.config().as_ref().clone());
+        assert!(fixed.reload().is_err());
+        assert_eq!(fixed.reloads_failed.load(Ordering::Relaxed), 1);
+    }
 }

@@ -49,6 +49,7 @@ pub async fn handle(
         (_, "/readyz") => readyz(app),
         (Role::Verify, "/auth") => media(app, Mode::Auth, trusted, &request),
         (Role::Verify, "/accel") => media(app, Mode::Accel, trusted, &request),
+        (Role::Verify, "/forward") => media(app, Mode::Forward, trusted, &request),
         (Role::Internal, "/refresh") => refresh_endpoint(app, trusted, &request),
         (Role::Internal, "/login") => login_endpoint(app, trusted, &request),
         (Role::Internal, "/mint") => mint_endpoint(app, request).await,
@@ -72,7 +73,7 @@ fn readyz(app: &App) -> Response<Body> {
     }
 }
 
-/// `/auth` and `/accel`: one media decision.
+/// `/auth`, `/accel` and `/forward`: one media decision, the same `gate::decide` for all.
 fn media(app: &App, mode: Mode, trusted: bool, request: &Request<Incoming>) -> Response<Body> {
     let config = &app.config;
     let headers = request.headers();
@@ -86,11 +87,13 @@ fn media(app: &App, mode: Mode, trusted: bool, request: &Request<Incoming>) -> R
             .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
         return response;
     }
-    let extracted = if trusted {
+    let extracted = if !trusted {
+        Err(Reason::UntrustedPeer)
+    } else if mode == Mode::Forward {
+        original::forwarded_request(headers)
+    } else {
         let method = (mode == Mode::Accel).then(|| request.method().as_str());
         original::media_request(headers, method)
-    } else {
-        Err(Reason::UntrustedPeer)
     };
     let media_request = match extracted {
         Ok(media_request) => media_request,
@@ -340,7 +343,11 @@ fn audit_media(
 /// Audit line for requests refused before a media request could be read.
 fn audit_early(config: &Config, mode: Mode, headers: &hyper::HeaderMap, reason: Reason) {
     if config.log.audit {
-        let path = original::single(headers, &ORIGINAL_URI)
+        let uri_header = match mode {
+            Mode::Forward => &original::FORWARDED_URI,
+            Mode::Auth | Mode::Accel => &ORIGINAL_URI,
+        };
+        let path = original::single(headers, uri_header)
             .map(|uri| crate::path::split_uri(uri).0)
             .ok();
         audit::emit(|line| {

@@ -7,7 +7,8 @@
 //! - **accel** (proxied): 200 + `X-Accel-Redirect` into the internal location, 302 refresh,
 //!   403 deny.
 //! - **forward** (Caddy `forward_auth`, Traefik ForwardAuth, which hand any non-2xx answer
-//!   to the browser as it is): 200 allow with the grant headers, 302 + `Location` for a
+//!   to the browser as it is): 200 allow with the grant headers (all four, empty when
+//!   the allow has no such field), 302 + `Location` for a
 //!   refresh (mediagate answers the browser itself), 403 deny. No `X-Accel-*`: neither proxy
 //!   reads them.
 //!
@@ -98,6 +99,16 @@ pub fn media_response(
             // 200, not 204: some forward-auth clients test for exactly 200.
             let mut response = empty(StatusCode::OK);
             grant_headers(&mut response, token.as_ref(), now);
+            // Every grant header, empty when this allow has no such field (public paths,
+            // tokens without subject): the proxy copies them onto the upstream request, and
+            // Caddy 2.6's copy_headers sends a header mediagate left out as the literal
+            // text "{http.reverse_proxy.header.…}". Empty means "none" upstream.
+            for name in [SUBJECT, TOKEN_ID, DATA, EXPIRES_IN] {
+                response
+                    .headers_mut()
+                    .entry(name)
+                    .or_insert(HeaderValue::from_static(""));
+            }
             response
         }
         (

@@ -6,12 +6,14 @@
 //! - `server`: the server in-process on pre-bound TCP listeners (no nginx needed).
 //! - `e2e`: real nginx + real mediagate over real HTTP (needs nginx; see `support`).
 //! - `edges`: the trust boundaries at the edges (issue 8), through real nginx.
+//! - `proxies`: Caddy (real) and Traefik (its request shape) in front of `/forward`.
 
 mod cli;
 mod deploy;
 mod e2e;
 mod edges;
 mod paths;
+mod proxies;
 mod server;
 mod support;
 mod vectors;

@@ -171,7 +171,13 @@ mod tests {
                 "{name} twice"
             );
         }
-        for chain in ["198.51.100.1, 203.0.113.7", "203.0.113.7,", "unix:", "", "me"] {
+        for chain in [
+            "198.51.100.1, 203.0.113.7",
+            "203.0.113.7,",
+            "unix:",
+            "",
+            "me",
+        ] {
             let mut map = without("x-forwarded-for");
             map.append("x-forwarded-for", HeaderValue::from_str(chain).unwrap());
             assert_eq!(

@@ -1102,12 +1102,12 @@ pub fn render_caddyfile(dir: &TempDir, port: u16) -> String {
             "admin off\n\tauto_https off".to_owned(),
         ),
         (
-            "media.example.org { ".to_owned(),
-            format!("http://{MEDIA_HOST}:{port} {{\n\tbind 127.0.0.1 "),
+            "media.example.org {\n".to_owned(),
+            format!("http://{MEDIA_HOST}:{port} {{\n\tbind 127.0.0.1\n"),
         ),
         (
-            "www.example.org { ".to_owned(),
-            format!("http://{WWW_HOST}:{port} {{\n\tbind 127.0.0.1 "),
+            "www.example.org {\n".to_owned(),
+            format!("http://{WWW_HOST}:{port} {{\n\tbind 127.0.0.1\n"),
         ),
         (
             "X-Mediagate-Server-Name media.example.org".to_owned(),

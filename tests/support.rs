@@ -747,7 +747,7 @@ pub fn request_raw(socket: &Path, raw: &[u8], head: bool) -> Response {
     parse_response(&bytes, head)
 }
 
-fn parse_response(bytes: &[u8], head: bool) -> Response {
+pub fn parse_response(bytes: &[u8], head: bool) -> Response {
     let end = bytes
         .windows(4)
         .position(|window| window == b"\r\n\r\n")

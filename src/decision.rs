@@ -1,11 +1,16 @@
 //! The one place where an outcome becomes an HTTP response.
 //!
-//! Two dialects of the same decision:
+//! Three dialects of the same decision:
 //! - **auth** (`auth_request`): 204 allow, 401 + `Location` for a refresh (the snippet's
 //!   `error_page 401 =302 $mediagate_location` turns it into a redirect), 403 deny. Never any
 //!   other status: nginx turns anything else into a 500.
 //! - **accel** (proxied): 200 + `X-Accel-Redirect` into the internal location, 302 refresh,
 //!   403 deny.
+//! - **forward** (Caddy `forward_auth`, Traefik ForwardAuth, which hand any non-2xx answer
+//!   to the browser as it is): 200 allow with the grant headers (all four, empty when
+//!   the allow has no such field), 302 + `Location` for a
+//!   refresh (mediagate answers the browser itself), 403 deny. No `X-Accel-*`: neither proxy
+//!   reads them.
 //!
 //! Denials carry `X-Mediagate-Reason` and `Cache-Control: no-store`; they are never cacheable.
 
@@ -48,21 +53,27 @@ const NO_STORE: HeaderValue = HeaderValue::from_static("no-store");
 /// `X-Accel-Expires: 0`: nginx must not cache this answer.
 const NO_CACHE: HeaderValue = HeaderValue::from_static("0");
 
-/// Which nginx integration asked.
+/// Which front-proxy integration asked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
     /// `auth_request` subrequest.
     Auth,
     /// Proxied request answered with `X-Accel-Redirect`.
     Accel,
+    /// A forward-auth request whose answer the proxy passes to the browser (`/forward`).
+    Forward,
 }
 
 impl Mode {
+    /// Every mode, in `as usize` order (metrics index by it).
+    pub const ALL: [Mode; 3] = [Mode::Auth, Mode::Accel, Mode::Forward];
+
     /// Label for logs and metrics.
     pub fn as_str(self) -> &'static str {
         match self {
             Mode::Auth => "auth",
             Mode::Accel => "accel",
+            Mode::Forward => "forward",
         }
     }
 }
@@ -84,6 +95,22 @@ pub fn media_response(
         (Outcome::Allow { path, token, .. }, Mode::Accel) => {
             accel_response(accel, path, token.as_ref(), now)
         }
+        (Outcome::Allow { token, .. }, Mode::Forward) => {
+            // 200, not 204: some forward-auth clients test for exactly 200.
+            let mut response = empty(StatusCode::OK);
+            grant_headers(&mut response, token.as_ref(), now);
+            // Every grant header, empty when this allow has no such field (public paths,
+            // tokens without subject): the proxy copies them onto the upstream request, and
+            // Caddy 2.6's copy_headers sends a header mediagate left out as the literal
+            // text "{http.reverse_proxy.header.…}". Empty means "none" upstream.
+            for name in [SUBJECT, TOKEN_ID, DATA, EXPIRES_IN] {
+                response
+                    .headers_mut()
+                    .entry(name)
+                    .or_insert(HeaderValue::from_static(""));
+            }
+            response
+        }
         (
             Outcome::Refresh {
                 location, reason, ..
@@ -92,7 +119,7 @@ pub fn media_response(
         ) => {
             let status = match mode {
                 Mode::Auth => StatusCode::UNAUTHORIZED,
-                Mode::Accel => StatusCode::FOUND,
+                Mode::Accel | Mode::Forward => StatusCode::FOUND,
             };
             redirect(status, location, Some(*reason))
         }

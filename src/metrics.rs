@@ -39,7 +39,7 @@ impl Verdict {
 #[derive(Debug, Default)]
 pub struct Metrics {
     /// [mode][verdict][reason or NONE]
-    media: [[[AtomicU64; REASONS + 1]; 3]; 2],
+    media: [[[AtomicU64; REASONS + 1]; 3]; Mode::ALL.len()],
     /// Refresh endpoint: [minted(0)/denied(1)][reason or NONE]
     refresh: [[AtomicU64; REASONS + 1]; 2],
     /// Tokens minted through POST /mint.
@@ -71,7 +71,7 @@ impl Metrics {
         let mut out = String::with_capacity(2048);
         out.push_str("# HELP mediagate_decisions_total Media requests decided, by mode, verdict and reason.\n");
         out.push_str("# TYPE mediagate_decisions_total counter\n");
-        for mode in [Mode::Auth, Mode::Accel] {
+        for mode in Mode::ALL {
             for verdict in Verdict::ALL {
                 for (index, counter) in self.media[mode as usize][verdict as usize]
                     .iter()

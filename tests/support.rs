@@ -747,7 +747,7 @@ pub fn request_raw(socket: &Path, raw: &[u8], head: bool) -> Response {
     parse_response(&bytes, head)
 }
 
-fn parse_response(bytes: &[u8], head: bool) -> Response {
+pub fn parse_response(bytes: &[u8], head: bool) -> Response {
     let end = bytes
         .windows(4)
         .position(|window| window == b"\r\n\r\n")
@@ -969,6 +969,204 @@ pub fn accel_denied(reason: &str) -> Seen {
 /// A file served: 200, no reason, exactly these bytes.
 pub fn served(body: &str) -> Seen {
     (200, None, body.to_owned())
+}
+
+/// Sends one request with extra headers to a loopback TCP port and reads the whole response.
+pub fn request_tcp_with(
+    port: u16,
+    method: &str,
+    host: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+) -> Response {
+    let mut raw = format!("{method} {target} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        raw.push_str(&format!("{name}: {value}\r\n"));
+    }
+    raw.push_str("\r\n");
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream.write_all(raw.as_bytes()).unwrap();
+    let mut bytes = Vec::new();
+    stream.read_to_end(&mut bytes).unwrap();
+    parse_response(&bytes, method == "HEAD")
+}
+
+/// mediagate + real Caddy (rendered from `deploy/caddy/Caddyfile`) + the stand-in
+/// application. Caddy serves both domains on one free loopback port (told apart by `Host`);
+/// mediagate and the application listen on Unix sockets in the temporary directory. Caddy is
+/// required: a missing caddy is a failure, not a skip (`scripts/test.sh` installs it).
+pub struct CaddyStack {
+    pub dir: TempDir,
+    pub config: Config,
+    pub app: TestApp,
+    pub port: u16,
+    // Field order is drop order: Caddy stops before mediagate.
+    pub caddy: Process,
+    pub mediagate: Process,
+}
+
+impl CaddyStack {
+    /// With [`SECOND_SITE_TOML`]'s site `b` configured in mediagate (not in Caddy): a
+    /// request that could make mediagate pick `b` would find `/media/` public.
+    pub fn start(name: &str) -> CaddyStack {
+        let dir = TempDir::new(name);
+        let internal_secret = random_secret();
+        let keys = format!(
+            "signing = \"k1\"\n[keys.secrets]\nk1 = \"{}\"",
+            random_secret()
+        );
+        let d = dir.path().display().to_string();
+        let server = format!("listen = \"unix:{d}/verify.sock\"");
+        let text = mediagate_toml(&dir, "", &keys, &internal_secret, SECOND_SITE_TOML, &server);
+        let config_path = dir.write("mediagate.toml", text);
+        let config = mediagate::config::load(Some(&config_path))
+            .unwrap_or_else(|error| panic!("test configuration is invalid: {error}"));
+        let app = TestApp::start(&dir.path().join("app.sock"));
+        let mediagate = start_mediagate(&dir, &config_path, "", None);
+        let port = free_port();
+        dir.write("Caddyfile", render_caddyfile(&dir, port));
+        dir.write("files/.keep", "");
+        let caddy = start_caddy(&dir, &internal_secret, port);
+        CaddyStack {
+            dir,
+            config,
+            app,
+            port,
+            caddy,
+            mediagate,
+        }
+    }
+
+    /// A signed path-and-query, minted with the stack's configuration for the first site.
+    pub fn sign_with(&self, request: MintRequest) -> String {
+        let request = MintRequest {
+            host: request.host.or(Some(MEDIA_HOST.to_owned())),
+            ..request
+        };
+        mint(&self.config, &request, mediagate::clock::now())
+            .unwrap()
+            .path_and_query
+    }
+
+    /// One request to Caddy for `host`.
+    pub fn get(&self, host: &str, target: &str, headers: &[(&str, &str)]) -> Response {
+        request_tcp_with(self.port, "GET", host, target, headers)
+    }
+
+    /// Follows redirects like a browser across both domains (served by this Caddy), sending
+    /// `cookie` to the session domain only and `headers` on every hop.
+    pub fn browse(
+        &self,
+        url: &str,
+        cookie: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> Vec<Response> {
+        let mut responses = Vec::new();
+        let mut url = url.to_owned();
+        for _ in 0..10 {
+            let (host, path_and_query) = split_url(&url);
+            assert!(
+                host == MEDIA_HOST || host == WWW_HOST,
+                "redirected to a host this Caddy does not serve: {url}"
+            );
+            let mut hop_headers = headers.to_vec();
+            if let (WWW_HOST, Some(cookie)) = (host.as_str(), cookie) {
+                hop_headers.push(("Cookie", cookie));
+            }
+            let response = self.get(&host, &path_and_query, &hop_headers);
+            let location = response.header("location").map(str::to_owned);
+            let redirect = matches!(response.status, 301 | 302 | 303 | 307 | 308);
+            responses.push(response);
+            match location {
+                Some(location) if redirect => url = location,
+                _ => return responses,
+            }
+        }
+        panic!("more than 10 redirects: {responses:#?}");
+    }
+}
+
+/// `deploy/caddy/Caddyfile` with only its ADAPT values replaced: hosts, sockets, the files'
+/// root, loopback-only plain HTTP on `port`, no admin API.
+pub fn render_caddyfile(dir: &TempDir, port: u16) -> String {
+    let d = dir.path().display().to_string();
+    let example =
+        fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/caddy/Caddyfile"))
+            .unwrap();
+    let replacements = [
+        (
+            "admin unix//run/caddy/admin.sock".to_owned(),
+            "admin off\n\tauto_https off".to_owned(),
+        ),
+        (
+            "media.example.org {\n".to_owned(),
+            format!("http://{MEDIA_HOST}:{port} {{\n\tbind 127.0.0.1\n"),
+        ),
+        (
+            "www.example.org {\n".to_owned(),
+            format!("http://{WWW_HOST}:{port} {{\n\tbind 127.0.0.1\n"),
+        ),
+        (
+            "X-Mediagate-Server-Name media.example.org".to_owned(),
+            format!("X-Mediagate-Server-Name {MEDIA_HOST}"),
+        ),
+        (
+            "X-Mediagate-Server-Name www.example.org".to_owned(),
+            format!("X-Mediagate-Server-Name {WWW_HOST}"),
+        ),
+        (
+            "unix//run/mediagate/verify.sock".to_owned(),
+            format!("unix/{d}/verify.sock"),
+        ),
+        (
+            "unix//run/mediagate/internal.sock".to_owned(),
+            format!("unix/{d}/internal.sock"),
+        ),
+        ("localhost:8000".to_owned(), format!("unix/{d}/app.sock")),
+        ("/srv/media".to_owned(), format!("{d}/files")),
+    ];
+    let mut text = example;
+    for (from, to) in replacements {
+        assert!(
+            text.contains(&from),
+            "deploy/caddy/Caddyfile no longer contains {from:?}"
+        );
+        text = text.replace(&from, &to);
+    }
+    text
+}
+
+/// Starts Caddy on `<dir>/Caddyfile` with its data and configuration directories in `dir`
+/// and the internal secret in its environment, and waits until it listens on `port`.
+fn start_caddy(dir: &TempDir, internal_secret: &str, port: u16) -> Process {
+    let log = dir.path().join("caddy.log");
+    let home = dir.path().join("caddy-home");
+    fs::create_dir_all(&home).unwrap();
+    let spawned = Command::new("caddy")
+        .args(["run", "--adapter", "caddyfile", "--config"])
+        .arg(dir.path().join("Caddyfile"))
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", &home)
+        .env("XDG_DATA_HOME", &home)
+        .env("XDG_CONFIG_HOME", &home)
+        .env("CADDY_MEDIAGATE_SECRET", internal_secret)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(fs::File::create(&log).unwrap())
+        .spawn();
+    let child = match spawned {
+        Ok(child) => child,
+        Err(error) => panic!(
+            "cannot start caddy ({error}): these tests need a real Caddy; run `bash scripts/test.sh`, which installs it"
+        ),
+    };
+    let mut process = Process { child, log };
+    wait_for_tcp(port, &mut process, "caddy");
+    process
 }
 
 // ---- reload and load (tests/reload.rs) -------------------------------------------------

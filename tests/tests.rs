@@ -7,12 +7,14 @@
 //! - `e2e`: real nginx + real mediagate over real HTTP (needs nginx; see `support`).
 //! - `edges`: the trust boundaries at the edges (issue 8), through real nginx.
 //! - `reload`: configuration and key reload on SIGHUP under `wrk` load, through real nginx.
+//! - `proxies`: Caddy (real) and Traefik (its request shape) in front of `/forward`.
 
 mod cli;
 mod deploy;
 mod e2e;
 mod edges;
 mod paths;
+mod proxies;
 mod reload;
 mod server;
 mod support;

@@ -1,7 +1,10 @@
-//! Reading the original request that nginx describes in `X-Original-*` headers.
+//! Reading the original request a front proxy describes: nginx in `X-Original-*` headers
+//! (`/auth`, `/accel`), Caddy and Traefik in `X-Forwarded-*` headers (`/forward`).
 //!
 //! These headers are only believed from trusted peers (the caller checks). Each must occur
-//! exactly once: a missing or duplicated header is a denial, never a guess.
+//! exactly once: a missing or duplicated header is a denial, never a guess. Whatever the
+//! proxy, the site is chosen by `X-Mediagate-Server-Name`, which the proxy's configuration
+//! sets; `X-Forwarded-Host` (what the client typed) is never read.
 
 use std::net::IpAddr;
 
@@ -22,6 +25,14 @@ pub const SERVER_NAME: HeaderName = HeaderName::from_static("x-mediagate-server-
 pub const APPROVED_PATH: HeaderName = HeaderName::from_static("x-mediagate-approved-path");
 /// `X-Real-IP`: nginx `$remote_addr`.
 pub const REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+
+/// `X-Forwarded-Uri`: the original request target (Caddy's `{http.request.uri}`, Traefik's
+/// `req.URL.RequestURI()`).
+pub const FORWARDED_URI: HeaderName = HeaderName::from_static("x-forwarded-uri");
+/// `X-Forwarded-Method`: the original method (the auth request itself is always GET).
+pub const FORWARDED_METHOD: HeaderName = HeaderName::from_static("x-forwarded-method");
+/// `X-Forwarded-For`: the client address, as the proxy set it from the TCP peer.
+pub const FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 
 /// The value of a header that must occur exactly once, as UTF-8.
 pub fn single<'h>(headers: &'h HeaderMap, name: &HeaderName) -> Result<&'h str, Reason> {
@@ -67,4 +78,113 @@ pub fn media_request<'h>(
         server_name,
         client_ip,
     })
+}
+
+/// Builds the media request from a `forward_auth` / ForwardAuth proxy's headers (`/forward`).
+///
+/// The client address is `X-Forwarded-For`, and it must hold exactly one address: Caddy
+/// (without `trusted_proxies`) and Traefik (without `trustForwardHeader`) set it to the TCP
+/// peer themselves, replacing whatever the client sent. A chain (`a, b`) means the proxy
+/// appended to a list the client or an earlier hop wrote, and no element of it can be
+/// told apart from a forgery here: it is refused (`bad_request`), never picked from.
+/// `X-Real-IP` is not read: neither proxy's auth request sets it itself (Traefik copies the
+/// client's along).
+pub fn forwarded_request(headers: &HeaderMap) -> Result<MediaRequest<'_>, Reason> {
+    let uri = single(headers, &FORWARDED_URI)?;
+    let method = single(headers, &FORWARDED_METHOD)?;
+    let server_name = single(headers, &SERVER_NAME)?;
+    let client = single(headers, &FORWARDED_FOR)?.trim();
+    if client.contains(',') {
+        return Err(Reason::BadRequest);
+    }
+    let client_ip = client.parse::<IpAddr>().map_err(|_| Reason::BadRequest)?;
+    Ok(MediaRequest {
+        uri,
+        method,
+        server_name,
+        client_ip: Some(client_ip),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hyper::header::HeaderValue;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(*name, HeaderValue::from_static(value));
+        }
+        map
+    }
+
+    const TRAEFIK: &[(&str, &str)] = &[
+        ("x-forwarded-method", "GET"),
+        ("x-forwarded-proto", "https"),
+        ("x-forwarded-host", "other.example.org"),
+        ("x-forwarded-uri", "/media/a.pdf?token=x"),
+        ("x-forwarded-for", "203.0.113.7"),
+        ("x-mediagate-server-name", "media.example.org"),
+    ];
+
+    #[test]
+    fn forwarded_headers_describe_the_request_and_the_host_is_never_read() {
+        let map = headers(TRAEFIK);
+        let request = forwarded_request(&map).unwrap();
+        assert_eq!(request.uri, "/media/a.pdf?token=x");
+        assert_eq!(request.method, "GET");
+        assert_eq!(request.server_name, "media.example.org");
+        assert_eq!(request.client_ip, Some("203.0.113.7".parse().unwrap()));
+    }
+
+    #[test]
+    fn forwarded_for_chains_and_missing_or_repeated_headers_are_refused() {
+        let without = |name: &str| {
+            headers(
+                &TRAEFIK
+                    .iter()
+                    .copied()
+                    .filter(|(n, _)| *n != name)
+                    .collect::<Vec<_>>(),
+            )
+        };
+        for name in [
+            "x-forwarded-method",
+            "x-forwarded-uri",
+            "x-forwarded-for",
+            "x-mediagate-server-name",
+        ] {
+            assert_eq!(
+                forwarded_request(&without(name)).err(),
+                Some(Reason::BadRequest),
+                "{name} missing"
+            );
+            let mut twice = headers(TRAEFIK);
+            twice.append(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_static("x"),
+            );
+            assert_eq!(
+                forwarded_request(&twice).err(),
+                Some(Reason::BadRequest),
+                "{name} twice"
+            );
+        }
+        for chain in [
+            "198.51.100.1, 203.0.113.7",
+            "203.0.113.7,",
+            "unix:",
+            "",
+            "me",
+        ] {
+            let mut map = without("x-forwarded-for");
+            map.append("x-forwarded-for", HeaderValue::from_str(chain).unwrap());
+            assert_eq!(
+                forwarded_request(&map).err(),
+                Some(Reason::BadRequest),
+                "{chain:?}"
+            );
+        }
+    }
 }

@@ -51,6 +51,7 @@ pub async fn handle(
         (_, "/readyz") => readyz(app),
         (Role::Verify, "/auth") => media(app, config, Mode::Auth, trusted, &request),
         (Role::Verify, "/accel") => media(app, config, Mode::Accel, trusted, &request),
+        (Role::Verify, "/forward") => media(app, config, Mode::Forward, trusted, &request),
         (Role::Internal, "/refresh") => refresh_endpoint(app, config, trusted, &request),
         (Role::Internal, "/login") => login_endpoint(config, trusted, &request),
         (Role::Internal, "/mint") => mint_endpoint(app, config, request).await,
@@ -74,7 +75,7 @@ fn readyz(app: &App) -> Response<Body> {
     }
 }
 
-/// `/auth` and `/accel`: one media decision.
+/// `/auth`, `/accel` and `/forward`: one media decision, the same `gate::decide` for all.
 fn media(
     app: &App,
     config: &Config,
@@ -93,11 +94,13 @@ fn media(
             .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
         return response;
     }
-    let extracted = if trusted {
+    let extracted = if !trusted {
+        Err(Reason::UntrustedPeer)
+    } else if mode == Mode::Forward {
+        original::forwarded_request(headers)
+    } else {
         let method = (mode == Mode::Accel).then(|| request.method().as_str());
         original::media_request(headers, method)
-    } else {
-        Err(Reason::UntrustedPeer)
     };
     let media_request = match extracted {
         Ok(media_request) => media_request,
@@ -350,7 +353,11 @@ fn audit_media(
 /// Audit line for requests refused before a media request could be read.
 fn audit_early(config: &Config, mode: Mode, headers: &hyper::HeaderMap, reason: Reason) {
     if config.log.audit {
-        let path = original::single(headers, &ORIGINAL_URI)
+        let uri_header = match mode {
+            Mode::Forward => &original::FORWARDED_URI,
+            Mode::Auth | Mode::Accel => &ORIGINAL_URI,
+        };
+        let path = original::single(headers, uri_header)
             .map(|uri| crate::path::split_uri(uri).0)
             .ok();
         audit::emit(|line| {

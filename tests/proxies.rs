@@ -62,6 +62,15 @@ fn caddy_serves_a_valid_token_and_denies_a_forged_one_with_its_reason() {
     );
     assert_eq!(served.header("referrer-policy"), Some("no-referrer"));
 
+    // Caddy copies the browser's own headers to /forward: a browser with many of them (60
+    // here: extensions, client hints, cookies) is still decided.
+    let many: Vec<(String, String)> = (0..60)
+        .map(|n| (format!("X-Browser-{n}"), "v".to_owned()))
+        .collect();
+    let many: Vec<(&str, &str)> = many.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+    let crowded = stack.get(MEDIA_HOST, &url, &many);
+    assert_eq!(seen(&crowded), (200, None, None, "file a\n".to_owned()));
+
     // A character inside the tag changed (not the last one, whose low bits are padding):
     // bad_signature is no refreshable reason.
     let mut forged = url.clone().into_bytes();

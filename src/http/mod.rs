@@ -58,9 +58,11 @@ use deadline::{Deadlines, Expired, TimedIo};
 pub const MAX_HEAD_BYTES: usize = 32 * 1024;
 
 /// Most request headers either listener accepts; more are answered `431` as well. nginx sends
-/// at most ten with the shipped snippets, a `/mint` client or a metrics scraper about ten.
-/// (Up to hyper's default of 100 the parser still keeps them on the stack.)
-pub const MAX_HEADERS: usize = 32;
+/// at most ten with the shipped snippets, but Caddy's `forward_auth` copies all of the
+/// browser's own headers to `/forward`, and a browser with extensions and many cookies can
+/// send several dozen: the count stays at hyper's default (the parser keeps them on the
+/// stack), and memory is bounded by [`MAX_HEAD_BYTES`], not by the count.
+pub const MAX_HEADERS: usize = 100;
 
 /// Shared state of a running server.
 #[derive(Debug)]

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test mediagate has: unit, property, vector and end-to-end tests through real nginx.
 # Installs what the tests need (nginx with auth_request and secure_link, python3, faketime, wrk,
-# caddy)
-# when missing, so it works on a fresh Debian machine. Run as root or with sudo available.
+# caddy, promtool) when missing, so it works on a fresh Debian machine. Run as root or with
+# sudo available.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,6 +15,8 @@ command -v faketime >/dev/null 2>&1 || need_packages+=(faketime)
 command -v wrk >/dev/null 2>&1 || need_packages+=(wrk)
 # deploy/caddy/Caddyfile is run for real (tests/proxies.rs).
 command -v caddy >/dev/null 2>&1 || need_packages+=(caddy)
+# promtool, which checks /metrics' exposition format and naming (tests/server.rs).
+command -v promtool >/dev/null 2>&1 || need_packages+=(prometheus)
 if [ ${#need_packages[@]} -gt 0 ]; then
   echo "test.sh: installing ${need_packages[*]}" >&2
   sudo=""

@@ -909,3 +909,151 @@ fn a_later_request_head_must_also_arrive_within_the_header_timeout() {
     stream.read_to_end(&mut rest).unwrap();
     assert!(rest.is_empty(), "{rest:?}");
 }
+
+/// The sample value of the line that starts with `series` (name and labels, exactly).
+fn metric(text: &str, series: &str) -> String {
+    let prefix = format!("{series} ");
+    let values: Vec<&str> = text
+        .lines()
+        .filter_map(|line| line.strip_prefix(&prefix))
+        .collect();
+    assert_eq!(values.len(), 1, "{series} in\n{text}");
+    values[0].to_owned()
+}
+
+#[test]
+fn metrics_scrape_counts_and_times_every_decision() {
+    let server = Server::start(LOOPBACK);
+    let uri = server.url("/media/a.pdf", MintRequest::default());
+    assert_eq!(server.auth_for(&uri, "127.0.0.1").status, 204);
+    assert_eq!(
+        server
+            .auth_for("/media/a.pdf?token=garbage", "127.0.0.1")
+            .status,
+        403
+    );
+    assert_eq!(server.auth_for("/media/a.pdf", "127.0.0.1").status, 401);
+    let accel = |method| {
+        exchange(
+            server.verify,
+            method,
+            "/accel",
+            &[
+                ("X-Original-URI", uri.as_str()),
+                ("X-Mediagate-Server-Name", "media.example.org"),
+                ("X-Real-IP", "127.0.0.1"),
+            ],
+            "",
+        )
+    };
+    assert_eq!(accel("GET").status, 200);
+    assert_eq!(accel("HEAD").status, 200);
+    // Not a decision: neither counted nor timed.
+    assert_eq!(accel("POST").status, 405);
+    // No secret: the refresh endpoint refuses.
+    let refresh = exchange(server.internal, "GET", "/refresh", &[], "");
+    assert_eq!(refresh.status, 403);
+
+    let scrape = exchange(server.internal, "GET", "/metrics", &[], "");
+    assert_eq!(
+        (scrape.status, scrape.header("content-type")),
+        (200, Some("text/plain; version=0.0.4; charset=utf-8"))
+    );
+    let text = scrape.text();
+    let decisions = |labels: &str| metric(&text, &format!("mediagate_decisions_total{{{labels}}}"));
+    assert_eq!(
+        decisions(r#"mode="auth",verdict="allow",reason="none""#),
+        "1"
+    );
+    assert_eq!(
+        decisions(r#"mode="auth",verdict="deny",reason="malformed""#),
+        "1"
+    );
+    assert_eq!(
+        decisions(r#"mode="auth",verdict="refresh",reason="missing_token""#),
+        "1"
+    );
+    assert_eq!(
+        decisions(r#"mode="accel",verdict="allow",reason="none""#),
+        "2"
+    );
+    // Present before the first such event.
+    assert_eq!(
+        decisions(r#"mode="accel",verdict="deny",reason="bad_signature""#),
+        "0"
+    );
+    assert_eq!(
+        metric(
+            &text,
+            r#"mediagate_refresh_total{result="denied",reason="untrusted_peer"}"#
+        ),
+        "1"
+    );
+    assert_eq!(
+        metric(
+            &text,
+            r#"mediagate_refresh_total{result="minted",reason="none"}"#
+        ),
+        "0"
+    );
+    assert_eq!(metric(&text, "mediagate_minted_total"), "0");
+    for (mode, count) in [("auth", "3"), ("accel", "2")] {
+        let series = |suffix: &str, labels: &str| {
+            metric(
+                &text,
+                &format!("mediagate_decision_duration_seconds_{suffix}{{{labels}}}"),
+            )
+        };
+        let mode_label = format!("mode=\"{mode}\"");
+        assert_eq!(series("count", &mode_label), count, "{mode}");
+        assert_eq!(
+            series("bucket", &format!("{mode_label},le=\"+Inf\"")),
+            count
+        );
+        let sum: f64 = series("sum", &mode_label).parse().unwrap();
+        assert!(sum > 0.0 && sum < 10.0, "{mode}: {sum}");
+    }
+    let open_fds: u64 = metric(&text, "process_open_fds").parse().unwrap();
+    assert!(open_fds > 3, "{text}");
+    let started: f64 = metric(&text, "process_start_time_seconds").parse().unwrap();
+    let now = mediagate::clock::now() as f64;
+    assert!(
+        started > now - 3600.0 * 24.0 && started <= now + 1.0,
+        "{started} vs {now}"
+    );
+}
+
+/// `promtool check metrics` (Debian's `prometheus` package; `scripts/test.sh` installs it)
+/// on a real scrape: no format errors and no lint warnings. Fails without promtool.
+#[test]
+fn metrics_pass_promtool_check() {
+    let server = Server::start(LOOPBACK);
+    let uri = server.url("/media/a.pdf", MintRequest::default());
+    server.auth_for(&uri, "127.0.0.1");
+    server.auth_for("/media/a.pdf?token=garbage", "127.0.0.1");
+    let text = exchange(server.internal, "GET", "/metrics", &[], "").text();
+    let mut promtool = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool must be installed (apt-get install prometheus; see scripts/test.sh)");
+    promtool
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let output = promtool.wait_with_output().unwrap();
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        output.status.success() && report.trim().is_empty(),
+        "promtool check metrics: {}\n{report}\n{text}",
+        output.status
+    );
+}

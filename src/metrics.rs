@@ -132,6 +132,8 @@ pub struct Metrics {
     refresh: [[AtomicU64; REASONS + 1]; 2],
     /// Tokens minted through POST /mint.
     minted_api: AtomicU64,
+    /// Configuration reloads: [succeeded(0), refused(1)].
+    reloads: [AtomicU64; 2],
 }
 
 impl Metrics {
@@ -158,6 +160,19 @@ impl Metrics {
     /// Counts one token minted through the API.
     pub fn minted_api(&self) {
         self.minted_api.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts one configuration reload: put in force, or refused (the old one stayed).
+    pub fn reloaded(&self, succeeded: bool) {
+        self.reloads[usize::from(!succeeded)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Reloads so far: (succeeded, refused).
+    pub fn reloads(&self) -> (u64, u64) {
+        (
+            self.reloads[0].load(Ordering::Relaxed),
+            self.reloads[1].load(Ordering::Relaxed),
+        )
     }
 
     /// The whole exposition: this server's series, then the process figures read now.
@@ -270,6 +285,23 @@ impl Metrics {
             &[],
             self.minted_api.load(Ordering::Relaxed),
         );
+
+        family(
+            out,
+            "mediagate_config_reloads_total",
+            "counter",
+            "Configuration reloads (SIGHUP), by result: \"success\" put the new configuration in \
+             force, \"failure\" refused it and kept the running one.",
+        );
+        let (succeeded, refused) = self.reloads();
+        for (result, value) in [("success", succeeded), ("failure", refused)] {
+            sample(
+                out,
+                "mediagate_config_reloads_total",
+                &[("result", result)],
+                value,
+            );
+        }
     }
 }
 
@@ -374,12 +406,13 @@ mod tests {
     }
 
     #[test]
-    fn golden_refresh_minted_and_histogram_families() {
+    fn golden_refresh_minted_reload_and_histogram_families() {
         let metrics = Metrics::default();
         metrics.refresh(Ok(()));
         metrics.refresh(Err(Reason::OutOfScope));
         metrics.minted_api();
         metrics.minted_api();
+        metrics.reloaded(true);
         metrics.media_latency(Mode::Accel, Duration::from_nanos(800));
         metrics.media_latency(Mode::Accel, Duration::from_nanos(1_000));
         metrics.media_latency(Mode::Accel, Duration::from_micros(40));
@@ -399,6 +432,10 @@ mediagate_refresh_total{result="denied",reason="bad_state"} 0
 # HELP mediagate_minted_total Tokens minted through POST /mint.
 # TYPE mediagate_minted_total counter
 mediagate_minted_total 2
+# HELP mediagate_config_reloads_total Configuration reloads (SIGHUP), by result: "success" put the new configuration in force, "failure" refused it and kept the running one.
+# TYPE mediagate_config_reloads_total counter
+mediagate_config_reloads_total{result="success"} 1
+mediagate_config_reloads_total{result="failure"} 0
 "#;
         assert!(text.ends_with(expected_refresh), "{text}");
         let histogram = r#"mediagate_decision_duration_seconds_bucket{mode="accel",le="0.0000005"} 0

@@ -228,11 +228,36 @@ fn broken_configuration_is_refused_and_the_running_one_stays() {
     );
     assert_eq!(minted_kid(&stack), "k2");
 
+    assert_eq!(reload_counts(&stack), (0, 1));
+
     // Fixed: the next reload takes it.
     stack.write_config(&k3_signing);
     stack.reload("configuration reloaded");
     assert_eq!(seen(&stack.media("GET", &k3_link)), served_pdf());
     assert_eq!(minted_kid(&stack), "k3");
+    assert_eq!(reload_counts(&stack), (1, 1));
+}
+
+/// `mediagate_config_reloads_total` for success and failure, scraped from `/metrics`.
+fn reload_counts(stack: &Stack) -> (u64, u64) {
+    let scrape = request(
+        &stack.socket("internal.sock"),
+        "GET",
+        "mediagate",
+        "/metrics",
+        &[],
+    )
+    .text();
+    let count = |result: &str| {
+        let prefix = format!("mediagate_config_reloads_total{{result=\"{result}\"}} ");
+        scrape
+            .lines()
+            .find_map(|line| line.strip_prefix(prefix.as_str()))
+            .unwrap_or_else(|| panic!("no {prefix} in:\n{scrape}"))
+            .parse()
+            .unwrap()
+    };
+    (count("success"), count("failure"))
 }
 
 fn served_pdf() -> Seen {

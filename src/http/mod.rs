@@ -29,7 +29,7 @@ use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -73,10 +73,6 @@ pub struct App {
     pub metrics: Metrics,
     /// False once shutdown has begun (`/readyz` answers 503).
     pub ready: AtomicBool,
-    /// Reloads that put a new configuration in force.
-    pub reloads_succeeded: AtomicU64,
-    /// Reloads refused because the new configuration was invalid (the old one stayed).
-    pub reloads_failed: AtomicU64,
     /// Where [`App::reload`] reads the configuration; `None` when it cannot.
     source: Option<ConfigSource>,
     /// Serialises reloads, so two cannot interleave their read of the running configuration
@@ -134,8 +130,6 @@ impl App {
             config: ArcSwap::from_pointee(config),
             metrics: Metrics::default(),
             ready: AtomicBool::new(true),
-            reloads_succeeded: AtomicU64::new(0),
-            reloads_failed: AtomicU64::new(0),
             source,
             reloading: Mutex::new(()),
             refusals: RefusalLog::default(),
@@ -170,7 +164,7 @@ impl App {
         let mut config = match loaded {
             Ok(config) => config,
             Err(error) => {
-                self.reloads_failed.fetch_add(1, Ordering::Relaxed);
+                self.metrics.reloaded(false);
                 for problem in &error.0 {
                     tracing::error!(
                         %problem,
@@ -192,7 +186,7 @@ impl App {
             config.keys.signing_key().id().to_owned(),
         );
         self.config.store(Arc::new(config));
-        self.reloads_succeeded.fetch_add(1, Ordering::Relaxed);
+        self.metrics.reloaded(true);
         // After the swap: whoever waits for this line may rely on the new configuration.
         tracing::info!(%keys, %signing, "configuration reloaded");
         Ok(())
@@ -614,13 +608,12 @@ mod tests {
             "{error}"
         );
         assert_eq!(app.config().keys.signing_key().id(), "k2");
-        assert_eq!(app.reloads_succeeded.load(Ordering::Relaxed), 1);
-        assert_eq!(app.reloads_failed.load(Ordering::Relaxed), 1);
+        assert_eq!(app.metrics.reloads(), (1, 1));
         std::fs::remove_file(&file).unwrap();
 
         // Without a source there is nothing to reload from: refused, counted.
         let fixed = App::new(app.config().as_ref().clone());
         assert!(fixed.reload().is_err());
-        assert_eq!(fixed.reloads_failed.load(Ordering::Relaxed), 1);
+        assert_eq!(fixed.metrics.reloads(), (0, 1));
     }
 }

@@ -35,7 +35,7 @@ install -D -m 0755 "$binary" "$stage/usr/bin/mediagate"
 strip --strip-unneeded --remove-section=.comment --remove-section=.note "$stage/usr/bin/mediagate"
 
 # systemd unit: the repository's unit with the package's paths. The package's keys are plain
-# files in /etc/mediagate/keys (0640 root:mediagate) that the service reads itself, so that
+# files in /etc/mediagate/keys (0400 mediagate:mediagate) that the service reads itself, so that
 # `mediagate check-config` works outside the service too: the LoadCredential= block goes.
 unit=$stage/lib/systemd/system/mediagate.service
 mkdir -p "$(dirname "$unit")"
@@ -51,8 +51,9 @@ mkdir -p "$(dirname "$unit")"
     skipping && (/^#/ || /^LoadCredential=/) { next }
     skipping {
       skipping = 0
-      print "# Keys and the internal secret: files in /etc/mediagate/keys (0640 root:mediagate),"
-      print "# named in /etc/mediagate/mediagate.toml and read by the service itself."
+      print "# Keys and the internal secret: files in /etc/mediagate/keys (0400 mediagate:mediagate),"
+      print "# named in /etc/mediagate/mediagate.toml and read by the service itself, so a key"
+      print "# added during a rotation takes effect with a reload."
     }
     { gsub("/usr/local/bin/mediagate", "/usr/bin/mediagate"); print }
   ' deploy/systemd/mediagate.service

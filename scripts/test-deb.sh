@@ -97,7 +97,7 @@ mode() { stat -c '%a %U:%G' "$1"; }
 [ "$(mode /etc/mediagate/keys)" = "750 root:mediagate" ] || fail "/etc/mediagate/keys: $(mode /etc/mediagate/keys)"
 for key in k1 internal-secret; do
   file=/etc/mediagate/keys/$key
-  [ "$(mode "$file")" = "640 root:mediagate" ] || fail "$file: $(mode "$file")"
+  [ "$(mode "$file")" = "400 mediagate:mediagate" ] || fail "$file: $(mode "$file")"
   grep -Eqx '[A-Za-z0-9_-]{43}' "$file" || fail "$file holds no key"
 done
 cmp -s /etc/mediagate/keys/k1 /etc/mediagate/keys/internal-secret && fail "key and secret are the same"
@@ -123,9 +123,13 @@ config=/etc/mediagate/mediagate.toml
 grep -qx '# Effective key ring (signing key first): k1' "$dir/check.out" || fail "check-config: key ring: $(tail -3 "$dir/check.out")"
 grep -q 'WARNING\|NOTE' "$dir/check.out" && fail "check-config warns: $(grep 'WARNING\|NOTE' "$dir/check.out")"
 runuser -u mediagate -- /usr/bin/mediagate --config "$config" check-config >/dev/null || fail "check-config as mediagate"
-if runuser -u nobody -- /usr/bin/mediagate --config "$config" check-config >/dev/null 2>&1; then
-  fail "a user outside group mediagate can read the keys"
-fi
+# www-data is in group mediagate (for the sockets), and PHP or other applications may run as
+# www-data too: the keys must be the service user's alone.
+for user in www-data nobody; do
+  if runuser -u "$user" -- /usr/bin/mediagate --config "$config" check-config >/dev/null 2>&1; then
+    fail "$user can read the keys"
+  fi
+done
 unit=/lib/systemd/system/mediagate.service
 grep -qx 'ExecStart=/usr/bin/mediagate serve' "$unit" || fail "unit's ExecStart"
 systemd-analyze verify "$unit" > "$dir/verify.out" 2>&1 || { cat "$dir/verify.out" >&2; fail "systemd-analyze verify"; }

@@ -1,4 +1,5 @@
-//! The command line: `serve`, `sign`, `inspect`, `keygen`, `check-config`, `probe`.
+//! The command line: `serve`, `sign`, `inspect`, `keygen`, `check-config`, `probe`, and the
+//! hidden `generate` (man pages and completions for packaging).
 //!
 //! Thin: each command parses its arguments, calls into the library and prints. `inspect` is
 //! the support tool: it shows every field of a token and, with the key, exactly which bytes
@@ -66,6 +67,35 @@ pub enum Command {
     /// 200, 1 otherwise. For orchestrators that cannot reach its sockets (a Kubernetes exec
     /// probe in the distroless image).
     Probe(ProbeArgs),
+}
+
+/// `mediagate generate …`: the man pages and shell completions, derived from [`Cli`]'s
+/// definitions. Used by the Debian package build (scripts/build-deb.sh), so the installed
+/// copies always match the binary.
+///
+/// A parser of its own, dispatched before [`Cli`] by the binary, rather than a hidden
+/// subcommand: clap_complete's fish and zsh scripts would still offer a hidden subcommand.
+#[derive(Debug, Parser)]
+#[command(name = "mediagate generate")]
+pub struct GenerateCli {
+    /// Which artefact.
+    #[command(subcommand)]
+    pub what: Generated,
+}
+
+/// What `generate` produces.
+#[derive(Debug, Subcommand)]
+pub enum Generated {
+    /// Write mediagate.1 and one mediagate-COMMAND.1 per subcommand into DIR.
+    Man {
+        /// Directory to write the pages into (must exist).
+        dir: PathBuf,
+    },
+    /// Print the completion script for SHELL.
+    Completions {
+        /// Target shell.
+        shell: clap_complete::Shell,
+    },
 }
 
 /// Arguments of `probe`.
@@ -178,6 +208,33 @@ pub fn sign(config: &Config, args: &SignArgs) -> anyhow::Result<String> {
             .unwrap_or_default(),
     };
     Ok(format!("{base}{}", minted.path_and_query))
+}
+
+/// `mediagate generate`: the man pages (written into a directory, returning the file names)
+/// or a completion script (returned as text). Both are derived from [`Cli`]'s definitions.
+pub fn generate(what: &Generated) -> anyhow::Result<String> {
+    use clap::CommandFactory;
+    let command = Cli::command();
+    match what {
+        Generated::Man { dir } => {
+            clap_mangen::generate_to(command, dir).map_err(|error| {
+                anyhow::anyhow!("cannot write man pages to {}: {error}", dir.display())
+            })?;
+            let mut pages = std::fs::read_dir(dir)?
+                .filter_map(|entry| entry.ok())
+                .map(|entry| entry.file_name().to_string_lossy().into_owned())
+                .filter(|name| name.starts_with("mediagate") && name.ends_with(".1"))
+                .collect::<Vec<_>>();
+            pages.sort();
+            Ok(pages.join("\n"))
+        }
+        Generated::Completions { shell } => {
+            let mut command = command;
+            let mut script = Vec::new();
+            clap_complete::generate(*shell, &mut command, "mediagate", &mut script);
+            String::from_utf8(script).map_err(|_| anyhow::anyhow!("completion script is not UTF-8"))
+        }
+    }
 }
 
 /// `mediagate probe`: one health request to the configured listener.
@@ -551,4 +608,56 @@ fn escape(bytes: &[u8]) -> String {
             _ => format!("\\x{b:02x}"),
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every visible subcommand is in the man pages and each shell's completions, and the
+    /// packaging-only `generate` is in none of them.
+    #[test]
+    fn generated_man_pages_and_completions_cover_every_visible_subcommand() {
+        use clap::CommandFactory;
+        let visible: Vec<String> = Cli::command()
+            .get_subcommands()
+            .map(|sub| sub.get_name().to_owned())
+            .collect();
+        assert!(visible.contains(&"check-config".to_owned()), "{visible:?}");
+
+        let dir = std::env::temp_dir().join(format!("mediagate-man-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let listed = generate(&Generated::Man { dir: dir.clone() }).unwrap();
+        let page = std::fs::read_to_string(dir.join("mediagate.1")).unwrap();
+        assert!(
+            page.starts_with(".ie \\n(.g .ds Aq"),
+            "not roff: {page:.80}"
+        );
+        assert!(page.contains(".TH mediagate 1"), "{page:.200}");
+        for name in &visible {
+            assert!(
+                listed
+                    .lines()
+                    .any(|line| line == format!("mediagate-{name}.1")),
+                "{listed}"
+            );
+            // roff escapes every hyphen.
+            let roff_name = format!("mediagate\\-{}(1)", name.replace('-', "\\-"));
+            assert!(page.contains(&roff_name), "{roff_name} not in the page");
+        }
+        assert!(!page.contains("generate"));
+        std::fs::remove_dir_all(&dir).unwrap();
+
+        for shell in [
+            clap_complete::Shell::Bash,
+            clap_complete::Shell::Zsh,
+            clap_complete::Shell::Fish,
+        ] {
+            let script = generate(&Generated::Completions { shell }).unwrap();
+            for name in &visible {
+                assert!(script.contains(name.as_str()), "{shell}: no {name}");
+            }
+            assert!(!script.contains("generate"), "{shell} offers generate");
+        }
+    }
 }

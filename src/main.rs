@@ -5,13 +5,22 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Parser;
-use mediagate::cli::{self, Cli, Command};
+use mediagate::cli::{self, Cli, Command, GenerateCli};
 use mediagate::http::ConfigSource;
 use mediagate::{clock, http, logging};
 
 const EX_USAGE: u8 = 64;
 
 fn main() -> ExitCode {
+    // Build-time only and not part of `Cli` (so not in --help, the man page or completions);
+    // needs no configuration (the package build has none).
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|arg| arg == "generate")
+    {
+        let generate = GenerateCli::parse_from(std::env::args_os().skip(1));
+        return print(cli::generate(&generate.what));
+    }
     let cli = Cli::parse();
     match &cli.command {
         Command::Keygen { id } => return print(cli::keygen(id)),

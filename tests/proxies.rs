@@ -2,12 +2,12 @@
 //! `deploy/caddy/Caddyfile`, and Traefik's exact ForwardAuth request shape, built from
 //! `deploy/traefik/dynamic.yml`, sent to `/forward` in-process.
 
-use mediagate::http::{self, App, Listener};
+use mediagate::http::App;
 use mediagate::mint::{mint, MintRequest};
 
 use crate::support::{
-    deny_body, parse_response, random_secret, split_url, CaddyStack, Response, TempDir, MEDIA_HOST,
-    WWW_HOST,
+    deny_body, parse_response, random_secret, split_url, CaddyStack, InProcessServer, Response,
+    TempDir, MEDIA_HOST, WWW_HOST,
 };
 
 /// What the browser sees of one answer: status, `X-Mediagate-Reason`, `Location`, body.
@@ -282,32 +282,12 @@ public_prefixes = ["/media/"]
             ),
         );
         let config = mediagate::config::load(Some(&path)).unwrap();
-        let verify = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let internal = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = verify.local_addr().unwrap();
-        verify.set_nonblocking(true).unwrap();
-        internal.set_nonblocking(true).unwrap();
-        let app = App::new(config.clone());
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async move {
-                let verify = Listener::Tcp(tokio::net::TcpListener::from_std(verify).unwrap());
-                let internal = Listener::Tcp(tokio::net::TcpListener::from_std(internal).unwrap());
-                http::run(app, verify, internal, async {
-                    let _ = stopped.await;
-                })
-                .await;
-            });
-        });
+        let server = InProcessServer::start(App::new(config.clone()));
         InProcess {
-            verify: addr,
+            verify: server.verify,
             config,
-            stop: Some(stop),
-            thread: Some(thread),
+            stop: server.stop,
+            thread: server.thread,
             _dir: dir,
         }
     }

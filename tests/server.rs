@@ -8,10 +8,10 @@ use std::thread;
 use std::time::Duration;
 
 use mediagate::config::Config;
-use mediagate::http::{self, App, Listener};
+use mediagate::http::App;
 use mediagate::mint::{mint, MintRequest};
 
-use crate::support::{deny_body, random_secret, Response, TempDir};
+use crate::support::{deny_body, random_secret, InProcessServer, Response, TempDir};
 
 struct Server {
     verify: SocketAddr,
@@ -56,36 +56,19 @@ public_prefixes = ["/media/public/"]
             ),
         );
         let config = mediagate::config::load(Some(&path)).unwrap();
-        let verify = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let internal = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let (verify_addr, internal_addr) =
-            (verify.local_addr().unwrap(), internal.local_addr().unwrap());
-        verify.set_nonblocking(true).unwrap();
-        internal.set_nonblocking(true).unwrap();
-        let server_app = App::new(config.clone());
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let thread = thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(1)
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async move {
-                let verify = Listener::Tcp(tokio::net::TcpListener::from_std(verify).unwrap());
-                let internal = Listener::Tcp(tokio::net::TcpListener::from_std(internal).unwrap());
-                http::run(server_app, verify, internal, async {
-                    let _ = stopped.await;
-                })
-                .await;
-            });
-        });
+        let InProcessServer {
+            verify,
+            internal,
+            stop,
+            thread,
+        } = InProcessServer::start(App::new(config.clone()));
         Server {
-            verify: verify_addr,
-            internal: internal_addr,
+            verify,
+            internal,
             config,
             secret,
-            stop: Some(stop),
-            thread: Some(thread),
+            stop,
+            thread,
             _dir: dir,
         }
     }

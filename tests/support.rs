@@ -29,6 +29,48 @@ pub const MEDIA_B_HOST: &str = "media-b.localhost";
 /// The second site's session domain (same application, same internal secret).
 pub const WWW_B_HOST: &str = "www-b.localhost";
 
+/// mediagate in this process on two pre-bound loopback listeners (port 0: no races), on its
+/// own runtime thread, until the returned sender is used or dropped.
+pub struct InProcessServer {
+    pub verify: std::net::SocketAddr,
+    pub internal: std::net::SocketAddr,
+    pub stop: Option<tokio::sync::oneshot::Sender<()>>,
+    pub thread: Option<thread::JoinHandle<()>>,
+}
+
+impl InProcessServer {
+    pub fn start(app: Arc<mediagate::http::App>) -> InProcessServer {
+        use mediagate::http::{self, Listener};
+        let verify = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let internal = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addrs = (verify.local_addr().unwrap(), internal.local_addr().unwrap());
+        verify.set_nonblocking(true).unwrap();
+        internal.set_nonblocking(true).unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let verify = Listener::Tcp(tokio::net::TcpListener::from_std(verify).unwrap());
+                let internal = Listener::Tcp(tokio::net::TcpListener::from_std(internal).unwrap());
+                http::run(app, verify, internal, async {
+                    let _ = stopped.await;
+                })
+                .await;
+            });
+        });
+        InProcessServer {
+            verify: addrs.0,
+            internal: addrs.1,
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+}
+
 /// A world-readable temporary directory (nginx workers run as `nobody`), removed on drop.
 pub struct TempDir(PathBuf);
 
@@ -713,25 +755,23 @@ pub fn request(
     target: &str,
     headers: &[(&str, &str)],
 ) -> Response {
+    let raw = request_text(method, host, target, headers);
+    request_raw(socket, raw.as_bytes(), method == "HEAD")
+}
+
+/// One HTTP/1.1 request with `Connection: close`, as text.
+fn request_text(method: &str, host: &str, target: &str, headers: &[(&str, &str)]) -> String {
     let mut raw = format!("{method} {target} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
     for (name, value) in headers {
         raw.push_str(&format!("{name}: {value}\r\n"));
     }
     raw.push_str("\r\n");
-    request_raw(socket, raw.as_bytes(), method == "HEAD")
+    raw
 }
 
 /// Sends one request to a loopback TCP port and reads the whole response.
 pub fn request_tcp(port: u16, method: &str, host: &str, target: &str) -> Response {
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    let raw = format!("{method} {target} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
-    stream.write_all(raw.as_bytes()).unwrap();
-    let mut bytes = Vec::new();
-    stream.read_to_end(&mut bytes).unwrap();
-    parse_response(&bytes, method == "HEAD")
+    request_tcp_with(port, method, host, target, &[])
 }
 
 /// Sends raw bytes and parses the response.
@@ -979,11 +1019,7 @@ pub fn request_tcp_with(
     target: &str,
     headers: &[(&str, &str)],
 ) -> Response {
-    let mut raw = format!("{method} {target} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
-    for (name, value) in headers {
-        raw.push_str(&format!("{name}: {value}\r\n"));
-    }
-    raw.push_str("\r\n");
+    let raw = request_text(method, host, target, headers);
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))

@@ -517,26 +517,45 @@ impl Stack {
         cookie: Option<&str>,
         headers: &[(&str, &str)],
     ) -> Vec<Response> {
-        let mut responses = Vec::new();
-        let mut url = url.to_owned();
-        for _ in 0..10 {
-            let (host, path_and_query) = split_url(&url);
-            let socket = self.socket_for_host(&host);
-            let mut hop_headers = headers.to_vec();
-            if let (WWW_HOST | WWW_B_HOST, Some(cookie)) = (host.as_str(), cookie) {
-                hop_headers.push(("Cookie", cookie));
-            }
-            let response = request(&socket, "GET", &host, &path_and_query, &hop_headers);
-            let location = response.header("location").map(str::to_owned);
-            let redirect = matches!(response.status, 301 | 302 | 303 | 307 | 308);
-            responses.push(response);
-            match location {
-                Some(location) if redirect => url = location,
-                _ => return responses,
-            }
-        }
-        panic!("more than 10 redirects: {responses:#?}");
+        follow_redirects(url, cookie, headers, |host, path_and_query, hop_headers| {
+            request(
+                &self.socket_for_host(host),
+                "GET",
+                host,
+                path_and_query,
+                hop_headers,
+            )
+        })
     }
+}
+
+/// Follows redirects like a browser: GETs `url` with `send(host, path_and_query, headers)`,
+/// sending `cookie` to the session domains only and `headers` on every hop, for at most ten
+/// hops. Returns every response in order.
+pub fn follow_redirects(
+    url: &str,
+    cookie: Option<&str>,
+    headers: &[(&str, &str)],
+    send: impl Fn(&str, &str, &[(&str, &str)]) -> Response,
+) -> Vec<Response> {
+    let mut responses = Vec::new();
+    let mut url = url.to_owned();
+    for _ in 0..10 {
+        let (host, path_and_query) = split_url(&url);
+        let mut hop_headers = headers.to_vec();
+        if let (WWW_HOST | WWW_B_HOST, Some(cookie)) = (host.as_str(), cookie) {
+            hop_headers.push(("Cookie", cookie));
+        }
+        let response = send(&host, &path_and_query, &hop_headers);
+        let location = response.header("location").map(str::to_owned);
+        let redirect = matches!(response.status, 301 | 302 | 303 | 307 | 308);
+        responses.push(response);
+        match location {
+            Some(location) if redirect => url = location,
+            _ => return responses,
+        }
+    }
+    panic!("more than 10 redirects: {responses:#?}");
 }
 
 fn start_mediagate(
@@ -1100,28 +1119,13 @@ impl CaddyStack {
         cookie: Option<&str>,
         headers: &[(&str, &str)],
     ) -> Vec<Response> {
-        let mut responses = Vec::new();
-        let mut url = url.to_owned();
-        for _ in 0..10 {
-            let (host, path_and_query) = split_url(&url);
+        follow_redirects(url, cookie, headers, |host, path_and_query, hop_headers| {
             assert!(
                 host == MEDIA_HOST || host == WWW_HOST,
-                "redirected to a host this Caddy does not serve: {url}"
+                "redirected to a host this Caddy does not serve: {host}{path_and_query}"
             );
-            let mut hop_headers = headers.to_vec();
-            if let (WWW_HOST, Some(cookie)) = (host.as_str(), cookie) {
-                hop_headers.push(("Cookie", cookie));
-            }
-            let response = self.get(&host, &path_and_query, &hop_headers);
-            let location = response.header("location").map(str::to_owned);
-            let redirect = matches!(response.status, 301 | 302 | 303 | 307 | 308);
-            responses.push(response);
-            match location {
-                Some(location) if redirect => url = location,
-                _ => return responses,
-            }
-        }
-        panic!("more than 10 redirects: {responses:#?}");
+            self.get(host, path_and_query, hop_headers)
+        })
     }
 }
 

@@ -212,6 +212,7 @@ fn gate_decide(f: &Fixture) {
         method: "GET",
         server_name: HOST,
         client_ip: Some(f.client_ip),
+        authorization: mediagate::gate::Authorization::Absent,
     };
     let outcome = gate::decide(&f.config, &request, &mut buf, black_box(NOW));
     black_box(&outcome);
@@ -268,6 +269,7 @@ fn sanity_check(f: &Fixture) {
         method: "GET",
         server_name: HOST,
         client_ip: Some(f.client_ip),
+        authorization: mediagate::gate::Authorization::Absent,
     };
     let outcome = gate::decide(&f.config, &request, &mut buf, NOW);
     assert!(

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 use crate::config::{self, Config, KeyOrigin};
-use crate::gate::{self, MediaRequest, Outcome};
+use crate::gate::{self, Authorization, MediaRequest, Outcome};
 use crate::keys::Secret;
 use crate::mint::{mint, MintInput};
 use crate::path;
@@ -413,6 +413,8 @@ pub fn inspect(
         method: &args.method,
         server_name: &server_name,
         client_ip,
+        // `inspect` judges the URL: a token given to it is read as the query parameter.
+        authorization: Authorization::Absent,
     };
     let mut gate_buf = TokenBuf::new();
     let outcome = gate::decide(config, &request, &mut gate_buf, now);
@@ -442,7 +444,7 @@ pub fn inspect(
             ));
             Verdict::Denied(*reason)
         }
-        Outcome::Deny { reason, .. } => {
+        Outcome::Challenge { reason, .. } | Outcome::Deny { reason, .. } => {
             out.push_str(&format!(
                 "verdict     denied: {reason} ({}; {summary})\n",
                 hint(*reason, decoded.as_ref().and_then(|d| d.as_ref().ok()))

@@ -13,14 +13,20 @@
 //!   reads them.
 //!
 //! Denials carry `X-Mediagate-Reason` and `Cache-Control: no-store`; they are never cacheable.
+//! A malformed `Authorization` header is a 401 with `WWW-Authenticate` naming the accepted
+//! schemes, in every mode; with `"authorization"` among `token.sources`, auth mode's refresh
+//! 401 names them too, so that `protect-api.conf` (no redirect) hands the client a proper
+//! challenge: nginx copies `WWW-Authenticate` from the auth subrequest's 401.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use hyper::body::Bytes;
-use hyper::header::{HeaderName, HeaderValue, CACHE_CONTROL, CONTENT_TYPE, LOCATION};
+use hyper::header::{
+    HeaderName, HeaderValue, CACHE_CONTROL, CONTENT_TYPE, LOCATION, WWW_AUTHENTICATE,
+};
 use hyper::{Response, StatusCode};
 
-use crate::config::{AccelConfig, Disposition};
+use crate::config::{AccelConfig, Config, Disposition, TokenSource};
 use crate::decimal;
 use crate::gate::Outcome;
 use crate::path;
@@ -82,19 +88,26 @@ impl Mode {
 pub fn media_response(
     mode: Mode,
     outcome: &Outcome<'_>,
-    accel: &AccelConfig,
+    config: &Config,
     now: u64,
 ) -> Response<Body> {
+    let accel = &config.accel;
     match (outcome, mode) {
-        (Outcome::Allow { token, .. }, Mode::Auth) => {
+        (Outcome::Allow { token, source, .. }, Mode::Auth) => {
             let mut response = empty(StatusCode::NO_CONTENT);
             grant_headers(&mut response, token.as_ref(), now);
-            cache_headers(&mut response, token.as_ref(), accel, now);
+            cache_headers(&mut response, token.as_ref(), *source, accel, now);
             response
         }
-        (Outcome::Allow { path, token, .. }, Mode::Accel) => {
-            accel_response(accel, path, token.as_ref(), now)
-        }
+        (
+            Outcome::Allow {
+                path,
+                token,
+                source,
+                ..
+            },
+            Mode::Accel,
+        ) => accel_response(accel, path, token.as_ref(), *source, now),
         (Outcome::Allow { token, .. }, Mode::Forward) => {
             // 200, not 204: some forward-auth clients test for exactly 200.
             let mut response = empty(StatusCode::OK);
@@ -121,9 +134,29 @@ pub fn media_response(
                 Mode::Auth => StatusCode::UNAUTHORIZED,
                 Mode::Accel | Mode::Forward => StatusCode::FOUND,
             };
-            redirect(status, location, Some(*reason))
+            let mut response = redirect(status, location, Some(*reason));
+            if mode == Mode::Auth && config.token.from_authorization {
+                insert_challenge(&mut response, &config.token.challenge);
+            }
+            response
         }
+        (Outcome::Challenge { reason, .. }, _) => challenge(*reason, &config.token.challenge),
         (Outcome::Deny { reason, .. }, _) => deny(StatusCode::FORBIDDEN, *reason),
+    }
+}
+
+/// A 401 denial with `WWW-Authenticate: <the accepted schemes>` (RFC 9110 §11.6.1: a 401
+/// must name a way to authenticate).
+pub fn challenge(reason: Reason, schemes: &str) -> Response<Body> {
+    let mut response = deny(StatusCode::UNAUTHORIZED, reason);
+    insert_challenge(&mut response, schemes);
+    response
+}
+
+fn insert_challenge(response: &mut Response<Body>, schemes: &str) {
+    // Schemes were validated as HTTP tokens joined by ", ": always a valid header value.
+    if let Ok(value) = HeaderValue::from_str(schemes) {
+        response.headers_mut().insert(WWW_AUTHENTICATE, value);
     }
 }
 
@@ -188,14 +221,24 @@ pub fn empty(status: StatusCode) -> Response<Body> {
 /// `X-Accel-Expires` on an allow, in both modes: how long nginx may reuse this answer. Public
 /// paths carry none (nginx's own cache settings apply); token answers say
 /// [`auth_cache_until`], or `0` (never) when they must not be reused.
+///
+/// A token from an `Authorization` header is never reusable: nginx's cache key
+/// (`media-auth-cached.conf`: method, server, `$request_uri`) does not hold the header, so
+/// an allow cached under it would answer the same URL with no token at all. (Putting the
+/// header into the key instead would write the token into every cache file's key line.)
 fn cache_headers(
     response: &mut Response<Body>,
     token: Option<&Verified<'_>>,
+    source: Option<TokenSource>,
     accel: &AccelConfig,
     now: u64,
 ) {
     if let Some(token) = token {
-        let expires = auth_cache_until(token, accel, now).map_or(NO_CACHE, accel_expires_at);
+        let expires = match source {
+            Some(TokenSource::Authorization) => None,
+            _ => auth_cache_until(token, accel, now),
+        }
+        .map_or(NO_CACHE, accel_expires_at);
         response.headers_mut().insert(ACCEL_EXPIRES, expires);
     }
 }
@@ -252,6 +295,7 @@ fn accel_response(
     accel: &AccelConfig,
     canonical: &str,
     token: Option<&Verified<'_>>,
+    source: Option<TokenSource>,
     now: u64,
 ) -> Response<Body> {
     let mut response = empty(StatusCode::OK);
@@ -283,7 +327,7 @@ fn accel_response(
     }
     // A cache in front may reuse the redirect answer: never past the token's life, and never
     // for an IP-bound token, whose answer depends on the client (the same rule as auth mode).
-    cache_headers(&mut response, token, accel, now);
+    cache_headers(&mut response, token, source, accel, now);
     response
 }
 

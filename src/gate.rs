@@ -8,7 +8,7 @@
 use std::borrow::Cow;
 use std::net::IpAddr;
 
-use crate::config::{Config, Site};
+use crate::config::{Config, Site, TokenSource};
 use crate::mint;
 use crate::path;
 use crate::reason::Reason;
@@ -28,6 +28,21 @@ pub struct MediaRequest<'a> {
     pub server_name: &'a str,
     /// Client address (`$remote_addr`).
     pub client_ip: Option<IpAddr>,
+    /// The client's `Authorization` header, as forwarded. Read only when `token.sources`
+    /// has `"authorization"`.
+    pub authorization: Authorization<'a>,
+}
+
+/// The `Authorization` header of the original request, as the HTTP layer found it. The
+/// header's syntax is judged here, not there, so that `decide` sees every input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Authorization<'a> {
+    /// No `Authorization` header.
+    Absent,
+    /// Exactly one, as text.
+    One(&'a str),
+    /// More than one, or not UTF-8: which one would be meant cannot be told.
+    Unreadable,
 }
 
 /// What to do with a media request.
@@ -41,6 +56,9 @@ pub enum Outcome<'a> {
         path: Cow<'a, str>,
         /// The verified token, if the path was not public.
         token: Option<Verified<'a>>,
+        /// Where the token came from (`None` for public paths). An answer for a token
+        /// from a header must not be cached under a key made of the URL alone.
+        source: Option<TokenSource>,
         /// The site the request belongs to.
         site: &'a Site,
     },
@@ -51,6 +69,14 @@ pub enum Outcome<'a> {
         /// Why the current token (if any) did not do.
         reason: Reason,
         /// The site whose session domain is asked.
+        site: &'a Site,
+    },
+    /// Refuse with 401 and `WWW-Authenticate`: the request's `Authorization` header names
+    /// an accepted scheme but is not a well-formed credential (RFC 9110 §11.6.1).
+    Challenge {
+        /// Why (`malformed`).
+        reason: Reason,
+        /// The site the request belongs to.
         site: &'a Site,
     },
     /// Refuse, with a reason.
@@ -67,14 +93,18 @@ impl<'a> Outcome<'a> {
     pub fn reason(&self) -> Option<Reason> {
         match self {
             Outcome::Allow { .. } => None,
-            Outcome::Refresh { reason, .. } | Outcome::Deny { reason, .. } => Some(*reason),
+            Outcome::Refresh { reason, .. }
+            | Outcome::Challenge { reason, .. }
+            | Outcome::Deny { reason, .. } => Some(*reason),
         }
     }
 
     /// The site the request was decided for, if any.
     pub fn site(&self) -> Option<&'a Site> {
         match self {
-            Outcome::Allow { site, .. } | Outcome::Refresh { site, .. } => Some(site),
+            Outcome::Allow { site, .. }
+            | Outcome::Refresh { site, .. }
+            | Outcome::Challenge { site, .. } => Some(site),
             Outcome::Deny { site, .. } => *site,
         }
     }
@@ -113,13 +143,40 @@ pub fn decide<'a>(
         return Outcome::Allow {
             path: canonical,
             token: None,
+            source: None,
             site,
         };
     }
-    let text = match path::query_param(query.unwrap_or(""), &config.token.param) {
-        Ok(Some(text)) if !text.is_empty() => text,
-        Ok(_) => return refresh_or_deny(config, site, &canonical, Reason::MissingToken, None, now),
-        Err(()) => return Outcome::deny(Reason::Malformed, site),
+    // Each configured source is read, and its own syntax judged, before either is used.
+    let mut in_query = None;
+    if config.token.from_query {
+        match path::query_param(query.unwrap_or(""), &config.token.param) {
+            Ok(Some(text)) if !text.is_empty() => in_query = Some(text),
+            Ok(_) => {}
+            Err(()) => return Outcome::deny(Reason::Malformed, site),
+        }
+    }
+    let mut in_header = None;
+    if config.token.from_authorization {
+        match header_token(request.authorization, &config.token.auth_schemes) {
+            Ok(text) => in_header = text,
+            Err(()) => {
+                return Outcome::Challenge {
+                    reason: Reason::Malformed,
+                    site,
+                }
+            }
+        }
+    }
+    let (text, source) = match (in_query, in_header) {
+        (Some(text), None) => (text, TokenSource::Query),
+        (None, Some(text)) => (text, TokenSource::Authorization),
+        // Exactly one source per request, even when both hold the same string: which of
+        // two credentials nginx, the application and mediagate each read would differ.
+        (Some(_), Some(_)) => return Outcome::deny(Reason::Malformed, site),
+        (None, None) => {
+            return refresh_or_deny(config, site, &canonical, Reason::MissingToken, None, now)
+        }
     };
     let verified = {
         let token_request = Request {
@@ -148,6 +205,7 @@ pub fn decide<'a>(
         Ok(token) => Outcome::Allow {
             path: canonical,
             token: Some(token),
+            source: Some(source),
             site,
         },
         Err(denied) => {
@@ -159,6 +217,59 @@ pub fn decide<'a>(
             refresh_or_deny(config, site, &canonical, denied.reason, previous, now)
         }
     }
+}
+
+/// The token in an `Authorization` header: `Ok(None)` when there is none or the header
+/// belongs to another scheme (`Basic` for a password prompt in front of the site is not ours
+/// to judge), `Err` when it names one of `schemes` (ignoring case, RFC 9110 §11.1) but is not
+/// `<scheme> 1*SP <token68>`: the scheme alone, empty credentials, a space, comma or tab in
+/// them, or a header that is repeated or not UTF-8. Nothing is trimmed or repaired.
+pub fn header_token<'a>(
+    header: Authorization<'a>,
+    schemes: &[String],
+) -> Result<Option<&'a str>, ()> {
+    let value = match header {
+        Authorization::Absent => return Ok(None),
+        Authorization::Unreadable => return Err(()),
+        Authorization::One(value) => value,
+    };
+    // An empty header says "no credentials" in no scheme's syntax.
+    if value.trim_matches([' ', '\t']).is_empty() {
+        return Err(());
+    }
+    let scheme_len = value
+        .bytes()
+        .position(|b| !is_tchar(b))
+        .unwrap_or(value.len());
+    let (scheme, rest) = value.split_at(scheme_len);
+    if !schemes
+        .iter()
+        .any(|accepted| accepted.eq_ignore_ascii_case(scheme))
+    {
+        return Ok(None);
+    }
+    // `Bearer` alone, `Bearer,x` and `Bearer\tx` are ours and broken.
+    let credentials = rest.strip_prefix(' ').ok_or(())?.trim_start_matches(' ');
+    if is_token68(credentials) {
+        Ok(Some(credentials))
+    } else {
+        Err(())
+    }
+}
+
+/// `tchar` (RFC 9110 §5.6.2): the bytes of an authentication scheme.
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// `token68` (RFC 9110 §11.2): `1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`.
+/// Whether the text is a v1 token is the decoder's business; this is the header's syntax.
+fn is_token68(text: &str) -> bool {
+    let body = text.trim_end_matches('=');
+    !body.is_empty()
+        && body
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~+/".contains(&b))
 }
 
 /// A refreshable failure becomes a redirect to the session domain, unless the site has none

@@ -866,6 +866,7 @@ fn inspect_gives_the_reason_auth_gives() {
             method,
             server_name: host,
             client_ip: ip.map(|ip| ip.parse().unwrap()),
+            authorization: mediagate::gate::Authorization::Absent,
         };
         let expected = match gate::decide(&config, &request, &mut buf, now) {
             Outcome::Allow { .. } => "allowed".to_owned(),

@@ -635,6 +635,7 @@ fn refresh_redirect_is_never_issued_for_a_path_the_session_side_rejects() {
         method: "GET",
         server_name: "media.example.org",
         client_ip: None,
+        authorization: mediagate::gate::Authorization::Absent,
     };
     match gate::decide(&config, &request, &mut buf, NOW) {
         Outcome::Refresh { location, .. } => {
@@ -645,7 +646,7 @@ fn refresh_redirect_is_never_issued_for_a_path_the_session_side_rejects() {
             assert_eq!(checked, Ok(()), "refresh URL of {} bytes", uri.len());
         }
         Outcome::Deny { .. } => {}
-        Outcome::Allow { .. } => panic!("untokened request allowed"),
+        outcome => panic!("untokened request: {outcome:?}"),
     }
 }
 
@@ -704,6 +705,7 @@ fn token_parameter_is_read_in_one_spelling_only() {
             method: "GET",
             server_name: "media.example.org",
             client_ip: None,
+            authorization: mediagate::gate::Authorization::Absent,
         };
         let outcome = gate::decide(&config, &request, &mut buf, NOW);
         assert_eq!(outcome.reason(), *expected, "?{query}");

@@ -138,10 +138,38 @@ pub enum LogFormat {
 pub struct TokenConfig {
     /// Query parameter name.
     pub param: String,
+    /// Read the token from the query parameter [`TokenConfig::param`].
+    pub from_query: bool,
+    /// Read the token from an `Authorization` header with one of
+    /// [`TokenConfig::auth_schemes`].
+    pub from_authorization: bool,
+    /// Authorization schemes that carry a token, as configured (compared ignoring case).
+    pub auth_schemes: Vec<String>,
+    /// The `WWW-Authenticate` value naming the accepted schemes (`Bearer, TmpToken`).
+    pub challenge: String,
     /// Default TTL for minting.
     pub default_ttl: u64,
     /// Verification tolerances and the lifetime cap.
     pub limits: Limits,
+}
+
+/// Where a request's token came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenSource {
+    /// The query parameter `token.param`.
+    Query,
+    /// An `Authorization: <scheme> <token>` header.
+    Authorization,
+}
+
+impl TokenSource {
+    /// The name in `token.sources`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenSource::Query => "query",
+            TokenSource::Authorization => "authorization",
+        }
+    }
 }
 
 /// Where the key ring came from.
@@ -402,6 +430,12 @@ fn validate_with(raw: &RawConfig, dev_key: DevKey, getenv: Getenv) -> Result<Con
     if !param_ok {
         check(Err("token.param: use letters, digits, '_' or '-'".into()));
     }
+    let sources = token_sources(&raw.token).unwrap_or_else(|problems| {
+        for problem in problems {
+            check(Err(problem));
+        }
+        Vec::new()
+    });
     let max_lifetime = raw.token.max_lifetime.0;
     if max_lifetime == 0 {
         check(Err(
@@ -549,6 +583,10 @@ fn validate_with(raw: &RawConfig, dev_key: DevKey, getenv: Getenv) -> Result<Con
         },
         token: TokenConfig {
             param: raw.token.param.clone(),
+            from_query: sources.contains(&TokenSource::Query),
+            from_authorization: sources.contains(&TokenSource::Authorization),
+            auth_schemes: raw.token.auth_schemes.clone(),
+            challenge: raw.token.auth_schemes.join(", "),
             default_ttl: raw.token.default_ttl.0,
             limits: Limits {
                 leeway: raw.token.leeway.0,
@@ -573,6 +611,61 @@ fn validate_with(raw: &RawConfig, dev_key: DevKey, getenv: Getenv) -> Result<Con
         internal_secret,
         sites,
     })
+}
+
+/// `token.sources` and `token.auth_schemes`: known names, each once, and schemes that are
+/// HTTP tokens (RFC 9110 §11.1), since they are matched against headers and named in
+/// `WWW-Authenticate`.
+fn token_sources(raw: &raw::RawToken) -> Result<Vec<TokenSource>, Vec<String>> {
+    let mut errors = Vec::new();
+    let mut sources = Vec::new();
+    for name in &raw.sources {
+        let source = match name.as_str() {
+            "query" => TokenSource::Query,
+            "authorization" => TokenSource::Authorization,
+            other => {
+                errors.push(format!(
+                    "token.sources: {other:?} is not \"query\" or \"authorization\""
+                ));
+                continue;
+            }
+        };
+        if sources.contains(&source) {
+            errors.push(format!("token.sources: {name:?} is listed twice"));
+        }
+        sources.push(source);
+    }
+    if raw.sources.is_empty() {
+        errors.push("token.sources: name at least one of \"query\" and \"authorization\"".into());
+    }
+    for (index, scheme) in raw.auth_schemes.iter().enumerate() {
+        // tchar (RFC 9110 §5.6.2): what an auth-scheme is made of.
+        let tchar = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+        if scheme.is_empty() || !scheme.bytes().all(tchar) {
+            errors.push(format!(
+                "token.auth_schemes: {scheme:?} is not an HTTP authentication scheme (letters, digits, no spaces)"
+            ));
+        }
+        if raw.auth_schemes[..index]
+            .iter()
+            .any(|earlier| earlier.eq_ignore_ascii_case(scheme))
+        {
+            errors.push(format!(
+                "token.auth_schemes: {scheme:?} is listed twice (schemes ignore case)"
+            ));
+        }
+    }
+    if sources.contains(&TokenSource::Authorization) && raw.auth_schemes.is_empty() {
+        errors.push(
+            "token.auth_schemes: name at least one scheme when token.sources has \"authorization\""
+                .into(),
+        );
+    }
+    if errors.is_empty() {
+        Ok(sources)
+    } else {
+        Err(errors)
+    }
 }
 
 /// True when both sites refresh through the same session host and one refresh path lies at or

@@ -52,6 +52,8 @@ pub struct RawLog {
 #[serde(deny_unknown_fields)]
 pub struct RawToken {
     pub param: String,
+    pub sources: Vec<String>,
+    pub auth_schemes: Vec<String>,
     pub default_ttl: Duration,
     pub max_lifetime: Duration,
     pub leeway: Duration,

@@ -2,15 +2,17 @@
 //! (`/auth`, `/accel`), Caddy and Traefik in `X-Forwarded-*` headers (`/forward`).
 //!
 //! These headers are only believed from trusted peers (the caller checks). Each must occur
-//! exactly once: a missing or duplicated header is a denial, never a guess. Whatever the
+//! exactly once: a missing or duplicated header is a denial, never a guess. The client's
+//! `Authorization` header (forwarded by the snippets, copied by Caddy, listed in Traefik's
+//! `authRequestHeaders`) is passed on as found; the gate judges it. Whatever the
 //! proxy, the site is chosen by `X-Mediagate-Server-Name`, which the proxy's configuration
 //! sets; `X-Forwarded-Host` (what the client typed) is never read.
 
 use std::net::IpAddr;
 
-use hyper::header::{HeaderMap, HeaderName};
+use hyper::header::{HeaderMap, HeaderName, AUTHORIZATION};
 
-use crate::gate::MediaRequest;
+use crate::gate::{Authorization, MediaRequest};
 use crate::reason::Reason;
 
 /// `X-Original-URI`: nginx `$request_uri` (raw path and query).
@@ -54,6 +56,18 @@ pub fn optional<'h>(headers: &'h HeaderMap, name: &HeaderName) -> Result<Option<
     }
 }
 
+/// The `Authorization` header: absent, one readable value, or unreadable (repeated, not
+/// UTF-8). Not an error here: whether it matters depends on `token.sources`.
+pub fn authorization(headers: &HeaderMap) -> Authorization<'_> {
+    let mut values = headers.get_all(AUTHORIZATION).iter();
+    match (values.next(), values.next()) {
+        (None, _) => Authorization::Absent,
+        (Some(value), None) => std::str::from_utf8(value.as_bytes())
+            .map_or(Authorization::Unreadable, Authorization::One),
+        (Some(_), Some(_)) => Authorization::Unreadable,
+    }
+}
+
 /// Builds the media request from nginx's headers. `method` overrides `X-Original-Method`
 /// in accel mode, where nginx proxies the original method itself.
 pub fn media_request<'h>(
@@ -77,6 +91,7 @@ pub fn media_request<'h>(
         method,
         server_name,
         client_ip,
+        authorization: authorization(headers),
     })
 }
 
@@ -103,6 +118,7 @@ pub fn forwarded_request(headers: &HeaderMap) -> Result<MediaRequest<'_>, Reason
         method,
         server_name,
         client_ip: Some(client_ip),
+        authorization: authorization(headers),
     })
 }
 

@@ -132,11 +132,11 @@ fn decide_media(
     let now = clock::now();
     let mut buf = TokenBuf::new();
     let outcome = gate::decide(config, &media_request, &mut buf, now);
-    let response = decision::media_response(mode, &outcome, &config.accel, now);
+    let response = decision::media_response(mode, &outcome, config, now);
     let verdict = match outcome {
         Outcome::Allow { .. } => Verdict::Allow,
         Outcome::Refresh { .. } => Verdict::Refresh,
-        Outcome::Deny { .. } => Verdict::Deny,
+        Outcome::Challenge { .. } | Outcome::Deny { .. } => Verdict::Deny,
     };
     app.metrics.media(mode, verdict, outcome.reason());
     if config.log.audit {

@@ -932,6 +932,9 @@ fn app_decide(
     if path.starts_with("/login") {
         return ("200 OK", vec![], "login page".into());
     }
+    if path.starts_with("/api/") {
+        return ("200 OK", vec![], api_echo(path, headers));
+    }
     if !path.starts_with("/media-access") {
         return ("200 OK", vec![], "application".into());
     }
@@ -955,6 +958,17 @@ fn app_decide(
         "session=mallory" => ("403 Forbidden", vec![], String::new()),
         _ => ("401 Unauthorized", vec![], String::new()),
     }
+}
+
+/// What the stand-in application's `/api/` answers: the request target it received and every
+/// header (names lower case, sorted), one per line, so a test can prove what reached it.
+pub fn api_echo(target: &str, headers: &HashMap<String, String>) -> String {
+    let mut lines: Vec<String> = headers
+        .iter()
+        .map(|(name, value)| format!("{name}: {value}"))
+        .collect();
+    lines.sort();
+    format!("target {target}\n{}\n", lines.join("\n"))
 }
 
 /// The body mediagate writes for a denial: `"{status} {reason phrase}: {reason}\n"`.

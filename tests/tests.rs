@@ -8,6 +8,8 @@
 //! - `edges`: the trust boundaries at the edges (issue 8), through real nginx.
 //! - `reload`: configuration and key reload on SIGHUP under `wrk` load, through real nginx.
 //! - `proxies`: Caddy (real) and Traefik (its request shape) in front of `/forward`.
+//! - `tokensrc`: where the token comes from (query or `Authorization` header), in-process and
+//!   through real nginx (issue 11).
 
 mod cli;
 mod deploy;
@@ -18,4 +20,5 @@ mod proxies;
 mod reload;
 mod server;
 mod support;
+mod tokensrc;
 mod vectors;

@@ -224,7 +224,7 @@ pub fn decide<'a>(
 /// to judge), `Err` when it names one of `schemes` (ignoring case, RFC 9110 §11.1) but is not
 /// `<scheme> 1*SP <token68>`: the scheme alone, empty credentials, a space, comma or tab in
 /// them, or a header that is repeated or not UTF-8. Nothing is trimmed or repaired.
-pub fn header_token<'a>(
+fn header_token<'a>(
     header: Authorization<'a>,
     schemes: &[String],
 ) -> Result<Option<&'a str>, ()> {

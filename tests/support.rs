@@ -862,6 +862,8 @@ pub fn split_url(url: &str) -> (String, String) {
 
 /// The stand-in application: `/media-access` decides by cookie, `/login` is a login page.
 ///
+/// - `mode=instant-login`: `/login` behaves like the demo's instant login (302 to `next`,
+///   setting a session cookie this browser never sends back), and `/media-access` says 401.
 /// - `session=alice`: may see everything; folders under `/media/hls/` and `/media/50%/` are
 ///   granted as a prefix; paths containing `short` get a 60 s grant.
 /// - `session=mallory`: logged in but may see nothing (403).
@@ -929,7 +931,22 @@ fn app_decide(
     headers: &HashMap<String, String>,
     asked: &Mutex<Vec<String>>,
 ) -> (&'static str, Vec<(&'static str, String)>, String) {
+    let cookie = headers.get("cookie").map(String::as_str).unwrap_or("");
     if path.starts_with("/login") {
+        if cookie == "mode=instant-login" {
+            // The demo's instant login: it sets a session cookie and sends the browser back
+            // to `next` at once; this browser withholds the cookie (an `<img>` on another
+            // site), so the access check that follows says 401 again.
+            let next = path
+                .split_once("next=")
+                .map(|(_, next)| percent_decode(next.split('&').next().unwrap_or("")))
+                .unwrap_or_default();
+            let extra = vec![
+                ("Set-Cookie", "session=alice; Path=/; HttpOnly".to_owned()),
+                ("Location", format!("http://{WWW_HOST}{next}")),
+            ];
+            return ("302 Found", extra, String::new());
+        }
         return ("200 OK", vec![], "login page".into());
     }
     if !path.starts_with("/media-access") {
@@ -937,7 +954,6 @@ fn app_decide(
     }
     let media_path = headers.get("x-media-path").cloned().unwrap_or_default();
     asked.lock().unwrap().push(media_path.clone());
-    let cookie = headers.get("cookie").map(String::as_str).unwrap_or("");
     match cookie {
         "session=alice" => {
             let mut grant = vec![("X-Mediagate-Grant-Subject", "alice".to_owned())];
@@ -955,6 +971,32 @@ fn app_decide(
         "session=mallory" => ("403 Forbidden", vec![], String::new()),
         _ => ("401 Unauthorized", vec![], String::new()),
     }
+}
+
+/// `%XX` sequences decoded (the stand-in application's `next`; the test controls the input).
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|hex| std::str::from_utf8(hex).ok());
+        match (
+            bytes[i],
+            hex.and_then(|hex| u8::from_str_radix(hex, 16).ok()),
+        ) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).unwrap()
 }
 
 /// The body mediagate writes for a denial: `"{status} {reason phrase}: {reason}\n"`.

@@ -242,8 +242,9 @@ fn login_location(
     }
     let uri = original::single(request.headers(), &ORIGINAL_URI)?;
     let server_name = original::single(request.headers(), &SERVER_NAME)?;
-    let target = refresh::check_target(config, server_name, uri, clock::now())?;
-    Ok(refresh::login_location(&target))
+    let now = clock::now();
+    let target = refresh::check_target(config, server_name, uri, now)?;
+    refresh::login_location(config, &target, now)
 }
 
 fn secret_matches(config: &Config, presented: Option<&str>) -> bool {

@@ -504,6 +504,22 @@ impl Stack {
         )
     }
 
+    /// [`Stack::media`] with extra request headers.
+    pub fn media_with(
+        &self,
+        method: &str,
+        path_and_query: &str,
+        headers: &[(&str, &str)],
+    ) -> Response {
+        request(
+            &self.socket("media.sock"),
+            method,
+            MEDIA_HOST,
+            path_and_query,
+            headers,
+        )
+    }
+
     /// Follows redirects like a browser, across both domains, sending `cookie` to the
     /// session domain only. Returns every response in order.
     pub fn browse(&self, url: &str, cookie: Option<&str>) -> Vec<Response> {
@@ -999,14 +1015,13 @@ fn percent_decode(text: &str) -> String {
     String::from_utf8(out).unwrap()
 }
 
-/// The body mediagate writes for a denial: `"{status} {reason phrase}: {reason}\n"`.
+/// The body mediagate writes for a denial without `Accept: text/html` and without site
+/// overrides: the built-in plain-text page (its exact bytes are pinned in `denials.rs`).
 pub fn deny_body(status: u16, reason: &str) -> String {
-    let phrase = match status {
-        401 => "Unauthorized",
-        403 => "Forbidden",
-        other => panic!("mediagate does not deny with {other}"),
-    };
-    format!("{status} {phrase}: {reason}\n")
+    let reason =
+        mediagate::pages::reason_named(reason).unwrap_or_else(|| panic!("{reason:?} is no reason"));
+    let page = mediagate::pages::render(status, Some(reason), mediagate::pages::Format::Text, None);
+    String::from_utf8(page.to_vec()).unwrap()
 }
 
 /// nginx's own error page for `status_line` (e.g. `"403 Forbidden"`), as nginx writes it
@@ -1057,9 +1072,10 @@ pub fn seen(response: &Response) -> Seen {
     )
 }
 
-/// A denial in auth_request mode as the client sees it: nginx's error page, mediagate's reason.
+/// A denial in auth_request mode as the client sees it: mediagate's page (protect.conf's
+/// `error_page 403` asks `/denied` for it), mediagate's reason.
 pub fn nginx_denied(reason: &str) -> Seen {
-    (403, Some(reason.to_owned()), nginx_page("403 Forbidden"))
+    (403, Some(reason.to_owned()), deny_body(403, reason))
 }
 
 /// A denial in X-Accel-Redirect mode: nginx passes mediagate's own body through.

@@ -404,6 +404,18 @@ fn login_detour_advances_the_loop_guard() {
     // The session side's /login answers mediagate's own page, through nginx as it is.
     assert_eq!(seen(last), accel_denied("refresh_loop"));
     assert_eq!(last.header("cache-control"), Some("no-store"));
+    // A browser gets it as HTML: session-refresh.conf forwards Accept to /login.
+    let hops = stack.browse_with(
+        &format!("http://{MEDIA_HOST}/media/report.pdf"),
+        Some("mode=instant-login"),
+        &[("Accept", "text/html")],
+    );
+    let last = hops.last().unwrap();
+    assert_eq!(
+        (statuses(&hops), last.header("content-type")),
+        (vec![302, 302, 302, 403], Some("text/html; charset=utf-8"))
+    );
+    assert!(last.text().contains("<h1>Link could not be renewed</h1>"));
 }
 
 #[test]

@@ -3,7 +3,10 @@
 
 It plays the part of your web application on the session domain:
   GET /              a page with media links
-  GET /login?next=   "logs you in" (sets a cookie) and sends you back to `next`
+  GET /login?next=   "logs you in" (sets a cookie) and sends you back to `next` at once; a
+                     browser that withholds the cookie (an <img> on another site) comes back
+                     unauthenticated, and mediagate ends that detour on 403 refresh_loop
+                     after refresh.max_attempts instead of redirecting forever
   GET /logout        forgets the cookie
   GET /media-access  nginx's access check: 200 if logged in (with a grant subject), else 401
 """

@@ -29,6 +29,7 @@ use hyper::{Response, StatusCode};
 use crate::config::{AccelConfig, Config, Disposition, TokenSource};
 use crate::decimal;
 use crate::gate::Outcome;
+use crate::pages::{self, Format, Pages};
 use crate::path;
 use crate::reason::Reason;
 use crate::token::{Token, Verified};
@@ -160,23 +161,39 @@ fn insert_challenge(response: &mut Response<Body>, schemes: &str) {
     }
 }
 
-/// A denial: status, reason header, short explanation, never cacheable.
+/// A denial: status, reason header, the built-in plain-text page, never cacheable.
 pub fn deny(status: StatusCode, reason: Reason) -> Response<Body> {
-    let text = match reason {
-        Reason::RefreshLoop => "This link could not be renewed: a fresh link was refused again \
-             (clock or key mismatch between the sites?). Reload the page that linked here; \
-             if it persists, contact the site's operators.\n"
-            .to_owned(),
-        _ => format!(
-            "{} {}: {reason}\n",
-            status.as_u16(),
-            status.canonical_reason().unwrap_or("")
-        ),
-    };
-    let mut response = text_response(status, text);
-    response
-        .headers_mut()
-        .insert(REASON, HeaderValue::from_static(reason.as_str()));
+    denial_page(status, Some(reason), Format::Text, None)
+}
+
+/// A denial as a page for people ([`pages::render`]): `format` from the client's `Accept`,
+/// `pages` the site's overrides. `reason` is `None` for a 403 nginx made itself; then no
+/// `X-Mediagate-Reason` is sent.
+pub fn denial_page(
+    status: StatusCode,
+    reason: Option<Reason>,
+    format: Format,
+    pages: Option<&Pages>,
+) -> Response<Body> {
+    let mut response = Response::new(Body::new(pages::render(
+        status.as_u16(),
+        reason,
+        format,
+        pages,
+    )));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static(format.content_type()),
+    );
+    headers.insert(CACHE_CONTROL, NO_STORE);
+    // The page is shown under a URL that may hold a working token: a link on it (an
+    // operator's own page may have some) must not send it on in Referer.
+    headers.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
+    if let Some(reason) = reason {
+        headers.insert(REASON, HeaderValue::from_static(reason.as_str()));
+    }
     response
 }
 

@@ -224,10 +224,7 @@ pub fn decide<'a>(
 /// to judge), `Err` when it names one of `schemes` (ignoring case, RFC 9110 §11.1) but is not
 /// `<scheme> 1*SP <token68>`: the scheme alone, empty credentials, a space, comma or tab in
 /// them, or a header that is repeated or not UTF-8. Nothing is trimmed or repaired.
-fn header_token<'a>(
-    header: Authorization<'a>,
-    schemes: &[String],
-) -> Result<Option<&'a str>, ()> {
+fn header_token<'a>(header: Authorization<'a>, schemes: &[String]) -> Result<Option<&'a str>, ()> {
     let value = match header {
         Authorization::Absent => return Ok(None),
         Authorization::Unreadable => return Err(()),

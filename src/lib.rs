@@ -10,6 +10,7 @@
 //! - [`gate`]: the media-domain decision: allow, refresh, or deny. Pure.
 //! - [`refresh`]: the session-domain half of the refresh flow. Pure.
 //! - [`decision`]: the one place where outcomes become HTTP responses.
+//! - [`pages`]: denial pages for people (what happened, what to do), per reason and site.
 //! - [`http`]: hyper listeners, routing, graceful shutdown.
 //! - [`config`]: figment layers -> validated [`config::Config`]; the only place that reads
 //!   key files.
@@ -30,6 +31,7 @@ pub mod keys;
 pub mod logging;
 pub mod metrics;
 pub mod mint;
+pub mod pages;
 pub mod path;
 pub mod probe;
 pub mod reason;

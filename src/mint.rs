@@ -11,6 +11,7 @@
 use serde::Deserialize;
 
 use crate::config::{Config, Duration, Site};
+use crate::keys::Key;
 use crate::path;
 use crate::token::{self, Claims, IpNet, Methods, Purpose, RefreshMarker, Scope};
 
@@ -237,9 +238,30 @@ pub fn mint(config: &Config, request: &MintRequest, now: u64) -> Result<Minted, 
     })
 }
 
-/// Signs a refresh `state` bound to `canonical_path` for the site `site_id`.
+/// Signs a refresh `state` bound to `canonical_path` for the site `site_id`, with the signing
+/// key (the media side starting a chain).
 pub fn refresh_state(
     config: &Config,
+    site_id: &str,
+    canonical_path: &str,
+    marker: RefreshMarker,
+    now: u64,
+) -> Result<String, MintError> {
+    refresh_state_signed_by(
+        config,
+        config.keys.signing_key(),
+        site_id,
+        canonical_path,
+        marker,
+        now,
+    )
+}
+
+/// [`refresh_state`] signed with `key`: the session side's login detour re-signs a state with
+/// the key that signed the incoming one, which the media side is known to have.
+pub fn refresh_state_signed_by(
+    config: &Config,
+    key: &Key,
     site_id: &str,
     canonical_path: &str,
     marker: RefreshMarker,
@@ -255,5 +277,5 @@ pub fn refresh_state(
             now + config.refresh.state_ttl,
         )
     };
-    token::sign(&claims, config.keys.signing_key()).map_err(|error| MintError::BadField(error.0))
+    token::sign(&claims, key).map_err(|error| MintError::BadField(error.0))
 }

@@ -14,6 +14,7 @@
 
 use crate::config::{Config, Duration, Site};
 use crate::keys::Key;
+use crate::mint;
 use crate::path;
 use crate::reason::Reason;
 use crate::token::{self, Claims, Purpose, RefreshMarker, Request, Scope, TokenBuf};
@@ -42,8 +43,6 @@ pub struct RefreshTarget<'c> {
     /// The key that signed the state: the media side knows it, so tokens minted with it can
     /// always be verified there (a refresh can never loop on `unknown_key`).
     key: &'c Key,
-    /// The state string (validated).
-    state: String,
 }
 
 /// Checks the refresh URL `uri` (the session domain's raw `$request_uri`), forwarded by the
@@ -88,7 +87,6 @@ pub fn check_target<'c>(
                     path: canonical.into_owned(),
                     marker,
                     key,
-                    state: state.to_owned(),
                 })
             }
             Err(denied) => reason = denied,
@@ -182,21 +180,54 @@ pub fn approve(
     ))
 }
 
-/// Where to send a user the application says is not logged in: the site's login URL with the
-/// refresh URL (session-relative, rebuilt from checked parts) as return path.
-pub fn login_location(target: &RefreshTarget<'_>) -> Option<String> {
-    let refresh = target.site.refresh.as_ref()?;
-    let login = refresh.login_url.as_ref()?;
+/// Where to send a user the application says is not logged in: the site's login URL with a
+/// refresh URL (session-relative, rebuilt from checked parts) as return path; `None` when the
+/// site has no login URL.
+///
+/// The way back carries a new state with the attempt advanced, signed with the key that signed
+/// the incoming one (the media side has it). A login detour and a media-side refresh share one
+/// counter: both mean "a fresh link was not obtained". So a browser that withholds the session
+/// cookie (an `<img>` on another site, third-party cookies blocked) and an application whose
+/// login answers at once go round at most `refresh.max_attempts` times and then end on
+/// `refresh_loop` instead of redirecting forever. `started` is copied: the chain's window
+/// stays measured on the media side's clock.
+pub fn login_location(
+    config: &Config,
+    target: &RefreshTarget<'_>,
+    now: u64,
+) -> Result<Option<String>, Reason> {
+    let Some(refresh) = target.site.refresh.as_ref() else {
+        return Ok(None);
+    };
+    let Some(login) = refresh.login_url.as_ref() else {
+        return Ok(None);
+    };
+    let attempt = target.marker.attempt.saturating_add(1);
+    if attempt > config.refresh.max_attempts {
+        return Err(Reason::RefreshLoop);
+    }
+    let marker = RefreshMarker {
+        attempt,
+        started: target.marker.started,
+    };
+    let state = mint::refresh_state_signed_by(
+        config,
+        target.key,
+        &target.site.id,
+        &target.path,
+        marker,
+        now,
+    )
+    .map_err(|_| Reason::BadState)?;
     let back = format!(
-        "{}{}?state={}",
+        "{}{}?state={state}",
         refresh.refresh_path,
         path::encode_path(&target.path),
-        target.state
     );
     let separator = if login.contains('?') { '&' } else { '?' };
-    Some(format!(
+    Ok(Some(format!(
         "{login}{separator}{}={}",
         path::encode_component(&refresh.login_param),
         path::encode_component(&back)
-    ))
+    )))
 }

@@ -5,8 +5,8 @@ use mediagate::mint::MintRequest;
 use mediagate::token::Methods;
 
 use crate::support::{
-    accel_denied, nginx_denied, nginx_page, request, seen, served, split_url, Options, Response,
-    Seen, Stack, MEDIA_HOST, WWW_HOST,
+    accel_denied, deny_body, nginx_denied, nginx_page, request, seen, served, split_url, Options,
+    Response, Seen, Stack, MEDIA_HOST, WWW_HOST,
 };
 
 const PDF: &[u8] = b"%PDF-1.4 not really a pdf, but bytes we can recognise\n";
@@ -356,6 +356,68 @@ fn not_logged_in_goes_to_login_and_comes_back() {
     assert_eq!(hops.last().unwrap().body, PDF);
 }
 
+/// The state in a login URL's `next` (percent-encoded there).
+fn state_in_login_url(location: &str) -> &str {
+    location
+        .split_once("%3Fstate%3D")
+        .unwrap_or_else(|| panic!("no state in {location:?}"))
+        .1
+}
+
+#[test]
+fn login_detour_advances_the_loop_guard() {
+    // Issue 10: the demo's instant login sets a cookie and redirects back at once; a browser
+    // that withholds the cookie (an <img> on another site) came back without a session, was
+    // sent to the login page again with the same state, and so on: ERR_TOO_MANY_REDIRECTS.
+    // Before the fix `browse` gave up with "more than 10 redirects" (302, 302, 302, 302, ...).
+    let stack = stack_with_files("login-loop");
+    let hops = stack.browse(
+        &format!("http://{MEDIA_HOST}/media/report.pdf"),
+        Some("mode=instant-login"),
+    );
+    // media 302 (attempt 1) -> refresh: app 401 -> login URL (attempt 2) -> instant login
+    // 302 back -> refresh: app 401 -> /login: attempt 3 > refresh.max_attempts (2) -> 403.
+    assert_eq!(statuses(&hops), [302, 302, 302, 403], "{hops:#?}");
+    let login = hops[1].header("location").unwrap();
+    assert!(
+        login.starts_with(&format!(
+            "http://{WWW_HOST}/login?next=%2F_mediagate%2Frefresh%2Fmedia%2Freport.pdf%3Fstate%3D"
+        )),
+        "{login}"
+    );
+    // A new state, not the one the media side issued.
+    let first_state = hops[0]
+        .header("location")
+        .unwrap()
+        .split_once("?state=")
+        .unwrap()
+        .1;
+    assert_ne!(state_in_login_url(login), first_state);
+    assert_eq!(
+        hops[2].header("location").unwrap(),
+        format!(
+            "http://{WWW_HOST}/_mediagate/refresh/media/report.pdf?state={}",
+            state_in_login_url(login)
+        )
+    );
+    let last = hops.last().unwrap();
+    // The session side's /login answers mediagate's own page, through nginx as it is.
+    assert_eq!(seen(last), accel_denied("refresh_loop"));
+    assert_eq!(last.header("cache-control"), Some("no-store"));
+    // A browser gets it as HTML: session-refresh.conf forwards Accept to /login.
+    let hops = stack.browse_with(
+        &format!("http://{MEDIA_HOST}/media/report.pdf"),
+        Some("mode=instant-login"),
+        &[("Accept", "text/html")],
+    );
+    let last = hops.last().unwrap();
+    assert_eq!(
+        (statuses(&hops), last.header("content-type")),
+        (vec![302, 302, 302, 403], Some("text/html; charset=utf-8"))
+    );
+    assert!(last.text().contains("<h1>Link could not be renewed</h1>"));
+}
+
 #[test]
 fn logged_in_but_not_allowed_gets_403_and_no_token() {
     let stack = stack_with_files("notallowed");
@@ -568,7 +630,7 @@ fn open_redirect_attempts_never_leave_the_configured_hosts() {
         403,
         Some("bad_path".to_owned()),
         None,
-        nginx_page("403 Forbidden"),
+        deny_body(403, "bad_path"),
     );
     let refresh = |encoded: &str| {
         (

@@ -42,7 +42,7 @@ fn statuses(hops: &[Response]) -> Vec<u16> {
 
 /// mediagate's own denial body.
 fn denial_body(reason: &str) -> Vec<u8> {
-    format!("403 Forbidden: {reason}\n").into_bytes()
+    crate::support::deny_body(403, reason).into_bytes()
 }
 
 /// Signs `claims` with the stack's signing key, bypassing the minting front end (which would

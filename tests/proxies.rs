@@ -92,6 +92,18 @@ fn caddy_serves_a_valid_token_and_denies_a_forged_one_with_its_reason() {
         )
     );
     assert_eq!(denied.header("cache-control"), Some("no-store"));
+    // A browser gets the HTML page: Caddy's forward_auth passes the client's Accept, so the
+    // Caddyfile needs nothing for readable denial pages.
+    let browser = stack.get(MEDIA_HOST, &forged, &[("Accept", "text/html")]);
+    assert_eq!(
+        (browser.status, browser.header("content-type")),
+        (403, Some("text/html; charset=utf-8"))
+    );
+    assert!(
+        browser.text().contains("<h1>Invalid link</h1>"),
+        "{}",
+        browser.text()
+    );
 
     let public = stack.get(MEDIA_HOST, "/media/public/p.txt", &[]);
     assert_eq!(seen(&public), (200, None, None, "public\n".to_owned()));

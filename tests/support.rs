@@ -504,6 +504,22 @@ impl Stack {
         )
     }
 
+    /// [`Stack::media`] with extra request headers.
+    pub fn media_with(
+        &self,
+        method: &str,
+        path_and_query: &str,
+        headers: &[(&str, &str)],
+    ) -> Response {
+        request(
+            &self.socket("media.sock"),
+            method,
+            MEDIA_HOST,
+            path_and_query,
+            headers,
+        )
+    }
+
     /// Follows redirects like a browser, across both domains, sending `cookie` to the
     /// session domain only. Returns every response in order.
     pub fn browse(&self, url: &str, cookie: Option<&str>) -> Vec<Response> {
@@ -862,6 +878,8 @@ pub fn split_url(url: &str) -> (String, String) {
 
 /// The stand-in application: `/media-access` decides by cookie, `/login` is a login page.
 ///
+/// - `mode=instant-login`: `/login` behaves like the demo's instant login (302 to `next`,
+///   setting a session cookie this browser never sends back), and `/media-access` says 401.
 /// - `session=alice`: may see everything; folders under `/media/hls/` and `/media/50%/` are
 ///   granted as a prefix; paths containing `short` get a 60 s grant.
 /// - `session=mallory`: logged in but may see nothing (403).
@@ -929,7 +947,22 @@ fn app_decide(
     headers: &HashMap<String, String>,
     asked: &Mutex<Vec<String>>,
 ) -> (&'static str, Vec<(&'static str, String)>, String) {
+    let cookie = headers.get("cookie").map(String::as_str).unwrap_or("");
     if path.starts_with("/login") {
+        if cookie == "mode=instant-login" {
+            // The demo's instant login: it sets a session cookie and sends the browser back
+            // to `next` at once; this browser withholds the cookie (an `<img>` on another
+            // site), so the access check that follows says 401 again.
+            let next = path
+                .split_once("next=")
+                .map(|(_, next)| percent_decode(next.split('&').next().unwrap_or("")))
+                .unwrap_or_default();
+            let extra = vec![
+                ("Set-Cookie", "session=alice; Path=/; HttpOnly".to_owned()),
+                ("Location", format!("http://{WWW_HOST}{next}")),
+            ];
+            return ("302 Found", extra, String::new());
+        }
         return ("200 OK", vec![], "login page".into());
     }
     if path.starts_with("/api/") {
@@ -940,7 +973,6 @@ fn app_decide(
     }
     let media_path = headers.get("x-media-path").cloned().unwrap_or_default();
     asked.lock().unwrap().push(media_path.clone());
-    let cookie = headers.get("cookie").map(String::as_str).unwrap_or("");
     match cookie {
         "session=alice" => {
             let mut grant = vec![("X-Mediagate-Grant-Subject", "alice".to_owned())];
@@ -971,14 +1003,39 @@ pub fn api_echo(target: &str, headers: &HashMap<String, String>) -> String {
     format!("target {target}\n{}\n", lines.join("\n"))
 }
 
-/// The body mediagate writes for a denial: `"{status} {reason phrase}: {reason}\n"`.
+/// `%XX` sequences decoded (the stand-in application's `next`; the test controls the input).
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|hex| std::str::from_utf8(hex).ok());
+        match (
+            bytes[i],
+            hex.and_then(|hex| u8::from_str_radix(hex, 16).ok()),
+        ) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).unwrap()
+}
+
+/// The body mediagate writes for a denial without `Accept: text/html` and without site
+/// overrides: the built-in plain-text page (its exact bytes are pinned in `denials.rs`).
 pub fn deny_body(status: u16, reason: &str) -> String {
-    let phrase = match status {
-        401 => "Unauthorized",
-        403 => "Forbidden",
-        other => panic!("mediagate does not deny with {other}"),
-    };
-    format!("{status} {phrase}: {reason}\n")
+    let reason =
+        mediagate::pages::reason_named(reason).unwrap_or_else(|| panic!("{reason:?} is no reason"));
+    let page = mediagate::pages::render(status, Some(reason), mediagate::pages::Format::Text, None);
+    String::from_utf8(page.to_vec()).unwrap()
 }
 
 /// nginx's own error page for `status_line` (e.g. `"403 Forbidden"`), as nginx writes it
@@ -1029,9 +1086,10 @@ pub fn seen(response: &Response) -> Seen {
     )
 }
 
-/// A denial in auth_request mode as the client sees it: nginx's error page, mediagate's reason.
+/// A denial in auth_request mode as the client sees it: mediagate's page (protect.conf's
+/// `error_page 403` asks `/denied` for it), mediagate's reason.
 pub fn nginx_denied(reason: &str) -> Seen {
-    (403, Some(reason.to_owned()), nginx_page("403 Forbidden"))
+    (403, Some(reason.to_owned()), deny_body(403, reason))
 }
 
 /// A denial in X-Accel-Redirect mode: nginx passes mediagate's own body through.

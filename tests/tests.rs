@@ -5,6 +5,7 @@
 //! - `paths`: hostile request paths and canonicaliser properties.
 //! - `server`: the server in-process on pre-bound TCP listeners (no nginx needed).
 //! - `e2e`: real nginx + real mediagate over real HTTP (needs nginx; see `support`).
+//! - `denials`: readable denial pages (issue 10), through real nginx.
 //! - `edges`: the trust boundaries at the edges (issue 8), through real nginx.
 //! - `reload`: configuration and key reload on SIGHUP under `wrk` load, through real nginx.
 //! - `proxies`: Caddy (real) and Traefik (its request shape) in front of `/forward`.
@@ -12,6 +13,7 @@
 //!   through real nginx (issue 11).
 
 mod cli;
+mod denials;
 mod deploy;
 mod e2e;
 mod edges;

@@ -21,6 +21,7 @@ pub use raw::{Duration, RawConfig, SecretSource};
 pub use sources::{ENV_PREFIX, NOT_SETTINGS};
 
 use crate::keys::{Key, KeyError, KeyRing, Secret};
+use crate::pages::{self, Pages};
 use crate::path;
 use crate::token::{IpNet, Limits};
 
@@ -231,6 +232,8 @@ pub struct Site {
     pub refresh: Option<SiteRefresh>,
     /// Canonical public prefixes (trailing slash).
     pub public_prefixes: Vec<String>,
+    /// Denial pages replacing the built-in wording (`pages_dir`), if any.
+    pub pages: Option<Pages>,
 }
 
 /// The session-domain side of a site.
@@ -772,6 +775,17 @@ fn validate_site(raw: &raw::RawSite) -> Result<Site, Vec<String>> {
             Err(e) => errors.push(format!("public_prefixes: {prefix:?}: {e}")),
         }
     }
+    let pages = raw.pages_dir.as_deref().and_then(|dir| {
+        load_pages(Path::new(dir))
+            .map_err(|problems| {
+                errors.extend(
+                    problems
+                        .into_iter()
+                        .map(|e| format!("pages_dir: {dir}: {e}")),
+                )
+            })
+            .ok()
+    });
     match media {
         Some((media_origin, media_host)) if errors.is_empty() => Ok(Site {
             id: raw.id.clone(),
@@ -779,8 +793,54 @@ fn validate_site(raw: &raw::RawSite) -> Result<Site, Vec<String>> {
             media_host,
             refresh,
             public_prefixes,
+            pages,
         }),
         _ => Err(errors),
+    }
+}
+
+/// A site's denial pages: every file in `dir` must be `<reason or default>.<html or txt>`,
+/// UTF-8, at most [`pages::MAX_PAGE_BYTES`]; anything else is refused (a misspelt name would
+/// silently leave the built-in page in place). Dot files are ignored.
+fn load_pages(dir: &Path) -> Result<Pages, Vec<String>> {
+    let entries = std::fs::read_dir(dir).map_err(|e| vec![e.to_string()])?;
+    let mut pages = Pages::default();
+    let mut errors = Vec::new();
+    for entry in entries {
+        let entry = match entry {
+            Ok(entry) => entry,
+            Err(e) => {
+                errors.push(e.to_string());
+                continue;
+            }
+        };
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') {
+            continue;
+        }
+        if !Pages::is_page_name(&name) {
+            errors.push(format!(
+                "{name:?} is not <reason>.html, <reason>.txt, default.html or default.txt"
+            ));
+            continue;
+        }
+        match std::fs::read(entry.path()) {
+            Ok(bytes) if bytes.len() > pages::MAX_PAGE_BYTES => errors.push(format!(
+                "{name}: larger than {} bytes",
+                pages::MAX_PAGE_BYTES
+            )),
+            Ok(bytes) if std::str::from_utf8(&bytes).is_err() => {
+                errors.push(format!("{name}: not UTF-8"));
+            }
+            Ok(bytes) => pages.insert(name, bytes.into()),
+            Err(e) => errors.push(format!("{name}: {e}")),
+        }
+    }
+    if errors.is_empty() {
+        Ok(pages)
+    } else {
+        errors.sort();
+        Err(errors)
     }
 }
 

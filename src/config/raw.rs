@@ -111,6 +111,9 @@ pub struct RawSite {
     pub login_param: String,
     #[serde(default)]
     pub public_prefixes: Vec<String>,
+    /// A directory of denial pages replacing the built-in wording (`<reason>.html`, …).
+    #[serde(default)]
+    pub pages_dir: Option<String>,
 }
 
 fn default_refresh_path() -> String {

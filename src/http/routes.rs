@@ -6,7 +6,9 @@ use std::time::Instant;
 
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
-use hyper::header::{HeaderName, HeaderValue, ALLOW, AUTHORIZATION, CONTENT_TYPE, USER_AGENT};
+use hyper::header::{
+    HeaderName, HeaderValue, ACCEPT, ALLOW, AUTHORIZATION, CONTENT_TYPE, USER_AGENT,
+};
 use hyper::{Method, Request, Response, StatusCode};
 use serde::Serialize;
 use subtle::ConstantTimeEq;
@@ -15,12 +17,13 @@ use super::original::{self, APPROVED_PATH, ORIGINAL_URI, SERVER_NAME};
 use super::{App, Role};
 use crate::audit;
 use crate::clock;
-use crate::config::Config;
+use crate::config::{Config, Site};
 use crate::decision::{self, Body, Mode};
 use crate::gate::{self, MediaRequest, Outcome};
 use crate::keys::Secret;
 use crate::metrics::Verdict;
 use crate::mint::{mint, MintInput};
+use crate::pages::{self, Format};
 use crate::reason::Reason;
 use crate::refresh::{self, Grant};
 use crate::token::TokenBuf;
@@ -53,6 +56,7 @@ pub async fn handle(
         (Role::Verify, "/auth") => media(app, config, Mode::Auth, trusted, &request),
         (Role::Verify, "/accel") => media(app, config, Mode::Accel, trusted, &request),
         (Role::Verify, "/forward") => media(app, config, Mode::Forward, trusted, &request),
+        (Role::Verify, "/denied") => denied_endpoint(config, trusted, &request),
         (Role::Internal, "/refresh") => refresh_endpoint(app, config, trusted, &request),
         (Role::Internal, "/login") => login_endpoint(config, trusted, &request),
         (Role::Internal, "/mint") => mint_endpoint(app, config, request).await,
@@ -126,13 +130,16 @@ fn decide_media(
         Err(reason) => {
             app.metrics.media(mode, Verdict::Deny, Some(reason));
             audit_early(config, mode, headers, reason);
-            return decision::deny(StatusCode::FORBIDDEN, reason);
+            return media_denial(mode, headers, reason, None);
         }
     };
     let now = clock::now();
     let mut buf = TokenBuf::new();
     let outcome = gate::decide(config, &media_request, &mut buf, now);
-    let response = decision::media_response(mode, &outcome, config, now);
+    let response = match outcome {
+        Outcome::Deny { reason, site } => media_denial(mode, headers, reason, site),
+        _ => decision::media_response(mode, &outcome, config, now),
+    };
     let verdict = match outcome {
         Outcome::Allow { .. } => Verdict::Allow,
         Outcome::Refresh { .. } => Verdict::Refresh,
@@ -150,6 +157,85 @@ fn decide_media(
         );
     }
     response
+}
+
+/// A media denial: in auth mode nginx discards the body (its `error_page` asks
+/// [`denied_endpoint`]), so the short built-in text; in accel and forward mode the client sees
+/// this response, so the page for its `Accept` and the site's overrides.
+fn media_denial(
+    mode: Mode,
+    headers: &hyper::HeaderMap,
+    reason: Reason,
+    site: Option<&Site>,
+) -> Response<Body> {
+    match mode {
+        Mode::Auth => decision::deny(StatusCode::FORBIDDEN, reason),
+        Mode::Accel | Mode::Forward => decision::denial_page(
+            StatusCode::FORBIDDEN,
+            Some(reason),
+            accept_format(headers),
+            site.and_then(|site| site.pages.as_ref()),
+        ),
+    }
+}
+
+/// The page format the client asked for with `Accept` (one header; several mean text).
+fn accept_format(headers: &hyper::HeaderMap) -> Format {
+    Format::from_accept(
+        original::optional(headers, &ACCEPT)
+            .ok()
+            .flatten()
+            .map(str::as_bytes),
+    )
+}
+
+/// `/denied`: the page for a 403 nginx is about to show (the snippets' `error_page 403
+/// @mediagate_denied`). The reason comes from `/auth`'s answer via `auth_request_set` and is
+/// only looked up in the reason vocabulary; empty or unknown (a 403 nginx made itself) gives
+/// the generic page. The site, for its overrides, is nginx's `$server_name`. Always 403.
+fn denied_endpoint(config: &Config, trusted: bool, request: &Request<Incoming>) -> Response<Body> {
+    if !trusted {
+        return decision::deny(StatusCode::FORBIDDEN, Reason::UntrustedPeer);
+    }
+    let headers = request.headers();
+    let reason = original::optional(headers, &decision::REASON)
+        .ok()
+        .flatten()
+        .and_then(pages::reason_named);
+    let site = original::optional(headers, &SERVER_NAME)
+        .ok()
+        .flatten()
+        .and_then(|name| config.site_for_host(name));
+    decision::denial_page(
+        StatusCode::FORBIDDEN,
+        reason,
+        accept_format(headers),
+        site.and_then(|site| site.pages.as_ref()),
+    )
+}
+
+/// A denial on the session side (`/refresh`, `/login`): the page for the client's `Accept`
+/// (forwarded by `session-refresh.conf`), with the overrides of the first site refreshing
+/// through this session server.
+fn session_denial(
+    config: &Config,
+    request: &Request<Incoming>,
+    status: StatusCode,
+    reason: Reason,
+) -> Response<Body> {
+    let headers = request.headers();
+    let server_name = original::single(headers, &SERVER_NAME).ok();
+    let site = config.sites.iter().find(|site| {
+        site.refresh.as_ref().is_some_and(|refresh| {
+            server_name.is_some_and(|name| refresh.session_host.eq_ignore_ascii_case(name))
+        })
+    });
+    decision::denial_page(
+        status,
+        Some(reason),
+        accept_format(headers),
+        site.and_then(|site| site.pages.as_ref()),
+    )
 }
 
 /// `/refresh`: mint for a path the application approved, redirect back to the media domain.
@@ -182,7 +268,7 @@ fn refresh_endpoint(
     }
     match result {
         Ok(location) => decision::redirect(status, &location, None),
-        Err(reason) => decision::deny(status, reason),
+        Err(reason) => session_denial(config, request, status, reason),
     }
 }
 
@@ -227,8 +313,13 @@ fn login_endpoint(config: &Config, trusted: bool, request: &Request<Incoming>) -
     match login_location(config, trusted, request) {
         Ok(Some(location)) => decision::redirect(StatusCode::FOUND, &location, None),
         // The site has no login_url: the application's "not logged in" stands as a 401.
-        Ok(None) => decision::deny(StatusCode::UNAUTHORIZED, Reason::MissingToken),
-        Err(reason) => decision::deny(StatusCode::FORBIDDEN, reason),
+        Ok(None) => session_denial(
+            config,
+            request,
+            StatusCode::UNAUTHORIZED,
+            Reason::MissingToken,
+        ),
+        Err(reason) => session_denial(config, request, StatusCode::FORBIDDEN, reason),
     }
 }
 
@@ -242,8 +333,9 @@ fn login_location(
     }
     let uri = original::single(request.headers(), &ORIGINAL_URI)?;
     let server_name = original::single(request.headers(), &SERVER_NAME)?;
-    let target = refresh::check_target(config, server_name, uri, clock::now())?;
-    Ok(refresh::login_location(&target))
+    let now = clock::now();
+    let target = refresh::check_target(config, server_name, uri, now)?;
+    refresh::login_location(config, &target, now)
 }
 
 fn secret_matches(config: &Config, presented: Option<&str>) -> bool {

@@ -542,6 +542,22 @@ fn media_and_accel_locations_take_a_bearer_token_and_still_refresh_without_one()
     assert_eq!(response.status, 302);
     assert!(response.header("location").is_some_and(|location| location
         .starts_with("http://www.localhost/_mediagate/refresh/media/a.pdf?state=")));
+    assert_eq!(response.header("x-mediagate-reason"), Some("missing_token"));
+    assert_eq!(response.header("cache-control"), Some("no-store"));
+    // A malformed header on a media location: a 401 that names the schemes, never a redirect
+    // (it was a 302 with an empty Location, which a client follows to the same URL forever).
+    for broken in ["Bearer", "Bearer a b"] {
+        let response = api(&stack, "/media/a.pdf", &[("Authorization", broken)]);
+        assert_eq!(response.status, 401, "{broken}: {response:#?}");
+        assert_eq!(response.header("location"), None, "{broken}");
+        assert_eq!(
+            response.header("www-authenticate"),
+            Some("Bearer, TmpToken"),
+            "{broken}"
+        );
+        assert_eq!(response.header("x-mediagate-reason"), Some("malformed"));
+        assert_eq!(response.header("cache-control"), Some("no-store"));
+    }
 }
 
 /// With the optional auth cache, an allow for a header token must not be stored under the

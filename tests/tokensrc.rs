@@ -434,6 +434,24 @@ fn api_location_takes_a_bearer_token_and_the_application_never_sees_it() {
         &[("Authorization", &format!("tmptoken {token}"))],
     );
     app_saw(&response, "/api/v1/items", &token);
+    // Headers the application may trust come from mediagate, never from the client.
+    let response = api(
+        &stack,
+        "/api/v1/items",
+        &[
+            ("Authorization", &bearer),
+            ("X-Mediagate-Subject", "admin"),
+            ("X-Mediagate-Data", "Zm9yZ2Vk"),
+            ("X-Mediagate-Expires-In", "999999"),
+        ],
+    );
+    app_saw(&response, "/api/v1/items", &token);
+    let body = response.text();
+    assert!(!body.contains("admin"), "{body}");
+    assert!(
+        !body.contains("Zm9yZ2Vk") && !body.contains("999999"),
+        "{body}"
+    );
     // A query token works as well, and is taken out of the URI wherever it stands.
     for (query, upstream) in [
         (format!("?token={token}"), ""),

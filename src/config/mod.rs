@@ -459,6 +459,15 @@ fn validate_with(raw: &RawConfig, dev_key: DevKey, getenv: Getenv) -> Result<Con
     }
     if raw.refresh.max_attempts == 0 {
         check(Err("refresh.max_attempts: must be at least 1".into()));
+    } else if raw.refresh.max_attempts == 1 && raw.sites.iter().any(|site| site.login_url.is_some())
+    {
+        // The login detour advances the attempt (so a withheld cookie cannot loop): with one
+        // attempt, every user who is not logged in would end on refresh_loop.
+        check(Err(
+            "refresh.max_attempts: must be at least 2 when a site has a login_url (the login \
+             detour counts as an attempt)"
+                .into(),
+        ));
     }
 
     let internal_prefix = &raw.accel.internal_prefix;
@@ -824,7 +833,7 @@ fn load_pages(dir: &Path) -> Result<Pages, Vec<String>> {
             ));
             continue;
         }
-        match std::fs::read(entry.path()) {
+        match read_page(&entry.path()) {
             Ok(bytes) if bytes.len() > pages::MAX_PAGE_BYTES => errors.push(format!(
                 "{name}: larger than {} bytes",
                 pages::MAX_PAGE_BYTES
@@ -842,6 +851,23 @@ fn load_pages(dir: &Path) -> Result<Pages, Vec<String>> {
         errors.sort();
         Err(errors)
     }
+}
+
+/// A page file's bytes, reading at most one byte past the limit: a FIFO or a device named like
+/// a page must not hang start-up or a reload, nor a huge file fill memory.
+fn read_page(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    if !std::fs::metadata(path)?.is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ));
+    }
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(pages::MAX_PAGE_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)?;
+    Ok(bytes)
 }
 
 /// The key ring, or `None` when it needs the development key and `dev_key` is
@@ -1000,6 +1026,44 @@ mod tests {
             .replace("media-a", "media-c")
             .replace("www.", "www2.");
         assert!(load_sites("othersession", &format!("{a}{other_session}")).is_ok());
+    }
+
+    #[test]
+    fn one_refresh_attempt_is_refused_when_a_login_detour_needs_another() {
+        let site = "[[sites]]\nid = \"a\"\nmedia_origin = \"https://media.example.org\"\n\
+                    session_origin = \"https://www.example.org\"\n";
+        let login = "login_url = \"https://www.example.org/login\"\n";
+        let error = load_sites(
+            "oneattempt",
+            &format!("[refresh]\nmax_attempts = 1\n{site}{login}"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            error.contains("refresh.max_attempts: must be at least 2 when a site has a login_url"),
+            "{error}"
+        );
+        assert!(load_sites(
+            "oneattempt-nologin",
+            &format!("[refresh]\nmax_attempts = 1\n{site}")
+        )
+        .is_ok());
+    }
+
+    #[test]
+    fn a_page_that_is_not_a_regular_file_is_refused_without_reading_it() {
+        let dir = std::env::temp_dir().join(format!("mediagate-fifo-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let fifo = dir.join("default.html");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        // Reading a FIFO nobody writes to would block forever.
+        let error = load_pages(&dir).unwrap_err();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(error, ["default.html: not a regular file"]);
     }
 
     #[test]

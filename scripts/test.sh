@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test mediagate has: unit, property, vector and end-to-end tests through real nginx.
 # Installs what the tests need (nginx with auth_request and secure_link, python3, faketime, wrk,
-# caddy, promtool) when missing, so it works on a fresh Debian machine. Run as root or with
-# sudo available.
+# caddy, promtool, chromium, node and npm, and the browser tests' playwright-core) when
+# missing, so it works on a fresh Debian machine. Run as root or with sudo available.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,12 +17,23 @@ command -v wrk >/dev/null 2>&1 || need_packages+=(wrk)
 command -v caddy >/dev/null 2>&1 || need_packages+=(caddy)
 # promtool, which checks /metrics' exposition format and naming (tests/server.rs).
 command -v promtool >/dev/null 2>&1 || need_packages+=(prometheus)
+# A real browser for tests/browser.rs, and node to drive it with playwright-core.
+[ -x /usr/bin/chromium ] || need_packages+=(chromium)
+command -v node >/dev/null 2>&1 || need_packages+=(nodejs)
+command -v npm >/dev/null 2>&1 || need_packages+=(npm)
 if [ ${#need_packages[@]} -gt 0 ]; then
   echo "test.sh: installing ${need_packages[*]}" >&2
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need_packages[@]}" >/dev/null
+fi
+
+# playwright-core only, pinned by the committed lock file; it drives Debian's chromium and
+# never downloads a browser of its own (so never `npx playwright install`).
+if [ ! -d tests/browser/node_modules ]; then
+  echo "test.sh: npm ci in tests/browser" >&2
+  (cd tests/browser && npm ci --no-audit --no-fund --silent)
 fi
 
 # No switch needed to make the end-to-end tests strict: they fail (never skip) without nginx.

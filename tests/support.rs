@@ -253,6 +253,12 @@ pub struct Options {
     pub tcp: bool,
     /// Extra lines for mediagate's `[server]` section (e.g. `trusted_peers = [...]`).
     pub server_config: String,
+    /// For a real browser, which cannot use Unix sockets: [`Options::tcp`], and nginx's
+    /// session server on a free loopback port as well, with the demo site's `media_origin`,
+    /// `session_origin` and `login_url` on those ports so the refresh redirects stay in the
+    /// stack ([`Stack::browser_origins`]). nginx's `server_name` ignores the port, so site
+    /// selection is unchanged.
+    pub browser: bool,
 }
 
 impl Options {
@@ -362,6 +368,8 @@ pub struct Stack {
     pub session_mediagate: Option<Process>,
     /// With [`Options::tcp`]: mediagate's verify port and nginx's media TCP port.
     pub tcp_ports: Option<(u16, u16)>,
+    /// With [`Options::browser`]: nginx's session server's TCP port.
+    pub session_port: Option<u16>,
 }
 
 impl Stack {
@@ -385,7 +393,7 @@ impl Stack {
         }
         let d = dir.path().display().to_string();
         let mut server = options.server_config.clone();
-        let media_tcp = if options.tcp {
+        let media_tcp = if options.tcp || options.browser {
             let (verify_port, media_port) = (free_port(), free_port());
             server.push_str(&format!("\nlisten = \"127.0.0.1:{verify_port}\"\n"));
             nginx_edits.push((
@@ -401,7 +409,41 @@ impl Stack {
             server.push_str(&format!("\nlisten = \"unix:{d}/verify.sock\"\n"));
             None
         };
-        let config_text = mediagate_toml(&dir, "", &keys, &internal_secret, &extra_config, &server);
+        let mut config_text =
+            mediagate_toml(&dir, "", &keys, &internal_secret, &extra_config, &server);
+        let session_port = match (options.browser, media_tcp) {
+            (true, Some((_, media_port))) => {
+                let session_port = free_port();
+                nginx_edits.push((
+                    format!("listen unix:{d}/www.sock;"),
+                    format!("listen unix:{d}/www.sock;\n        listen 127.0.0.1:{session_port};"),
+                ));
+                // The origins the browser sees, ports included: the refresh redirects and
+                // the return to the media domain are built from them.
+                for (from, to) in [
+                    (
+                        format!("\"http://{MEDIA_HOST}\""),
+                        format!("\"http://{MEDIA_HOST}:{media_port}\""),
+                    ),
+                    (
+                        format!("\"http://{WWW_HOST}\""),
+                        format!("\"http://{WWW_HOST}:{session_port}\""),
+                    ),
+                    (
+                        format!("\"http://{WWW_HOST}/login\""),
+                        format!("\"http://{WWW_HOST}:{session_port}/login\""),
+                    ),
+                ] {
+                    assert!(
+                        config_text.contains(&from),
+                        "{from} not in the configuration"
+                    );
+                    config_text = config_text.replacen(&from, &to, 1);
+                }
+                Some(session_port)
+            }
+            _ => None,
+        };
         let config_path = dir.write("mediagate.toml", config_text);
         let config = mediagate::config::load(Some(&config_path))
             .unwrap_or_else(|error| panic!("test configuration is invalid: {error}"));
@@ -459,7 +501,21 @@ impl Stack {
             mediagate,
             session_mediagate,
             tcp_ports: media_tcp,
+            session_port,
         }
+    }
+
+    /// With [`Options::browser`]: the media and session origins as a browser reaches them,
+    /// e.g. (`http://media.localhost:41234`, `http://www.localhost:41235`).
+    pub fn browser_origins(&self) -> (String, String) {
+        let (Some((_, media_port)), Some(session_port)) = (self.tcp_ports, self.session_port)
+        else {
+            panic!("browser_origins needs Options::browser");
+        };
+        (
+            format!("http://{MEDIA_HOST}:{media_port}"),
+            format!("http://{WWW_HOST}:{session_port}"),
+        )
     }
 
     /// A signed path-and-query for `path`, minted with the stack's configuration.

@@ -9,9 +9,11 @@
 //! - `edges`: the trust boundaries at the edges (issue 8), through real nginx.
 //! - `reload`: configuration and key reload on SIGHUP under `wrk` load, through real nginx.
 //! - `proxies`: Caddy (real) and Traefik (its request shape) in front of `/forward`.
+//! - `browser`: a real Chromium (playwright-core) through real nginx on loopback TCP.
 //! - `tokensrc`: where the token comes from (query or `Authorization` header), in-process and
 //!   through real nginx (issue 11).
 
+mod browser;
 mod cli;
 mod denials;
 mod deploy;

@@ -1,0 +1,144 @@
+//! A real browser in front of the real stack: Debian's Chromium, driven by playwright-core
+//! from `tests/browser/navigate.mjs`, against real nginx and mediagate on loopback TCP
+//! ([`Options::browser`]). What is pinned is what a person ends on: the final status, URL and
+//! text, and the chain of navigations that led there. `bash scripts/test.sh` installs
+//! Chromium and playwright-core; without them these tests fail, never skip.
+
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::Value;
+
+use crate::support::{Options, Stack, TempDir};
+
+const TEXT: &str = "report text, readable in the browser\n";
+
+/// What the browser ended on.
+#[derive(Debug)]
+struct Visit {
+    status: u64,
+    url: String,
+    content_type: String,
+    /// The final response's body as received.
+    body: String,
+    /// The page's rendered text (`innerText` of its body).
+    text: String,
+    /// Every navigation, oldest first: (status, URL).
+    chain: Vec<(u64, String)>,
+}
+
+/// Opens `url` in a fresh headless Chromium whose only cookie is `session=<session>` for the
+/// stack's session origin (none without `session`).
+fn open(stack: &Stack, url: &str, session: Option<&str>) -> Visit {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let install = "run `bash scripts/test.sh`, which installs Chromium (apt) and playwright-core (npm ci in tests/browser)";
+    assert!(
+        Path::new("/usr/bin/chromium").exists(),
+        "/usr/bin/chromium is missing: {install}"
+    );
+    assert!(
+        root.join("tests/browser/node_modules/playwright-core")
+            .is_dir(),
+        "tests/browser/node_modules/playwright-core is missing: {install}"
+    );
+    let profile = TempDir::new("chromium-profile");
+    let (_, session_origin) = stack.browser_origins();
+    let mut command = Command::new("node");
+    command
+        .arg(root.join("tests/browser/navigate.mjs"))
+        .env("BROWSER_URL", url)
+        .env("BROWSER_PROFILE", profile.path());
+    if let Some(session) = session {
+        command
+            .env("BROWSER_COOKIE_URL", format!("{session_origin}/"))
+            .env("BROWSER_COOKIE", format!("session={session}"));
+    }
+    let output = command
+        .output()
+        .unwrap_or_else(|error| panic!("cannot run node ({error}): {install}"));
+    assert!(
+        output.status.success(),
+        "navigate.mjs failed ({}): {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let result: Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|error| {
+        panic!(
+            "navigate.mjs printed no JSON ({error}): {}",
+            String::from_utf8_lossy(&output.stdout)
+        )
+    });
+    let string = |key: &str| result[key].as_str().unwrap_or_default().to_owned();
+    Visit {
+        status: result["status"].as_u64().unwrap(),
+        url: string("url"),
+        content_type: string("contentType"),
+        body: string("body"),
+        text: string("text"),
+        chain: result["chain"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|hop| {
+                (
+                    hop["status"].as_u64().unwrap_or(0),
+                    hop["url"].as_str().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect(),
+    }
+}
+
+fn browser_stack(name: &str) -> Stack {
+    let stack = Stack::start_with(
+        name,
+        Options {
+            browser: true,
+            ..Options::default()
+        },
+    );
+    stack.dir.write("files/media/report.txt", TEXT);
+    stack
+}
+
+/// The token of a final URL that must be exactly `expected` plus `?token=<token>`.
+fn token_after<'a>(url: &'a str, expected: &str) -> &'a str {
+    let token = url
+        .strip_prefix(expected)
+        .and_then(|rest| rest.strip_prefix("?token="))
+        .unwrap_or_else(|| panic!("ended on {url}, not {expected}?token=…"));
+    assert!(
+        !token.is_empty()
+            && token
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.~".contains(&b)),
+        "not a token: {token:?}"
+    );
+    token
+}
+
+#[test]
+fn refresh_flow_heals_a_link_without_token_in_a_real_browser() {
+    let stack = browser_stack("browser-heal");
+    let (media, session) = stack.browser_origins();
+    let start = format!("{media}/media/report.txt");
+    let visit = open(&stack, &start, Some("alice"));
+    assert_eq!(visit.status, 200, "{visit:#?}");
+    token_after(&visit.url, &start);
+    assert_eq!(visit.body, TEXT);
+    assert_eq!(visit.text, TEXT);
+    assert!(visit.content_type.starts_with("text/plain"), "{visit:#?}");
+    // media (no token) -> session domain's refresh -> media with a fresh token.
+    let hops: Vec<(u64, bool)> = visit
+        .chain
+        .iter()
+        .map(|(status, url)| (*status, url.starts_with(&format!("{session}/"))))
+        .collect();
+    assert_eq!(
+        hops,
+        [(302, false), (302, true), (200, false)],
+        "{visit:#?}"
+    );
+    assert_eq!(visit.chain[0].1, start);
+    assert_eq!(visit.chain[2].1, visit.url);
+}

@@ -142,3 +142,61 @@ fn refresh_flow_heals_a_link_without_token_in_a_real_browser() {
     assert_eq!(visit.chain[0].1, start);
     assert_eq!(visit.chain[2].1, visit.url);
 }
+
+#[test]
+fn awkward_file_names_heal_and_open_in_a_real_browser() {
+    // Issue 8 item 3: `%`, `#`, `?`, a space and non-ASCII in names on disk, each opened by
+    // its correctly percent-encoded URL.
+    let stack = browser_stack("browser-names");
+    let (media, _) = stack.browser_origins();
+    let mut wrong = Vec::new();
+    for (name, encoded) in [
+        ("a%20b.txt", "a%2520b.txt"),
+        ("100% #1?.txt", "100%25%20%231%3F.txt"),
+        ("café.txt", "caf%C3%A9.txt"),
+    ] {
+        // ASCII contents: nginx serves .txt without a charset, so Chromium would read UTF-8
+        // contents as windows-1252; the names are what is under test here.
+        let text = format!("the file at {encoded}\n");
+        stack.dir.write(&format!("files/media/{name}"), &text);
+        let start = format!("{media}/media/{encoded}");
+        let visit = open(&stack, &start, Some("alice"));
+        let ended = (
+            visit.status,
+            visit.url.split("?token=").next(),
+            &visit.text[..],
+        );
+        if ended != (200, Some(start.as_str()), text.as_str()) {
+            wrong.push(format!("{name}: {visit:#?}"));
+        } else {
+            token_after(&visit.url, &start);
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+#[test]
+fn forged_link_ends_on_the_readable_denial_page_in_a_real_browser() {
+    let stack = browser_stack("browser-forged");
+    stack.dir.write("files/media/secret.txt", "secret bytes");
+    let (media, _) = stack.browser_origins();
+    // A real token for another file: bad_signature.
+    let other = stack.sign("/media/secret.txt");
+    let token = other.split_once("token=").unwrap().1;
+    let forged = format!("{media}/media/report.txt?token={token}");
+    let visit = open(&stack, &forged, Some("alice"));
+    assert_eq!(visit.status, 403, "{visit:#?}");
+    assert_eq!(visit.url, forged);
+    assert_eq!(visit.chain, [(403, forged.clone())]);
+    assert!(visit.content_type.starts_with("text/html"), "{visit:#?}");
+    assert_eq!(
+        visit.text,
+        "Invalid link\n\n\
+         This link is damaged or was not issued for this file.\n\n\
+         Open the file again from the page that linked here; if you copied the link, copy all \
+         of it.\n\n\
+         403 Forbidden \u{b7} bad_signature"
+    );
+    assert!(!visit.body.contains(token), "the page shows the token");
+    assert!(!visit.text.contains(token), "the page shows the token");
+}

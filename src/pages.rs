@@ -88,7 +88,7 @@ impl Pages {
             return false;
         };
         matches!(extension, "html" | "txt")
-            && (stem == "default" || Reason::ALL.iter().any(|reason| reason.as_str() == stem))
+            && (stem == "default" || Reason::from_wire(stem).is_some())
     }
 
     /// Adds the page `name` (checked with [`Pages::is_page_name`] by the caller).
@@ -99,14 +99,6 @@ impl Pages {
     fn get(&self, stem: &str, format: Format) -> Option<&Bytes> {
         self.files.get(&format!("{stem}.{}", format.extension()))
     }
-}
-
-/// Finds the reason named `wire` (`X-Mediagate-Reason`): `None` for anything else.
-pub fn reason_named(wire: &str) -> Option<Reason> {
-    Reason::ALL
-        .iter()
-        .copied()
-        .find(|reason| reason.as_str() == wire)
 }
 
 /// The page for a denial with `status` and `reason` (`None`: a 403 nginx made itself, e.g. a

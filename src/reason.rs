@@ -75,6 +75,14 @@ reasons! {
 }
 
 impl Reason {
+    /// The reason whose wire name is `name` (e.g. an `X-Mediagate-Reason` value nginx passes
+    /// back); `None` for anything else.
+    pub fn from_wire(name: &str) -> Option<Reason> {
+        Reason::ALL
+            .into_iter()
+            .find(|reason| reason.as_str() == name)
+    }
+
     /// Reasons a new token from the session domain can cure: the link is merely old, or was
     /// signed with a key that has since been retired. Everything else (forgery, wrong scope, a
     /// deliberate not-before) is a hard 403 that no redirect should paper over.

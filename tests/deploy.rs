@@ -13,8 +13,8 @@ use std::path::Path;
 use std::process::Command;
 
 use crate::support::{
-    copy_snippets, random_secret, request, spawn_listening, spawn_nginx, wait_for_socket, Process,
-    TempDir,
+    copy_snippets, random_secret, request, rewrite, spawn_listening, spawn_nginx, wait_for_socket,
+    Process, TempDir,
 };
 
 const MEDIA_HOST: &str = "media.example.org";
@@ -22,15 +22,6 @@ const PDF: &[u8] = b"%PDF-1.4 deployed\n";
 
 fn repo_file(relative: &str) -> String {
     fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)).unwrap()
-}
-
-/// Applies each `(from, to)`, insisting that `from` occurs.
-fn rewrite(mut text: String, rewrites: &[(&str, String)], what: &str) -> String {
-    for (from, to) in rewrites {
-        assert!(text.contains(from), "{what} no longer contains {from:?}");
-        text = text.replace(from, to);
-    }
-    text
 }
 
 /// The literal block `  <key>: |` of a Kubernetes manifest, unindented.

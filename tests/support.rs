@@ -720,15 +720,22 @@ pub fn render_nginx_conf(dir: &Path, internal_secret: &str) -> String {
             internal_secret.to_owned(),
         ),
     ];
-    let mut conf = example;
-    for (from, to) in replacements {
-        assert!(
-            conf.contains(&from),
-            "nginx/example.conf no longer contains {from:?}"
-        );
-        conf = conf.replace(&from, &to);
+    rewrite(example, &replacements, "nginx/example.conf")
+}
+
+/// Applies each `(from, to)` to a shipped file's text, insisting that `from` occurs: a test
+/// that renders a shipped configuration fails when the file drifts from what it replaces.
+pub fn rewrite<F: AsRef<str>, T: AsRef<str>>(
+    mut text: String,
+    rewrites: &[(F, T)],
+    what: &str,
+) -> String {
+    for (from, to) in rewrites {
+        let (from, to) = (from.as_ref(), to.as_ref());
+        assert!(text.contains(from), "{what} no longer contains {from:?}");
+        text = text.replace(from, to);
     }
-    conf
+    text
 }
 
 fn start_nginx(
@@ -1088,8 +1095,8 @@ fn percent_decode(text: &str) -> String {
 /// The body mediagate writes for a denial without `Accept: text/html` and without site
 /// overrides: the built-in plain-text page (its exact bytes are pinned in `denials.rs`).
 pub fn deny_body(status: u16, reason: &str) -> String {
-    let reason =
-        mediagate::pages::reason_named(reason).unwrap_or_else(|| panic!("{reason:?} is no reason"));
+    let reason = mediagate::reason::Reason::from_wire(reason)
+        .unwrap_or_else(|| panic!("{reason:?} is no reason"));
     let page = mediagate::pages::render(status, Some(reason), mediagate::pages::Format::Text, None);
     String::from_utf8(page.to_vec()).unwrap()
 }
@@ -1296,15 +1303,7 @@ pub fn render_caddyfile(dir: &TempDir, port: u16) -> String {
         ("localhost:8000".to_owned(), format!("unix/{d}/app.sock")),
         ("/srv/media".to_owned(), format!("{d}/files")),
     ];
-    let mut text = example;
-    for (from, to) in replacements {
-        assert!(
-            text.contains(&from),
-            "deploy/caddy/Caddyfile no longer contains {from:?}"
-        );
-        text = text.replace(&from, &to);
-    }
-    text
+    rewrite(example, &replacements, "deploy/caddy/Caddyfile")
 }
 
 /// Starts Caddy on `<dir>/Caddyfile` with its data and configuration directories in `dir`

@@ -381,6 +381,20 @@ fn api_stack(name: &str, options: Options) -> Stack {
     Stack::start_with(name, options)
 }
 
+/// The token alone of an exact-path link to `path`, minted with the stack's configuration.
+fn token_for(stack: &Stack, path: &str) -> String {
+    mint(
+        &stack.config,
+        &MintRequest {
+            path: path.into(),
+            ..MintRequest::default()
+        },
+        mediagate::clock::now(),
+    )
+    .unwrap()
+    .token
+}
+
 fn api_token(stack: &Stack) -> String {
     mint(
         &stack.config,
@@ -526,29 +540,11 @@ fn media_and_accel_locations_take_a_bearer_token_and_still_refresh_without_one()
     let stack = api_stack("tokensrc-media", Options::default());
     stack.dir.write("files/media/a.pdf", "pdf bytes");
     stack.dir.write("files/files/a.pdf", "pdf bytes");
-    let token = mint(
-        &stack.config,
-        &MintRequest {
-            path: "/media/a.pdf".into(),
-            ..MintRequest::default()
-        },
-        mediagate::clock::now(),
-    )
-    .unwrap()
-    .token;
+    let token = token_for(&stack, "/media/a.pdf");
     let bearer = format!("Bearer {token}");
     let response = api(&stack, "/media/a.pdf", &[("Authorization", &bearer)]);
     assert_eq!(seen(&response), served("pdf bytes"));
-    let files = mint(
-        &stack.config,
-        &MintRequest {
-            path: "/files/a.pdf".into(),
-            ..MintRequest::default()
-        },
-        mediagate::clock::now(),
-    )
-    .unwrap()
-    .token;
+    let files = token_for(&stack, "/files/a.pdf");
     let response = api(
         &stack,
         "/files/a.pdf",
@@ -584,16 +580,7 @@ fn media_and_accel_locations_take_a_bearer_token_and_still_refresh_without_one()
 fn auth_cache_never_answers_for_a_header_token() {
     let stack = api_stack("tokensrc-cache", Options::default().with_auth_cache());
     stack.dir.write("files/media/a.pdf", "pdf bytes");
-    let token = mint(
-        &stack.config,
-        &MintRequest {
-            path: "/media/a.pdf".into(),
-            ..MintRequest::default()
-        },
-        mediagate::clock::now(),
-    )
-    .unwrap()
-    .token;
+    let token = token_for(&stack, "/media/a.pdf");
     let bearer = format!("Bearer {token}");
     for _ in 0..2 {
         let response = api(&stack, "/media/a.pdf", &[("Authorization", &bearer)]);

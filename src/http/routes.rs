@@ -23,7 +23,7 @@ use crate::gate::{self, MediaRequest, Outcome};
 use crate::keys::Secret;
 use crate::metrics::Verdict;
 use crate::mint::{mint, MintInput};
-use crate::pages::{self, Format};
+use crate::pages::Format;
 use crate::reason::Reason;
 use crate::refresh::{self, Grant};
 use crate::token::TokenBuf;
@@ -201,7 +201,7 @@ fn denied_endpoint(config: &Config, trusted: bool, request: &Request<Incoming>) 
     let reason = original::optional(headers, &decision::REASON)
         .ok()
         .flatten()
-        .and_then(pages::reason_named);
+        .and_then(Reason::from_wire);
     let site = original::optional(headers, &SERVER_NAME)
         .ok()
         .flatten()

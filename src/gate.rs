@@ -254,8 +254,9 @@ fn header_token<'a>(header: Authorization<'a>, schemes: &[String]) -> Result<Opt
     }
 }
 
-/// `tchar` (RFC 9110 §5.6.2): the bytes of an authentication scheme.
-fn is_tchar(b: u8) -> bool {
+/// `tchar` (RFC 9110 §5.6.2): the bytes of an authentication scheme. Configuration checks
+/// `token.auth_schemes` with it, so a scheme that validates is one this parser can match.
+pub fn is_tchar(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 

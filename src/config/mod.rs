@@ -651,9 +651,7 @@ fn token_sources(raw: &raw::RawToken) -> Result<Vec<TokenSource>, Vec<String>> {
         errors.push("token.sources: name at least one of \"query\" and \"authorization\"".into());
     }
     for (index, scheme) in raw.auth_schemes.iter().enumerate() {
-        // tchar (RFC 9110 §5.6.2): what an auth-scheme is made of.
-        let tchar = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
-        if scheme.is_empty() || !scheme.bytes().all(tchar) {
+        if scheme.is_empty() || !scheme.bytes().all(crate::gate::is_tchar) {
             errors.push(format!(
                 "token.auth_schemes: {scheme:?} is not an HTTP authentication scheme (letters, digits, no spaces)"
             ));

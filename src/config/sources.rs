@@ -498,23 +498,22 @@ fn secret_paths(tree: &Value) -> Vec<Vec<String>> {
 
 /// Whether `path` is a secret source or lies inside one.
 fn is_secret_path(path: &[String]) -> bool {
-    SECRET_PATHS.iter().any(|pattern| {
-        path.len() >= pattern.len()
-            && pattern
-                .iter()
-                .zip(path)
-                .all(|(want, have)| *want == "*" || want == have)
-    })
+    SECRET_PATHS
+        .iter()
+        .any(|pattern| path.len() >= pattern.len() && agrees(pattern, path))
 }
 
 /// Whether the value at `path` is, holds or lies inside a secret source (`keys` holds one).
 fn holds_secret(path: &[String]) -> bool {
-    SECRET_PATHS.iter().any(|pattern| {
-        pattern
-            .iter()
-            .zip(path)
-            .all(|(want, have)| *want == "*" || want == have)
-    })
+    SECRET_PATHS.iter().any(|pattern| agrees(pattern, path))
+}
+
+/// Whether `pattern` (`*` for any key) and `path` agree on every position both have.
+fn agrees(pattern: &[&str], path: &[String]) -> bool {
+    pattern
+        .iter()
+        .zip(path)
+        .all(|(want, have)| *want == "*" || want == have)
 }
 
 /// Variables named by `{ env = "…" }` secret sources.

@@ -36,4 +36,5 @@ pub mod path;
 pub mod probe;
 pub mod reason;
 pub mod refresh;
+pub mod store;
 pub mod token;

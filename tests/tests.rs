@@ -10,6 +10,7 @@
 //! - `reload`: configuration and key reload on SIGHUP under `wrk` load, through real nginx.
 //! - `proxies`: Caddy (real) and Traefik (its request shape) in front of `/forward`.
 //! - `browser`: a real Chromium (playwright-core) through real nginx on loopback TCP.
+//! - `store`: the conformance table every store backend passes (issue 9).
 //! - `tokensrc`: where the token comes from (query or `Authorization` header), in-process and
 //!   through real nginx (issue 11).
 
@@ -23,6 +24,7 @@ mod paths;
 mod proxies;
 mod reload;
 mod server;
+mod store;
 mod support;
 mod tokensrc;
 mod vectors;

@@ -212,6 +212,21 @@ fn wording(reason: Option<Reason>) -> (&'static str, &'static str, &'static str)
             "The link to renew your access is damaged or too old.",
             OPEN_AGAIN,
         ),
+        Some(Reason::UsedUp) => (
+            "Link already used",
+            "This link could be used a limited number of times, and it has been.",
+            "Ask whoever sent you the link for a new one.",
+        ),
+        Some(Reason::Revoked) => (
+            "Link withdrawn",
+            "This link has been withdrawn by the site.",
+            "Ask whoever sent you the link for a new one.",
+        ),
+        Some(Reason::StoreUnavailable) => (
+            "Temporarily unavailable",
+            "This link could not be checked right now.",
+            "Try again in a minute; if it persists, contact the site's operators.",
+        ),
     }
 }
 

@@ -72,6 +72,13 @@ reasons! {
     RefreshLoop = "refresh_loop",
     /// The refresh `state` did not verify.
     BadState = "bad_state",
+    /// A token with a use limit has been used that many times (issue 9).
+    UsedUp = "used_up",
+    /// The token is revoked: by its token id, its subject, or its key and issue time.
+    Revoked = "revoked",
+    /// The token needs the store (it has a use limit) and the store did not answer: counted
+    /// tokens fail closed, with 503.
+    StoreUnavailable = "store_unavailable",
 }
 
 impl Reason {

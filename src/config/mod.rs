@@ -10,6 +10,7 @@
 mod dev_key;
 pub mod raw;
 mod sources;
+pub mod store;
 
 use std::ffi::OsString;
 use std::net::SocketAddr;
@@ -58,6 +59,8 @@ pub struct Config {
     pub internal_secret: Option<Secret>,
     /// Media domains.
     pub sites: Vec<Site>,
+    /// Where counted tokens, revocations and use history live.
+    pub store: store::StoreConfig,
 }
 
 /// Where a listener listens.
@@ -294,6 +297,11 @@ impl Config {
         keep("server.workers", new.workers != old.workers);
         keep("log.format", self.log.format != running.log.format);
         keep("log.level", self.log.level != running.log.level);
+        keep("store.backend", self.store.backend != running.store.backend);
+        keep(
+            "store.revocation_poll",
+            self.store.revocation_poll != running.store.revocation_poll,
+        );
         new.listen = old.listen.clone();
         new.internal_listen = old.internal_listen.clone();
         new.max_connections = old.max_connections;
@@ -301,6 +309,9 @@ impl Config {
         new.workers = old.workers;
         self.log.format = running.log.format;
         self.log.level = running.log.level.clone();
+        // The store is opened once, and its revocation poller started once.
+        self.store.backend = running.store.backend.clone();
+        self.store.revocation_poll = running.store.revocation_poll;
         changed
     }
 }
@@ -316,6 +327,8 @@ pub const RESTART_ONLY: &[&str] = &[
     "server.workers",
     "log.format",
     "log.level",
+    "store.backend",
+    "store.revocation_poll",
 ];
 
 /// The merged layers as [`load`] sees them (this process's environment), without the
@@ -545,6 +558,7 @@ fn validate_with(raw: &RawConfig, dev_key: DevKey, getenv: Getenv) -> Result<Con
         }
     }
 
+    let store = store::validate(&raw.store).map_err(|problems| errors.extend(problems));
     let keys = load_keys(&raw.keys, dev_key, getenv);
     let internal_secret = match &raw.internal.secret {
         None => Ok(None),
@@ -564,10 +578,10 @@ fn validate_with(raw: &RawConfig, dev_key: DevKey, getenv: Getenv) -> Result<Con
             errors.push("server.internal_listen: must differ from server.listen".into());
         }
     }
-    let (listen, internal_listen, keys, internal_secret) =
-        match (listen, internal_listen, keys, internal_secret) {
-            (Ok(a), Ok(b), Ok(Some(c)), Ok(d)) if errors.is_empty() => (a, b, c, d),
-            (a, b, c, d) => {
+    let (listen, internal_listen, keys, internal_secret, store) =
+        match (listen, internal_listen, keys, internal_secret, store) {
+            (Ok(a), Ok(b), Ok(Some(c)), Ok(d), Ok(e)) if errors.is_empty() => (a, b, c, d, e),
+            (a, b, c, d, _) => {
                 errors.extend(a.err());
                 errors.extend(b.err());
                 // Ok(None) (key ring skipped) only comes with stage-one problems.
@@ -622,6 +636,7 @@ fn validate_with(raw: &RawConfig, dev_key: DevKey, getenv: Getenv) -> Result<Con
         },
         internal_secret,
         sites,
+        store,
     })
 }
 
@@ -1080,7 +1095,9 @@ mod tests {
             "[server]\nlisten = \"unix:/elsewhere.sock\"\n\
              internal_listen = \"unix:/elsewhere-internal.sock\"\n\
              max_connections = 7\ninternal_max_connections = 7\nworkers = 7\n\
-             idle_timeout = \"99s\"\n[log]\nformat = \"json\"\nlevel = \"debug\"\naudit = false\n",
+             idle_timeout = \"99s\"\n[log]\nformat = \"json\"\nlevel = \"debug\"\naudit = false\n\
+             [store]\npath = \"/elsewhere/state.redb\"\nrevocation_poll = \"900ms\"\n\
+             history_entries = 3\n",
         )
         .unwrap();
         assert_eq!(reloaded.keep_restart_only(&running), RESTART_ONLY);
@@ -1100,8 +1117,14 @@ mod tests {
         assert_eq!(reloaded.server.workers, running.server.workers);
         assert_eq!(reloaded.log.format, running.log.format);
         assert_eq!(reloaded.log.level, running.log.level);
+        assert_eq!(reloaded.store.backend, running.store.backend);
+        assert_eq!(
+            reloaded.store.revocation_poll,
+            running.store.revocation_poll
+        );
         // Everything else is the new value.
         assert_eq!(reloaded.server.idle_timeout.as_secs(), 99);
+        assert_eq!(reloaded.store.retention.max_entries, 3);
         assert!(!reloaded.log.audit);
         // Unchanged settings are not reported.
         let mut same = load_sites("restartonly-same", "").unwrap();

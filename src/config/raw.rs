@@ -22,6 +22,7 @@ pub struct RawConfig {
     pub accel: RawAccel,
     pub refresh: RawRefresh,
     pub internal: RawInternal,
+    pub store: super::store::RawStore,
     #[serde(default)]
     pub sites: Vec<RawSite>,
 }

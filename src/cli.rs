@@ -15,6 +15,7 @@ use crate::keys::Secret;
 use crate::mint::{mint, MintInput};
 use crate::path;
 use crate::reason::Reason;
+use crate::store::revoked::Revoked;
 use crate::token::{self, mac, Purpose, Token, TokenBuf};
 use crate::{clock, config::raw::Duration};
 
@@ -417,7 +418,7 @@ pub fn inspect(
         authorization: Authorization::Absent,
     };
     let mut gate_buf = TokenBuf::new();
-    let outcome = gate::decide(config, &request, &mut gate_buf, now);
+    let outcome = gate::decide(config, &request, &mut gate_buf, now, &Revoked::default());
     let canonical_path = path::canonicalize(path::split_uri(&uri).0)
         .map(|path| path.into_owned())
         .unwrap_or_default();

@@ -12,7 +12,8 @@ use crate::config::{Config, Site, TokenSource};
 use crate::mint;
 use crate::path;
 use crate::reason::Reason;
-use crate::token::{self, Purpose, RefreshMarker, Request, TokenBuf, Verified};
+use crate::store::revoked::{Revocable, Revoked};
+use crate::token::{self, Purpose, RefreshMarker, Request, Token, TokenBuf, Verified};
 
 /// The original request, as nginx reported it.
 #[derive(Debug, Clone, Copy)]
@@ -117,12 +118,17 @@ impl<'a> Outcome<'a> {
     }
 }
 
-/// Decides a media request at unix time `now`. `buf` holds the decoded token.
+/// Decides a media request at unix time `now`, with the revocations in force. `buf` holds
+/// the decoded token.
+///
+/// Use limits are not decided here: an allowed token with a use limit still needs the store
+/// (the HTTP edge asks it after this returns), so that tokens without one never wait on I/O.
 pub fn decide<'a>(
     config: &'a Config,
     request: &MediaRequest<'a>,
     buf: &'a mut TokenBuf,
     now: u64,
+    revoked: &Revoked,
 ) -> Outcome<'a> {
     let Some(site) = config.site_for_host(request.server_name) else {
         return Outcome::Deny {
@@ -202,6 +208,8 @@ pub fn decide<'a>(
         Ok(token) if token.host.is_none() && config.sites.len() > 1 => {
             Outcome::deny(Reason::WrongHost, site)
         }
+        // Revoked is final: a refresh would only hand the same holder a new link.
+        Ok(token) if revoked.covers(revocable(&token)) => Outcome::deny(Reason::Revoked, site),
         Ok(token) => Outcome::Allow {
             path: canonical,
             token: Some(token),
@@ -216,6 +224,16 @@ pub fn decide<'a>(
                 .and_then(|authentic| authentic.token().refresh);
             refresh_or_deny(config, site, &canonical, denied.reason, previous, now)
         }
+    }
+}
+
+/// The fields of an authenticated token that a revocation can name.
+pub fn revocable<'t>(token: &'t Token<'_>) -> Revocable<'t> {
+    Revocable {
+        kid: token.kid,
+        token_id: token.token_id,
+        subject: token.subject,
+        issued_at: None,
     }
 }
 

@@ -763,6 +763,7 @@ fn inspect_exit_status_follows_the_verdict() {
 #[test]
 fn inspect_gives_the_reason_auth_gives() {
     use mediagate::gate::{self, MediaRequest, Outcome};
+    use mediagate::store::revoked::Revoked;
     use mediagate::token::{self, Claims, Purpose, Scope, TokenBuf};
 
     let home = TempDir::new("cli-inspect-auth");
@@ -868,7 +869,7 @@ fn inspect_gives_the_reason_auth_gives() {
             client_ip: ip.map(|ip| ip.parse().unwrap()),
             authorization: mediagate::gate::Authorization::Absent,
         };
-        let expected = match gate::decide(&config, &request, &mut buf, now) {
+        let expected = match gate::decide(&config, &request, &mut buf, now, &Revoked::default()) {
             Outcome::Allow { .. } => "allowed".to_owned(),
             outcome => format!("denied: {}", outcome.reason().unwrap()),
         };

@@ -21,6 +21,7 @@ use mediagate::path::{
 };
 use mediagate::reason::Reason;
 use mediagate::refresh;
+use mediagate::store::revoked::Revoked;
 use mediagate::token::{self, Claims, Limits, Purpose, Request, Scope, TokenBuf};
 use proptest::prelude::*;
 
@@ -637,7 +638,7 @@ fn refresh_redirect_is_never_issued_for_a_path_the_session_side_rejects() {
         client_ip: None,
         authorization: mediagate::gate::Authorization::Absent,
     };
-    match gate::decide(&config, &request, &mut buf, NOW) {
+    match gate::decide(&config, &request, &mut buf, NOW, &Revoked::default()) {
         Outcome::Refresh { location, .. } => {
             let uri = location
                 .strip_prefix("https://www.example.org")
@@ -707,7 +708,7 @@ fn token_parameter_is_read_in_one_spelling_only() {
             client_ip: None,
             authorization: mediagate::gate::Authorization::Absent,
         };
-        let outcome = gate::decide(&config, &request, &mut buf, NOW);
+        let outcome = gate::decide(&config, &request, &mut buf, NOW, &Revoked::default());
         assert_eq!(outcome.reason(), *expected, "?{query}");
     }
 }

@@ -21,6 +21,7 @@
 pub mod deadline;
 mod original;
 mod routes;
+pub mod state;
 
 use std::ffi::OsString;
 use std::fmt;
@@ -80,6 +81,8 @@ pub struct App {
     reloading: Mutex<()>,
     /// Rate limit for the "request head too large" warning.
     refusals: RefusalLog,
+    /// The store and the revocations in force.
+    pub state: Arc<state::StateEdge>,
 }
 
 /// The sources the running configuration was loaded from, kept for reloads: the
@@ -133,6 +136,7 @@ impl App {
             source,
             reloading: Mutex::new(()),
             refusals: RefusalLog::default(),
+            state: Arc::default(),
         })
     }
 

@@ -135,7 +135,8 @@ fn decide_media(
     };
     let now = clock::now();
     let mut buf = TokenBuf::new();
-    let outcome = gate::decide(config, &media_request, &mut buf, now);
+    let revoked = app.state.revoked();
+    let outcome = gate::decide(config, &media_request, &mut buf, now, &revoked);
     let response = match outcome {
         Outcome::Deny { reason, site } => media_denial(mode, headers, reason, site),
         _ => decision::media_response(mode, &outcome, config, now),

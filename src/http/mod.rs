@@ -18,6 +18,7 @@
 //! see [`serve`]) replaces the whole snapshot at once. Requests in flight finish with the
 //! configuration they started with; no connection is touched.
 
+mod admin;
 pub mod deadline;
 mod original;
 mod routes;

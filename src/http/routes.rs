@@ -14,7 +14,7 @@ use serde::Serialize;
 use subtle::ConstantTimeEq;
 
 use super::original::{self, APPROVED_PATH, ORIGINAL_URI, SERVER_NAME};
-use super::{App, Role};
+use super::{admin, App, Role};
 use crate::audit;
 use crate::clock;
 use crate::config::{Config, Site};
@@ -60,6 +60,9 @@ pub async fn handle(
         (Role::Internal, "/refresh") => refresh_endpoint(app, config, trusted, &request),
         (Role::Internal, "/login") => login_endpoint(config, trusted, &request),
         (Role::Internal, "/mint") => mint_endpoint(app, config, request).await,
+        (Role::Internal, "/revoke") => admin::revoke(app, config, request).await,
+        (Role::Internal, "/revocations") => admin::revocations(app, config, &request).await,
+        (Role::Internal, "/uses") => admin::uses(app, config, &request).await,
         (Role::Internal, "/metrics") => {
             let mut response = decision::text_response(StatusCode::OK, app.metrics.render());
             response.headers_mut().insert(
@@ -349,6 +352,16 @@ fn secret_matches(config: &Config, presented: Option<&str>) -> bool {
     bool::from(expected.expose().ct_eq(presented.expose()))
 }
 
+/// True when the request carries `Authorization: Bearer <internal secret>` (compared in
+/// constant time).
+pub(super) fn authorized(config: &Config, headers: &hyper::HeaderMap) -> bool {
+    let bearer = original::optional(headers, &AUTHORIZATION)
+        .ok()
+        .flatten()
+        .and_then(|value| value.strip_prefix("Bearer "));
+    secret_matches(config, bearer)
+}
+
 #[derive(Debug, Serialize)]
 struct MintResponse {
     url: String,
@@ -367,11 +380,7 @@ async fn mint_endpoint(app: &App, config: &Config, request: Request<Incoming>) -
             .insert(ALLOW, HeaderValue::from_static("POST"));
         return response;
     }
-    let bearer = original::optional(request.headers(), &AUTHORIZATION)
-        .ok()
-        .flatten()
-        .and_then(|value| value.strip_prefix("Bearer "));
-    if !secret_matches(config, bearer) {
+    if !authorized(config, request.headers()) {
         return json_error(StatusCode::UNAUTHORIZED, "missing or wrong bearer secret");
     }
     let bytes = match Limited::new(request.into_body(), MAX_MINT_BODY)
@@ -416,7 +425,7 @@ fn mint_from_body(config: &Config, body: MintInput) -> Result<MintResponse, Stri
     })
 }
 
-fn json_response(status: StatusCode, json: String) -> Response<Body> {
+pub(super) fn json_response(status: StatusCode, json: String) -> Response<Body> {
     let mut response = decision::text_response(status, json);
     response
         .headers_mut()
@@ -424,7 +433,7 @@ fn json_response(status: StatusCode, json: String) -> Response<Body> {
     response
 }
 
-fn json_error(status: StatusCode, message: &str) -> Response<Body> {
+pub(super) fn json_error(status: StatusCode, message: &str) -> Response<Body> {
     json_response(status, serde_json::json!({ "error": message }).to_string())
 }
 

@@ -442,15 +442,17 @@ proptest! {
 
     #[test]
     fn token_decode_never_panics_on_arbitrary_bodies(
+        version in 0u8..4,
         purpose in 0u8..5,
         fields in prop::collection::vec(
-            (0u8..14, prop::collection::vec(any::<u8>(), 0..20)),
+            (0u8..18, prop::collection::vec(any::<u8>(), 0..20)),
             0..8,
         ),
         tag in prop::collection::vec(any::<u8>(), 0..20),
     ) {
-        // Structurally plausible: version 1, a purpose, id/len/value fields, then a tag.
-        let mut raw = vec![1, purpose];
+        // Structurally plausible: a version (1 and 2 are known), a purpose, id/len/value
+        // fields, then a tag.
+        let mut raw = vec![version, purpose];
         for (field, value) in fields {
             raw.push(field);
             raw.push(value.len() as u8);

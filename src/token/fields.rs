@@ -15,6 +15,8 @@ impl Methods {
         ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"];
     /// GET and HEAD: what a token allows when it has no methods field.
     pub const READ: Methods = Methods(0b11);
+    /// POST and PUT: what a version 2 upload token allows when it has no methods field.
+    pub const WRITE: Methods = Methods(0b1100);
     const KNOWN_BITS: u8 = (1 << Self::NAMES.len()) - 1;
 
     /// The set named by `names`, each spelled exactly as in [`Methods::NAMES`] (methods are

@@ -1,4 +1,4 @@
-//! Token format v1: mint, decode and verify signed, expiring capabilities. Pure: no I/O, no
+//! Token format (v1 frozen, v2 draft): mint, decode and verify signed, expiring capabilities. Pure: no I/O, no
 //! clock (time is a parameter), no allocation on the verify path.
 //!
 //! - [`wire`]: field layout, limits, zero-copy decoding.
@@ -17,7 +17,10 @@ pub mod wire;
 
 pub use fields::{IpNet, Methods, RefreshMarker};
 pub use verify::{verify, Authentic, Denied, Limits, Request, Verified};
-pub use wire::{decode, is_kid, Claims, Malformed, Scope, Token, TokenBuf};
+pub use wire::{
+    canonical_content_types, decode, is_canonical_content_types, is_canonical_media_type, is_kid,
+    Claims, Malformed, Scope, Token, TokenBuf,
+};
 
 use crate::keys::Key;
 
@@ -28,7 +31,8 @@ use crate::keys::Key;
 pub enum Purpose {
     /// Fetch a file (GET/HEAD unless the token says otherwise).
     Download = 1,
-    /// An upload slot (reserved in v1 so the tag is never reused for anything else).
+    /// An upload slot: PUT/POST to one path or prefix (version 2; the byte was reserved in v1
+    /// so the tag is never reused for anything else).
     Upload = 2,
     /// The `state` a media domain hands to the refresh endpoint.
     RefreshState = 3,

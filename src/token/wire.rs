@@ -1,13 +1,19 @@
-//! The v1 wire format: field layout, limits, encoding and zero-copy decoding.
+//! The wire format, versions 1 (frozen) and 2 (draft): field layout, limits, encoding and
+//! zero-copy decoding.
 //!
 //! ```text
 //! token = base64url-nopad( body || tag )
-//! body  = version:u8 (=1) || purpose:u8 || field*      (field ids strictly ascending)
+//! body  = version:u8 (1 or 2) || purpose:u8 || field*  (field ids strictly ascending)
 //! field = id:u8 || len:u8 || value[len]
 //! tag   = first 16 bytes of HMAC-SHA256 over the MAC input (see `mac.rs`)
 //! ```
 //!
-//! `docs/token-format.md` is the normative description; this file and that one change together.
+//! Version 2 has every v1 field plus issued-at, a use limit, and the upload limits (maximum
+//! size, content types). The same claims have exactly one encoding: a body is v2 exactly when
+//! it carries a v2-only field.
+//!
+//! `docs/token-format.md` is the normative description (§17 for v2); this file and that one
+//! change together.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -16,8 +22,12 @@ use super::fields::{IpNet, Methods, RefreshMarker};
 use super::Purpose;
 use crate::path;
 
-/// Format version carried in the first body byte.
-pub const VERSION: u8 = 1;
+/// Format version carried in the first body byte of a token without v2-only fields.
+pub const VERSION: u8 = VERSION_1;
+/// Version 1: frozen (spec §1-§16).
+pub const VERSION_1: u8 = 1;
+/// Version 2: a draft (spec §17); every v1 field plus ids `0x0c`-`0x0f`.
+pub const VERSION_2: u8 = 2;
 /// Tag length in bytes: HMAC-SHA256 truncated to 128 bits (see the spec for why that is enough).
 pub const TAG_LEN: usize = 16;
 /// Longest token string accepted, in characters. Longer input is rejected before decoding.
@@ -49,6 +59,18 @@ pub mod id {
     pub const DATA: u8 = 0x0a;
     /// Refresh marker (attempt, chain start).
     pub const REFRESH: u8 = 0x0b;
+    /// v2: issued-at, unix seconds, u64 big-endian.
+    pub const ISSUED_AT: u8 = 0x0c;
+    /// v2: use limit, u32 big-endian, at least 1; needs a token id.
+    pub const USES: u8 = 0x0d;
+    /// v2: largest upload in bytes, u64 big-endian, at least 1; upload tokens only.
+    pub const MAX_SIZE: u8 = 0x0e;
+    /// v2: allowed upload media types, a sorted comma-separated list; upload tokens only.
+    pub const CONTENT_TYPES: u8 = 0x0f;
+    /// The highest id of a v1 body.
+    pub const LAST_V1: u8 = REFRESH;
+    /// The highest id of a v2 body.
+    pub const LAST_V2: u8 = CONTENT_TYPES;
     /// Never on the wire: the exact request path, appended to the MAC input only.
     pub const BOUND_PATH: u8 = 0x10;
 }
@@ -67,6 +89,10 @@ pub mod limit {
     pub const DATA: usize = 255;
     /// Prefix length (one length byte).
     pub const PREFIX: usize = 255;
+    /// Content-type list length (one length byte).
+    pub const CONTENT_TYPES: usize = 255;
+    /// Length of one name (type or subtype) of a media type (RFC 6838 §4.2).
+    pub const MEDIA_NAME: usize = 127;
 }
 
 /// What a token grants, with every optional field; the input to minting.
@@ -94,6 +120,16 @@ pub struct Claims {
     pub data: Option<Vec<u8>>,
     /// Set by the refresh flow only.
     pub refresh: Option<RefreshMarker>,
+    /// v2: unix seconds at which the token was minted (revocation by time); less than
+    /// `expires`.
+    pub issued_at: Option<u64>,
+    /// v2: how many uses the token grants (counted by the stateful edge); needs `token_id`.
+    pub uses: Option<u32>,
+    /// v2, upload tokens only: the largest body in bytes.
+    pub max_size: Option<u64>,
+    /// v2, upload tokens only: allowed media types, the wire form (lower case, ascending,
+    /// comma-separated, e.g. `image/jpeg,image/png`); see [`canonical_content_types`].
+    pub content_types: Option<String>,
 }
 
 /// The path scope of a token being minted.
@@ -105,7 +141,7 @@ pub enum Scope {
     Prefix(String),
 }
 
-/// Why a string is not a well-formed v1 token. Maps to the `malformed` reason; the text is
+/// Why a string is not a well-formed token (v1 or v2). Maps to the `malformed` reason; the text is
 /// for `mediagate inspect` and debug logs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("malformed token: {0}")]
@@ -131,6 +167,8 @@ impl Default for TokenBuf {
 /// A decoded (not yet verified) token, borrowing from a [`TokenBuf`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Token<'a> {
+    /// Format version: [`VERSION_1`] or [`VERSION_2`].
+    pub version: u8,
     /// Purpose byte.
     pub purpose: Purpose,
     /// Key id.
@@ -155,16 +193,58 @@ pub struct Token<'a> {
     pub data: Option<&'a [u8]>,
     /// Refresh marker.
     pub refresh: Option<RefreshMarker>,
+    /// v2: issued-at (unix seconds), less than `expires`.
+    pub issued_at: Option<u64>,
+    /// v2: use limit (at least 1); a token with one always has a `token_id`.
+    pub uses: Option<u32>,
+    /// v2, upload tokens only: largest body in bytes (at least 1).
+    pub max_size: Option<u64>,
+    /// v2, upload tokens only: the allowed media types as carried (lower case, ascending,
+    /// comma-separated); see [`Token::content_types_iter`] and [`Token::content_type_allowed`].
+    pub content_types: Option<&'a str>,
     /// The body bytes the MAC covers.
     pub body: &'a [u8],
     /// The tag.
     pub tag: &'a [u8],
 }
 
-impl Token<'_> {
-    /// Allowed methods, with the GET/HEAD default applied.
+impl<'a> Token<'a> {
+    /// Allowed methods, with the default applied: POST and PUT for a v2 upload token, GET and
+    /// HEAD otherwise (v1 is frozen: a v1 token without a methods field allows GET and HEAD,
+    /// whatever its purpose).
     pub fn methods(&self) -> Methods {
-        self.methods_field.unwrap_or(Methods::READ)
+        let default = if self.purpose == Purpose::Upload && self.version >= VERSION_2 {
+            Methods::WRITE
+        } else {
+            Methods::READ
+        };
+        self.methods_field.unwrap_or(default)
+    }
+
+    /// The allowed media types, in their (ascending) wire order; empty when the token does
+    /// not restrict them.
+    pub fn content_types_iter(&self) -> impl Iterator<Item = &'a str> + 'a {
+        self.content_types.into_iter().flat_map(|list| list.split(','))
+    }
+
+    /// True when a request with this `Content-Type` header value may upload: always when the
+    /// token restricts nothing, else when the header's media type (before any `;`
+    /// parameters, surrounding spaces and tabs ignored, compared ignoring ASCII case, as
+    /// RFC 9110 §8.3.1 says media types are) is one of the token's. An empty media type never
+    /// matches a restriction.
+    pub fn content_type_allowed(&self, content_type: &str) -> bool {
+        if self.content_types.is_none() {
+            return true;
+        }
+        let media_type = content_type
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim_matches([' ', '\t']);
+        !media_type.is_empty()
+            && self
+                .content_types_iter()
+                .any(|allowed| allowed.eq_ignore_ascii_case(media_type))
     }
 }
 
@@ -183,14 +263,37 @@ impl Claims {
             subject: None,
             data: None,
             refresh: None,
+            issued_at: None,
+            uses: None,
+            max_size: None,
+            content_types: None,
+        }
+    }
+
+    /// True when any v2-only field is set: such claims are encoded as version 2, all others
+    /// as version 1 (one encoding per set of claims).
+    pub fn needs_v2(&self) -> bool {
+        self.issued_at.is_some()
+            || self.uses.is_some()
+            || self.max_size.is_some()
+            || self.content_types.is_some()
+    }
+
+    /// The version [`Claims::encode_body`] writes.
+    pub fn version(&self) -> u8 {
+        if self.needs_v2() {
+            VERSION_2
+        } else {
+            VERSION_1
         }
     }
 
     /// The body bytes for key id `kid`, after checking every field against the format's
     /// limits so that we never mint a token that verification would reject as malformed.
+    /// The version is chosen here: v2 exactly when a v2-only field is set.
     pub fn encode_body(&self, kid: &str) -> Result<Vec<u8>, Malformed> {
         let mut body = Vec::with_capacity(64);
-        body.push(VERSION);
+        body.push(self.version());
         body.push(self.purpose as u8);
         push_field(&mut body, id::KID, kid.as_bytes())?;
         push_field(&mut body, id::EXPIRES, &self.expires.to_be_bytes())?;
@@ -221,6 +324,29 @@ impl Claims {
         if let Some(marker) = self.refresh {
             push_field(&mut body, id::REFRESH, &marker.to_wire())?;
         }
+        if let Some(issued_at) = self.issued_at {
+            push_field(&mut body, id::ISSUED_AT, &issued_at.to_be_bytes())?;
+        }
+        if let Some(uses) = self.uses {
+            push_field(&mut body, id::USES, &uses.to_be_bytes())?;
+        }
+        if let Some(max_size) = self.max_size {
+            push_field(&mut body, id::MAX_SIZE, &max_size.to_be_bytes())?;
+        }
+        if let Some(content_types) = &self.content_types {
+            push_field(&mut body, id::CONTENT_TYPES, content_types.as_bytes())?;
+        }
+        // The rules across fields, exactly as the decoder checks them.
+        V2Facts {
+            version: self.version(),
+            purpose: self.purpose,
+            expires: self.expires,
+            issued_at: self.issued_at,
+            has_uses: self.uses.is_some(),
+            has_token_id: self.token_id.is_some(),
+            has_upload_limits: self.max_size.is_some() || self.content_types.is_some(),
+        }
+        .check()?;
         if let Scope::Exact(path) = &self.scope {
             if !path::is_canonical(path) {
                 return Err(Malformed("exact path is not canonical"));
@@ -308,11 +434,16 @@ fn parse(raw: &[u8]) -> Result<Token<'_>, Malformed> {
         return Err(Malformed("too short"));
     }
     let (body, tag) = raw.split_at(raw.len() - TAG_LEN);
-    if body[0] != VERSION {
-        return Err(Malformed("unknown version"));
-    }
+    // Dispatch on the version: it decides which ids exist (spec §16).
+    let version = body[0];
+    let last_known_id = match version {
+        VERSION_1 => id::LAST_V1,
+        VERSION_2 => id::LAST_V2,
+        _ => return Err(Malformed("unknown version")),
+    };
     let purpose = Purpose::from_byte(body[1]).ok_or(Malformed("unknown purpose"))?;
     let mut token = Token {
+        version,
         purpose,
         kid: "",
         expires: 0,
@@ -325,6 +456,10 @@ fn parse(raw: &[u8]) -> Result<Token<'_>, Malformed> {
         subject: None,
         data: None,
         refresh: None,
+        issued_at: None,
+        uses: None,
+        max_size: None,
+        content_types: None,
         body,
         tag,
     };
@@ -340,6 +475,9 @@ fn parse(raw: &[u8]) -> Result<Token<'_>, Malformed> {
             .get(..len)
             .ok_or(Malformed("field runs past the end"))?;
         rest = &tail[len..];
+        if *field > last_known_id {
+            return Err(Malformed("unknown field"));
+        }
         validate_field(*field, value)?;
         match *field {
             id::KID => token.kid = ascii(value),
@@ -353,6 +491,10 @@ fn parse(raw: &[u8]) -> Result<Token<'_>, Malformed> {
             id::SUBJECT => token.subject = Some(ascii(value)),
             id::DATA => token.data = Some(value),
             id::REFRESH => token.refresh = RefreshMarker::from_wire(value),
+            id::ISSUED_AT => token.issued_at = Some(be_u64(value)),
+            id::USES => token.uses = Some(be_u32(value)),
+            id::MAX_SIZE => token.max_size = Some(be_u64(value)),
+            id::CONTENT_TYPES => token.content_types = Some(ascii(value)),
             _ => return Err(Malformed("unknown field")),
         }
     }
@@ -362,7 +504,62 @@ fn parse(raw: &[u8]) -> Result<Token<'_>, Malformed> {
     if token.kid.is_empty() || token.expires == 0 {
         return Err(Malformed("missing kid or exp"));
     }
+    V2Facts {
+        version,
+        purpose,
+        expires: token.expires,
+        issued_at: token.issued_at,
+        has_uses: token.uses.is_some(),
+        has_token_id: token.token_id.is_some(),
+        has_upload_limits: token.max_size.is_some() || token.content_types.is_some(),
+    }
+    .check()?;
     Ok(token)
+}
+
+/// The fields the cross-field rules of v2 look at (spec §17), gathered from [`Claims`] when
+/// minting and from a [`Token`] when decoding, so both apply exactly the same rules.
+struct V2Facts {
+    version: u8,
+    purpose: Purpose,
+    expires: u64,
+    issued_at: Option<u64>,
+    has_uses: bool,
+    has_token_id: bool,
+    has_upload_limits: bool,
+}
+
+impl V2Facts {
+    fn check(&self) -> Result<(), Malformed> {
+        let has_v2_field = self.issued_at.is_some() || self.has_uses || self.has_upload_limits;
+        if self.version == VERSION_1 {
+            // Unreachable from both callers (v1 bodies cannot carry ids 0x0c-0x0f and claims
+            // with such a field encode as v2); kept so the rule reads complete.
+            return match has_v2_field {
+                true => Err(Malformed("v2 fields in a v1 body")),
+                false => Ok(()),
+            };
+        }
+        if !has_v2_field {
+            return Err(Malformed(
+                "version 2 without a v2 field (the same claims are spelled as version 1)",
+            ));
+        }
+        if self.issued_at.is_some_and(|iat| iat >= self.expires) {
+            return Err(Malformed("issued-at must be earlier than the expiry"));
+        }
+        if self.has_uses && !self.has_token_id {
+            return Err(Malformed(
+                "a use limit needs a token id (uses are counted per key id and token id)",
+            ));
+        }
+        if self.has_upload_limits && self.purpose != Purpose::Upload {
+            return Err(Malformed(
+                "max_size and content types belong in upload tokens only",
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// The single definition of what each field may contain, shared by minting and decoding.
@@ -392,6 +589,12 @@ fn validate_field(field: u8, value: &[u8]) -> Result<(), Malformed> {
         }
         id::DATA => (1..=limit::DATA).contains(&value.len()),
         id::REFRESH => RefreshMarker::from_wire(value).is_some(),
+        id::ISSUED_AT | id::MAX_SIZE => value.len() == 8 && be_u64(value) != 0,
+        id::USES => value.len() == 4 && be_u32(value) != 0,
+        id::CONTENT_TYPES => {
+            value.len() <= limit::CONTENT_TYPES
+                && std::str::from_utf8(value).is_ok_and(is_canonical_content_types)
+        }
         _ => return Err(Malformed("unknown field")),
     };
     if ok {
@@ -421,13 +624,99 @@ fn field_error(field: u8) -> &'static str {
         id::TOKEN_ID => "bad token id",
         id::SUBJECT => "bad subject",
         id::DATA => "bad data",
-        _ => "bad refresh marker",
+        id::REFRESH => "bad refresh marker",
+        id::ISSUED_AT => "bad issued-at",
+        id::USES => "bad uses: a u32 of at least 1",
+        id::MAX_SIZE => "bad max_size: a u64 of at least 1",
+        _ => "bad content types: lower-case type/subtype names, ascending, comma-separated, no duplicates, no parameters, 1-255 bytes",
     }
 }
 
 fn be_u64(value: &[u8]) -> u64 {
     // Callers validated the length; a short slice reads as 0, which validation rejects.
     value.try_into().map_or(0, u64::from_be_bytes)
+}
+
+fn be_u32(value: &[u8]) -> u32 {
+    value.try_into().map_or(0, u32::from_be_bytes)
+}
+
+/// True for the one spelling of a content-type list (spec §17): 1-255 bytes, media types
+/// `type/subtype` separated by single commas, strictly ascending (so no duplicates).
+pub fn is_canonical_content_types(list: &str) -> bool {
+    if list.is_empty() || list.len() > limit::CONTENT_TYPES {
+        return false;
+    }
+    let mut previous: Option<&str> = None;
+    for media_type in list.split(',') {
+        if !is_canonical_media_type(media_type) || previous.is_some_and(|p| p >= media_type) {
+            return false;
+        }
+        previous = Some(media_type);
+    }
+    true
+}
+
+/// A lower-case `type/subtype` of RFC 6838 restricted names (§4.2): each 1-127 characters,
+/// starting with a letter or digit, then letters, digits and `! # $ & - ^ _ . +`. No
+/// parameters, no spaces, no upper case.
+pub fn is_canonical_media_type(media_type: &str) -> bool {
+    let restricted_name = |name: &str| {
+        let bytes = name.as_bytes();
+        (1..=limit::MEDIA_NAME).contains(&bytes.len())
+            && (bytes[0].is_ascii_lowercase() || bytes[0].is_ascii_digit())
+            && bytes
+                .iter()
+                .all(|&b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"!#$&-^_.+".contains(&b))
+    };
+    media_type
+        .split_once('/')
+        .is_some_and(|(kind, subtype)| restricted_name(kind) && restricted_name(subtype))
+}
+
+/// The wire form of a list of media types a person wrote (`sign --content-type`, `/mint`'s
+/// `content_types`): refuses, never repairs, every type that is not already in its one
+/// spelling (upper case, parameters, spaces, duplicates), then sorts. The error names the
+/// offending entry.
+pub fn canonical_content_types<'t>(
+    types: impl IntoIterator<Item = &'t str>,
+) -> Result<String, String> {
+    let mut list: Vec<&str> = Vec::new();
+    for media_type in types {
+        if media_type.contains(';') {
+            return Err(format!(
+                "content type {media_type:?} has parameters: give the media type only (type/subtype)"
+            ));
+        }
+        if media_type.bytes().any(|b| b.is_ascii_uppercase()) {
+            return Err(format!(
+                "content type {media_type:?} must be lower case (write {:?})",
+                media_type.to_ascii_lowercase()
+            ));
+        }
+        if !is_canonical_media_type(media_type) {
+            return Err(format!(
+                "content type {media_type:?} is not a media type type/subtype (RFC 6838 names: a-z 0-9 ! # $ & - ^ _ . +, no spaces)"
+            ));
+        }
+        if list.contains(&media_type) {
+            return Err(format!("content type {media_type} is named twice"));
+        }
+        list.push(media_type);
+    }
+    if list.is_empty() {
+        return Err("empty content type list".into());
+    }
+    list.sort_unstable();
+    let joined = list.join(",");
+    if joined.len() > limit::CONTENT_TYPES {
+        return Err(format!(
+            "content types take {} bytes; at most {} fit in a token",
+            joined.len(),
+            limit::CONTENT_TYPES
+        ));
+    }
+    Ok(joined)
 }
 
 /// Values validated as ASCII are valid UTF-8; the fallback keeps this panic-free regardless.
@@ -437,4 +726,375 @@ fn ascii(value: &[u8]) -> &str {
 
 fn ascii_or_utf8(value: &[u8]) -> Result<&str, Malformed> {
     std::str::from_utf8(value).map_err(|_| Malformed("prefix is not UTF-8"))
+}
+
+#[cfg(test)]
+mod tests {
+    //! The v2 rules, one test each; v1 is pinned byte for byte by `tests/vectors/tokens.json`
+    //! and v2 by `tests/vectors/tokens-v2.json`.
+    use super::*;
+    use crate::keys::{Key, Secret};
+    use crate::token::{mac, sign};
+
+    const EXP: u64 = 1_800_000_600;
+
+    fn key() -> Key {
+        Key::new("k1", &Secret::new((0..32).collect())).unwrap()
+    }
+
+    fn upload() -> Claims {
+        Claims {
+            purpose: Purpose::Upload,
+            issued_at: Some(EXP - 600),
+            uses: Some(1),
+            token_id: Some("t1".into()),
+            ..Claims::download(Scope::Exact("/uploads/a.bin".into()), EXP)
+        }
+    }
+
+    /// Signs raw body bytes, so that malformed bodies reach the decoder with a valid tag.
+    fn signed(body: &[u8]) -> String {
+        encode_token(body, &mac::tag(&key(), body, Some("/uploads/a.bin")))
+    }
+
+    fn decode_body(body: &[u8]) -> Result<(), Malformed> {
+        let mut buf = TokenBuf::new();
+        decode(&signed(body), &mut buf).map(|_| ())
+    }
+
+    /// `version purpose kid=k1 exp=EXP` followed by `fields`.
+    fn body(version: u8, purpose: u8, fields: &[(u8, &[u8])]) -> Vec<u8> {
+        let mut body = vec![version, purpose, id::KID, 2, b'k', b'1', id::EXPIRES, 8];
+        body.extend_from_slice(&EXP.to_be_bytes());
+        for (field, value) in fields {
+            body.push(*field);
+            body.push(value.len() as u8);
+            body.extend_from_slice(value);
+        }
+        body
+    }
+
+    #[test]
+    fn claims_without_v2_fields_encode_as_v1_and_with_one_as_v2() {
+        let plain = Claims::download(Scope::Exact("/a".into()), EXP);
+        assert_eq!(plain.encode_body("k1").unwrap()[0], VERSION_1);
+        let stamped = Claims {
+            issued_at: Some(EXP - 1),
+            ..plain.clone()
+        };
+        let body = stamped.encode_body("k1").unwrap();
+        assert_eq!(body[0], VERSION_2);
+        assert_eq!(&body[body.len() - 10..][..2], &[id::ISSUED_AT, 8]);
+        // The version byte is signed: the v1 and v2 tags of otherwise equal bodies differ.
+        let mut as_v1 = body.clone();
+        as_v1[0] = VERSION_1;
+        assert_ne!(
+            mac::tag(&key(), &body, Some("/a")),
+            mac::tag(&key(), &as_v1, Some("/a"))
+        );
+    }
+
+    #[test]
+    fn v2_upload_round_trips_every_field() {
+        let claims = Claims {
+            max_size: Some(10 << 20),
+            content_types: Some("image/jpeg,image/png".into()),
+            ..upload()
+        };
+        let text = sign(&claims, &key()).unwrap();
+        let mut buf = TokenBuf::new();
+        let token = decode(&text, &mut buf).unwrap();
+        assert_eq!(token.version, VERSION_2);
+        assert_eq!(token.purpose, Purpose::Upload);
+        assert_eq!(token.issued_at, Some(EXP - 600));
+        assert_eq!(token.uses, Some(1));
+        assert_eq!(token.token_id, Some("t1"));
+        assert_eq!(token.max_size, Some(10 << 20));
+        assert_eq!(token.content_types, Some("image/jpeg,image/png"));
+        assert_eq!(
+            token.content_types_iter().collect::<Vec<_>>(),
+            ["image/jpeg", "image/png"]
+        );
+    }
+
+    #[test]
+    fn v2_body_without_a_v2_field_is_malformed() {
+        assert_eq!(
+            decode_body(&body(2, 1, &[])),
+            Err(Malformed(
+                "version 2 without a v2 field (the same claims are spelled as version 1)"
+            ))
+        );
+        // The same bytes as version 1 are fine.
+        assert_eq!(decode_body(&body(1, 1, &[])), Ok(()));
+    }
+
+    #[test]
+    fn v2_ids_are_unknown_in_a_v1_body_and_unknown_versions_are_malformed() {
+        let iat = (EXP - 1).to_be_bytes();
+        assert_eq!(
+            decode_body(&body(1, 1, &[(id::ISSUED_AT, &iat)])),
+            Err(Malformed("unknown field"))
+        );
+        assert_eq!(decode_body(&body(2, 1, &[(id::ISSUED_AT, &iat)])), Ok(()));
+        for version in [0, 3, 0xff] {
+            assert_eq!(
+                decode_body(&body(version, 1, &[(id::ISSUED_AT, &iat)])),
+                Err(Malformed("unknown version"))
+            );
+        }
+        // 0x10 stays the binding id, never a body field, in v2 too.
+        assert_eq!(
+            decode_body(&body(2, 1, &[(id::ISSUED_AT, &iat), (0x10, b"x")])),
+            Err(Malformed("unknown field"))
+        );
+    }
+
+    #[test]
+    fn issued_at_must_be_nonzero_eight_bytes_and_before_the_expiry() {
+        let at = |iat: u64| decode_body(&body(2, 1, &[(id::ISSUED_AT, &iat.to_be_bytes())]));
+        assert_eq!(at(EXP - 1), Ok(()));
+        let late = Err(Malformed("issued-at must be earlier than the expiry"));
+        assert_eq!(at(EXP), late);
+        assert_eq!(at(EXP + 1), late);
+        assert_eq!(at(0), Err(Malformed("bad issued-at")));
+        assert_eq!(
+            decode_body(&body(2, 1, &[(id::ISSUED_AT, &[0, 0, 0, 1])])),
+            Err(Malformed("bad issued-at"))
+        );
+        let claims = Claims {
+            issued_at: Some(EXP),
+            ..Claims::download(Scope::Exact("/a".into()), EXP)
+        };
+        assert_eq!(claims.encode_body("k1"), late.map(|()| Vec::new()));
+    }
+
+    #[test]
+    fn uses_needs_a_token_id_exactly_four_bytes_and_at_least_one() {
+        let one = 1u32.to_be_bytes();
+        assert_eq!(
+            decode_body(&body(2, 1, &[(id::TOKEN_ID, b"t"), (id::USES, &one)])),
+            Ok(())
+        );
+        assert_eq!(
+            decode_body(&body(2, 1, &[(id::USES, &one)])),
+            Err(Malformed(
+                "a use limit needs a token id (uses are counted per key id and token id)"
+            ))
+        );
+        let bad = Err(Malformed("bad uses: a u32 of at least 1"));
+        for value in [&[0u8, 0, 0, 0][..], &[0, 0, 1], &[0, 0, 0, 0, 1]] {
+            assert_eq!(
+                decode_body(&body(2, 1, &[(id::TOKEN_ID, b"t"), (id::USES, value)])),
+                bad
+            );
+        }
+        let minted = |uses, token_id: Option<&str>| {
+            Claims {
+                uses: Some(uses),
+                token_id: token_id.map(str::to_owned),
+                ..Claims::download(Scope::Exact("/a".into()), EXP)
+            }
+            .encode_body("k1")
+            .map(|_| ())
+        };
+        assert_eq!(minted(0, Some("t")), bad);
+        assert!(minted(1, None).is_err());
+        assert_eq!(minted(u32::MAX, Some("t")), Ok(()));
+    }
+
+    #[test]
+    fn upload_limits_belong_in_upload_tokens_only() {
+        let size = 1024u64.to_be_bytes();
+        let iat = (EXP - 1).to_be_bytes();
+        let not_upload = Err(Malformed(
+            "max_size and content types belong in upload tokens only",
+        ));
+        for purpose in [1, 3] {
+            assert_eq!(
+                decode_body(&body(2, purpose, &[(id::MAX_SIZE, &size)])),
+                not_upload
+            );
+            assert_eq!(
+                decode_body(&body(2, purpose, &[(id::CONTENT_TYPES, b"image/png")])),
+                not_upload
+            );
+        }
+        assert_eq!(decode_body(&body(2, 2, &[(id::MAX_SIZE, &size)])), Ok(()));
+        assert_eq!(
+            decode_body(&body(2, 2, &[(id::MAX_SIZE, &0u64.to_be_bytes())])),
+            Err(Malformed("bad max_size: a u64 of at least 1"))
+        );
+        // An upload token needs some v2 field to be v2 at all; iat alone will do.
+        assert_eq!(decode_body(&body(2, 2, &[(id::ISSUED_AT, &iat)])), Ok(()));
+        let download = Claims {
+            max_size: Some(1),
+            ..Claims::download(Scope::Exact("/a".into()), EXP)
+        };
+        assert_eq!(download.encode_body("k1").map(|_| ()), not_upload);
+    }
+
+    #[test]
+    fn content_types_have_one_spelling() {
+        for good in [
+            "image/png",
+            "image/jpeg,image/png",
+            "application/vnd.api+json,text/plain",
+            "a/b",
+        ] {
+            assert!(is_canonical_content_types(good), "{good}");
+            assert_eq!(
+                decode_body(&body(2, 2, &[(id::CONTENT_TYPES, good.as_bytes())])),
+                Ok(()),
+                "{good}"
+            );
+        }
+        for bad in [
+            "",
+            "image/png,image/jpeg",
+            "image/png,image/png",
+            "Image/png",
+            "image/png;q=1",
+            "image/png, text/plain",
+            "image/png,",
+            ",image/png",
+            "image",
+            "image/",
+            "/png",
+            "image/png/x",
+            "-image/png",
+            "image/*",
+            "*/*",
+        ] {
+            assert!(!is_canonical_content_types(bad), "{bad:?}");
+            assert!(
+                decode_body(&body(2, 2, &[(id::CONTENT_TYPES, bad.as_bytes())])).is_err(),
+                "{bad:?}"
+            );
+        }
+        let long = format!("a/{}", "b".repeat(128));
+        assert!(!is_canonical_media_type(&long));
+        assert!(is_canonical_media_type(&long[..long.len() - 1]));
+    }
+
+    #[test]
+    fn content_types_from_people_are_refused_unless_canonical_then_sorted() {
+        assert_eq!(
+            canonical_content_types(["image/png", "image/jpeg"]),
+            Ok("image/jpeg,image/png".into())
+        );
+        for (bad, says) in [
+            (&["Image/PNG"][..], "lower case"),
+            (&["text/plain; charset=utf-8"], "parameters"),
+            (&["image/png", "image/png"], "named twice"),
+            (&["image/ png"], "not a media type"),
+            (&[], "empty"),
+        ] {
+            let error = canonical_content_types(bad.iter().copied()).unwrap_err();
+            assert!(error.contains(says), "{bad:?}: {error}");
+        }
+        let many: Vec<String> = (0..30).map(|i| format!("image/x-{i:04}")).collect();
+        let error = canonical_content_types(many.iter().map(String::as_str)).unwrap_err();
+        assert!(error.contains("at most 255"), "{error}");
+    }
+
+    #[test]
+    fn content_type_allowed_compares_the_media_type_only() {
+        let claims = Claims {
+            content_types: Some("image/png,text/plain".into()),
+            ..upload()
+        };
+        let text = sign(&claims, &key()).unwrap();
+        let mut buf = TokenBuf::new();
+        let token = decode(&text, &mut buf).unwrap();
+        for allowed in [
+            "image/png",
+            "IMAGE/PNG",
+            "text/plain; charset=utf-8",
+            "text/plain;charset=utf-8",
+            " text/plain ; charset=utf-8",
+        ] {
+            assert!(token.content_type_allowed(allowed), "{allowed:?}");
+        }
+        for refused in ["", ";", "image/jpeg", "image/png2", "image", "text/plain,image/png"] {
+            assert!(!token.content_type_allowed(refused), "{refused:?}");
+        }
+        let text = sign(&upload(), &key()).unwrap();
+        let mut buf = TokenBuf::new();
+        let unrestricted = decode(&text, &mut buf).unwrap();
+        assert!(unrestricted.content_type_allowed("anything/at-all"));
+        assert!(unrestricted.content_type_allowed(""));
+        assert_eq!(unrestricted.content_types_iter().count(), 0);
+    }
+
+    #[test]
+    fn upload_methods_default_to_post_and_put_in_v2_only() {
+        let mut buf = TokenBuf::new();
+        let text = sign(&upload(), &key()).unwrap();
+        let v2 = decode(&text, &mut buf).unwrap();
+        assert_eq!(v2.methods(), Methods::WRITE);
+        assert!(v2.methods().allows("POST") && v2.methods().allows("PUT"));
+        assert!(!v2.methods().allows("GET") && !v2.methods().allows("HEAD"));
+        // v1 is frozen: a v1 upload token without methods still means GET and HEAD.
+        let v1_upload = Claims {
+            purpose: Purpose::Upload,
+            ..Claims::download(Scope::Exact("/uploads/a.bin".into()), EXP)
+        };
+        let text = sign(&v1_upload, &key()).unwrap();
+        let mut buf = TokenBuf::new();
+        let v1 = decode(&text, &mut buf).unwrap();
+        assert_eq!((v1.version, v1.methods()), (VERSION_1, Methods::READ));
+        // A v2 download keeps GET and HEAD.
+        let download = Claims {
+            issued_at: Some(EXP - 1),
+            ..Claims::download(Scope::Exact("/a".into()), EXP)
+        };
+        let text = sign(&download, &key()).unwrap();
+        let mut buf = TokenBuf::new();
+        assert_eq!(decode(&text, &mut buf).unwrap().methods(), Methods::READ);
+    }
+
+    proptest::proptest! {
+        /// Any claims the encoder accepts decode back to exactly those claims, in the
+        /// version the encoder chose.
+        #[test]
+        fn encode_then_decode_round_trips_v1_and_v2(
+            purpose in proptest::sample::select(vec![Purpose::Download, Purpose::Upload, Purpose::RefreshState]),
+            expires in 2u64..=u64::MAX,
+            issued_before in proptest::option::of(1u64..=u64::MAX),
+            uses in proptest::option::of(1u32..=u32::MAX),
+            token_id in proptest::option::of("[!-~]{1,64}"),
+            max_size in proptest::option::of(1u64..=u64::MAX),
+            content_types in proptest::option::of(proptest::collection::btree_set("[a-z0-9][a-z0-9.+-]{0,8}/[a-z0-9][a-z0-9.+-]{0,8}", 1..6)),
+            methods in proptest::option::of(1u8..0x80),
+        ) {
+            // Generated within the rules (a use limit brings a token id, upload limits come
+            // with uploads, issued-at precedes the expiry): every case must mint.
+            let upload = purpose == Purpose::Upload;
+            let claims = Claims {
+                purpose,
+                issued_at: issued_before.map(|before| expires - before.min(expires - 1)),
+                token_id: token_id.or_else(|| uses.map(|_| "t".to_owned())),
+                uses,
+                max_size: max_size.filter(|_| upload),
+                content_types: content_types
+                    .filter(|_| upload)
+                    .map(|set| set.into_iter().collect::<Vec<_>>().join(",")),
+                methods: methods.and_then(Methods::from_bits),
+                ..Claims::download(Scope::Exact("/uploads/a.bin".into()), expires)
+            };
+            let text = sign(&claims, &key()).expect("claims within the rules mint");
+            let mut buf = TokenBuf::new();
+            let token = decode(&text, &mut buf).expect("a minted token decodes");
+            proptest::prop_assert_eq!(token.version, claims.version());
+            proptest::prop_assert_eq!(token.purpose, claims.purpose);
+            proptest::prop_assert_eq!(token.expires, claims.expires);
+            proptest::prop_assert_eq!(token.issued_at, claims.issued_at);
+            proptest::prop_assert_eq!(token.uses, claims.uses);
+            proptest::prop_assert_eq!(token.token_id, claims.token_id.as_deref());
+            proptest::prop_assert_eq!(token.max_size, claims.max_size);
+            proptest::prop_assert_eq!(token.content_types, claims.content_types.as_deref());
+            proptest::prop_assert_eq!(token.methods_field, claims.methods);
+        }
+    }
 }

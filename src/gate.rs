@@ -233,7 +233,7 @@ pub fn revocable<'t>(token: &'t Token<'_>) -> Revocable<'t> {
         kid: token.kid,
         token_id: token.token_id,
         subject: token.subject,
-        issued_at: None,
+        issued_at: token.issued_at,
     }
 }
 

@@ -26,6 +26,11 @@ pub const SERVER_NAME: HeaderName = HeaderName::from_static("x-mediagate-server-
 /// application about (`X-Media-Path`); the refresh mints for exactly this path.
 pub const APPROVED_PATH: HeaderName = HeaderName::from_static("x-mediagate-approved-path");
 /// `X-Real-IP`: nginx `$remote_addr`.
+/// `X-Original-Range`: the client's `Range` header, forwarded by the auth snippet (nginx sends
+/// `auth_request` subrequests without the client's headers). Only its presence is read: a
+/// ranged request from a client that already made a use continues that use.
+pub const ORIGINAL_RANGE: HeaderName = HeaderName::from_static("x-original-range");
+/// See [`ORIGINAL_URI`].
 pub const REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 
 /// `X-Forwarded-Uri`: the original request target (Caddy's `{http.request.uri}`, Traefik's

@@ -7,14 +7,14 @@ use std::time::Instant;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::header::{
-    HeaderName, HeaderValue, ACCEPT, ALLOW, AUTHORIZATION, CONTENT_TYPE, USER_AGENT,
+    HeaderName, HeaderValue, ACCEPT, ALLOW, AUTHORIZATION, CONTENT_TYPE, RANGE, USER_AGENT,
 };
 use hyper::{Method, Request, Response, StatusCode};
 use serde::Serialize;
 use subtle::ConstantTimeEq;
 
 use super::original::{self, APPROVED_PATH, ORIGINAL_URI, SERVER_NAME};
-use super::{admin, App, Role};
+use super::{admin, state, App, Role};
 use crate::audit;
 use crate::clock;
 use crate::config::{Config, Site};
@@ -53,9 +53,9 @@ pub async fn handle(
     match (role, path) {
         (_, "/healthz") => decision::text_response(StatusCode::OK, "ok\n".into()),
         (_, "/readyz") => readyz(app),
-        (Role::Verify, "/auth") => media(app, config, Mode::Auth, trusted, &request),
-        (Role::Verify, "/accel") => media(app, config, Mode::Accel, trusted, &request),
-        (Role::Verify, "/forward") => media(app, config, Mode::Forward, trusted, &request),
+        (Role::Verify, "/auth") => media(app, config, Mode::Auth, trusted, &request).await,
+        (Role::Verify, "/accel") => media(app, config, Mode::Accel, trusted, &request).await,
+        (Role::Verify, "/forward") => media(app, config, Mode::Forward, trusted, &request).await,
         (Role::Verify, "/denied") => denied_endpoint(config, trusted, &request),
         (Role::Internal, "/refresh") => refresh_endpoint(app, config, trusted, &request),
         (Role::Internal, "/login") => login_endpoint(config, trusted, &request),
@@ -84,7 +84,7 @@ fn readyz(app: &App) -> Response<Body> {
 }
 
 /// `/auth`, `/accel` and `/forward`: one media decision, the same `gate::decide` for all.
-fn media(
+async fn media(
     app: &App,
     config: &Config,
     mode: Mode,
@@ -106,13 +106,13 @@ fn media(
     // above is no decision and is not timed, so per mode the histogram's `_count` equals
     // the sum of `mediagate_decisions_total`.
     let started = Instant::now();
-    let response = decide_media(app, config, mode, trusted, request);
+    let response = decide_media(app, config, mode, trusted, request).await;
     app.metrics.media_latency(mode, started.elapsed());
     response
 }
 
 /// The decision behind [`media`], counted and audited.
-fn decide_media(
+async fn decide_media(
     app: &App,
     config: &Config,
     mode: Mode,
@@ -138,8 +138,46 @@ fn decide_media(
     };
     let now = clock::now();
     let mut buf = TokenBuf::new();
-    let revoked = app.state.revoked();
-    let outcome = gate::decide(config, &media_request, &mut buf, now, &revoked);
+    let outcome = {
+        let revoked = app.state.revoked();
+        gate::decide(config, &media_request, &mut buf, now, &revoked)
+    };
+    // Only a token with a use limit waits for the store; every other answer is decided.
+    let outcome = match outcome {
+        Outcome::Allow {
+            token: Some(ref token),
+            site,
+            ..
+        } if token.uses.is_some() => {
+            let ranged = match mode {
+                Mode::Auth => original::optional(headers, &original::ORIGINAL_RANGE),
+                Mode::Accel | Mode::Forward => original::optional(headers, &RANGE),
+            }
+            .is_ok_and(|range| range.is_some_and(|range| !range.is_empty()));
+            let user_agent = original::optional(headers, &USER_AGENT).ok().flatten();
+            let counted = state::count_use(
+                app,
+                config,
+                token,
+                state::Use {
+                    method: media_request.method,
+                    ranged,
+                    client: media_request.client_ip,
+                    user_agent,
+                },
+                now,
+            )
+            .await;
+            match counted {
+                Ok(()) => outcome,
+                Err(reason) => Outcome::Deny {
+                    reason,
+                    site: Some(site),
+                },
+            }
+        }
+        outcome => outcome,
+    };
     let response = match outcome {
         Outcome::Deny { reason, site } => media_denial(mode, headers, reason, site),
         _ => decision::media_response(mode, &outcome, config, now),
@@ -172,10 +210,15 @@ fn media_denial(
     reason: Reason,
     site: Option<&Site>,
 ) -> Response<Body> {
+    // A store outage is no verdict on the token: 503, so clients and monitors retry.
+    let status = match reason {
+        Reason::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::FORBIDDEN,
+    };
     match mode {
-        Mode::Auth => decision::deny(StatusCode::FORBIDDEN, reason),
+        Mode::Auth => decision::deny(status, reason),
         Mode::Accel | Mode::Forward => decision::denial_page(
-            StatusCode::FORBIDDEN,
+            status,
             Some(reason),
             accept_format(headers),
             site.and_then(|site| site.pages.as_ref()),

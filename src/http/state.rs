@@ -3,14 +3,21 @@
 //! the handles and moves data between the store and memory.
 
 use std::fmt;
+use std::net::IpAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
 
+use super::App;
 use crate::clock;
+use crate::config::Config;
+use crate::keys::Key;
+use crate::reason::Reason;
 use crate::store::revoked::Revoked;
-use crate::store::{Store, StoreError};
+use crate::store::state::UseKind;
+use crate::store::{Consume, Consumed, HistoryEntry, Holder, Store, StoreError, UseKey};
+use crate::token::{mac, Verified};
 
 /// The store and what the verify path needs from it without I/O.
 pub struct StateEdge {
@@ -103,4 +110,116 @@ impl StateEdge {
             }
         }
     }
+}
+
+/// The request facts a use is judged by.
+#[derive(Debug, Clone, Copy)]
+pub struct Use<'r> {
+    /// Original method.
+    pub method: &'r str,
+    /// The request has a `Range` header.
+    pub ranged: bool,
+    /// Client address from the trusted source.
+    pub client: Option<IpAddr>,
+    /// The client's `User-Agent`.
+    pub user_agent: Option<&'r str>,
+}
+
+impl Use<'_> {
+    /// What the request is, for counting: `HEAD` and `OPTIONS` look and never count; a
+    /// ranged request may continue its client's use; anything else is a new use.
+    pub fn kind(&self) -> UseKind {
+        match self.method {
+            "HEAD" | "OPTIONS" => UseKind::Peek,
+            _ if self.ranged => UseKind::Continue,
+            _ => UseKind::New,
+        }
+    }
+}
+
+/// Counts one use of `token` (which has a use limit) in the store. `Err` is the reason to
+/// deny: `used_up`, or `store_unavailable` when the store did not answer (fail closed). New
+/// uses and refusals are added to the token's history in the background.
+pub async fn count_use(
+    app: &App,
+    config: &Config,
+    token: &Verified<'_>,
+    request: Use<'_>,
+    now: u64,
+) -> Result<(), Reason> {
+    let (Some(limit), Some(token_id), Some(key)) =
+        (token.uses, token.token_id, config.keys.get(token.kid))
+    else {
+        // The format makes a use limit carry a token id, and the token verified, so its key
+        // exists: this is unreachable for a verified token, and fails closed if it is not.
+        return Err(Reason::Malformed);
+    };
+    let store = match app.state.require() {
+        Ok(store) => Arc::clone(store),
+        Err(error) => return Err(unavailable(&error)),
+    };
+    let key_id = UseKey {
+        kid: token.kid.to_owned(),
+        token_id: token_id.to_owned(),
+    };
+    let consume = Consume {
+        limit,
+        expires: token.expires,
+        holder: holder(key, request.client, request.user_agent),
+        kind: request.kind(),
+        now,
+    };
+    let answer = match store.consume(&key_id, consume).await {
+        Ok(answer) => answer,
+        Err(error) => return Err(unavailable(&error)),
+    };
+    let (status, reason) = match answer {
+        Consumed::Counted(_) => (200, None),
+        Consumed::UsedUp => (403, Some(Reason::UsedUp)),
+        // Continuing or peeking is not a use: the history keeps the uses, not every range.
+        Consumed::Continued | Consumed::Peeked => return Ok(()),
+    };
+    let entry = HistoryEntry {
+        at: now,
+        client: request.client,
+        user_agent: request.user_agent.map(|agent| {
+            let mut end = agent.len().min(HistoryEntry::MAX_USER_AGENT);
+            while !agent.is_char_boundary(end) {
+                end -= 1;
+            }
+            agent[..end].to_owned()
+        }),
+        status,
+        reason: reason.map(|reason| reason.as_str().to_owned()),
+    };
+    let retention = config.store.retention;
+    if retention.max_entries > 0 {
+        // Off the answer's path: the answer must not wait for a history write.
+        tokio::spawn(async move {
+            if let Err(error) = store.record(&key_id, entry, retention).await {
+                tracing::warn!(%error, "use history not recorded");
+            }
+        });
+    }
+    reason.map_or(Ok(()), Err)
+}
+
+fn unavailable(error: &StoreError) -> Reason {
+    tracing::warn!(%error, "counted token refused: the store did not answer");
+    Reason::StoreUnavailable
+}
+
+/// The client that makes a use, as the store remembers it: a MAC of its address and user
+/// agent under the token's own key, so the store holds no address in clear and every
+/// sidecar sharing the keys computes the same value. The input starts with 0xff, never a
+/// token version byte, so it can never be mistaken for a token body.
+pub fn holder(key: &Key, client: Option<IpAddr>, user_agent: Option<&str>) -> Holder {
+    let mut input = Vec::with_capacity(96);
+    input.extend_from_slice(b"\xffholder\0");
+    if let Some(client) = client {
+        input.extend_from_slice(client.to_string().as_bytes());
+    }
+    input.push(0);
+    input.extend_from_slice(user_agent.unwrap_or("").as_bytes());
+    Holder(mac::tag(key, &input, None))
 }

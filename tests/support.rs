@@ -253,6 +253,9 @@ pub struct Options {
     pub tcp: bool,
     /// Extra lines for mediagate's `[server]` section (e.g. `trusted_peers = [...]`).
     pub server_config: String,
+    /// mediagate's whole `[store]` section; empty means an embedded store in the stack's
+    /// directory (one file per mediagate process).
+    pub store_config: String,
     /// For a real browser, which cannot use Unix sockets: [`Options::tcp`], and nginx's
     /// session server on a free loopback port as well, with the demo site's `media_origin`,
     /// `session_origin` and `login_url` on those ports so the refresh redirects stay in the
@@ -330,7 +333,17 @@ fn mediagate_toml(
     internal_secret: &str,
     extra: &str,
     server: &str,
+    store: &str,
 ) -> String {
+    // Each mediagate its own embedded store: redb admits one process per file.
+    let store = if store.is_empty() {
+        format!(
+            "[store]\npath = \"{}/{prefix}state.redb\"",
+            dir.path().display()
+        )
+    } else {
+        store.to_owned()
+    };
     format!(
         r#"[server]
 internal_listen = "unix:{dir}/{prefix}internal.sock"
@@ -343,6 +356,8 @@ dev_key = false
 
 [internal]
 secret = "{internal_secret}"
+
+{store}
 
 [[sites]]
 id = "demo"
@@ -409,8 +424,15 @@ impl Stack {
             server.push_str(&format!("\nlisten = \"unix:{d}/verify.sock\"\n"));
             None
         };
-        let mut config_text =
-            mediagate_toml(&dir, "", &keys, &internal_secret, &extra_config, &server);
+        let mut config_text = mediagate_toml(
+            &dir,
+            "",
+            &keys,
+            &internal_secret,
+            &extra_config,
+            &server,
+            &options.store_config,
+        );
         let session_port = match (options.browser, media_tcp) {
             (true, Some((_, media_port))) => {
                 let session_port = free_port();
@@ -472,6 +494,7 @@ impl Stack {
                 &internal_secret,
                 &extra_config,
                 &session_server,
+                &options.store_config,
             );
             let path = dir.write("session-mediagate.toml", text);
             nginx_edits.push((

@@ -541,6 +541,21 @@ impl Stack {
         )
     }
 
+    /// Kills mediagate with SIGKILL (no shutdown, no flush) and starts it again on the same
+    /// configuration and sockets: what a crash and a supervisor's restart do.
+    pub fn restart_mediagate_after_kill(&mut self) {
+        // Child::kill is SIGKILL on Unix; the reaped child is never signalled again (its
+        // Process's drop sees the cached exit status).
+        self.mediagate.child.kill().unwrap();
+        self.mediagate.child.wait().unwrap();
+        for socket in ["verify.sock", "internal.sock"] {
+            let _ = fs::remove_file(self.socket(socket));
+        }
+        let config_path = self.dir.path().join("mediagate.toml");
+        let verify_port = self.tcp_ports.map(|ports| ports.0);
+        self.mediagate = start_mediagate(&self.dir, &config_path, "", verify_port);
+    }
+
     /// A signed path-and-query for `path`, minted with the stack's configuration.
     pub fn sign(&self, path: &str) -> String {
         self.sign_with(MintRequest {

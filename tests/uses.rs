@@ -1,0 +1,256 @@
+//! Limited-use links and revocation (issue 9), through real nginx rendered from
+//! `nginx/example.conf` and a real mediagate with its embedded store: a single-use token works
+//! once, HEAD never costs a use, a player's ranged requests continue the use of the client
+//! that made it, parallel requests never spend a use twice, a use survives `kill -9`, and a
+//! revocation made on the internal listener takes effect at once.
+
+use std::sync::Arc;
+use std::thread;
+
+use mediagate::clock;
+use mediagate::token::{self, Claims, Scope};
+
+use crate::support::{accel_denied, nginx_denied, seen, served, Options, Response, Stack};
+
+const VIDEO: &str = "0123456789abcdefghij";
+const AGENT: (&str, &str) = ("User-Agent", "player/1.0");
+
+fn stack(name: &str) -> Stack {
+    stack_with(name, Options::default())
+}
+
+fn stack_with(name: &str, options: Options) -> Stack {
+    let stack = Stack::start_with(name, options);
+    stack.dir.write("files/media/clip.mp4", VIDEO);
+    stack.dir.write("files/files/once.txt", "accel once");
+    stack
+}
+
+/// A path-and-query with a token for `path` that may be used `uses` times, with token id
+/// `id` (and `subject`, when given), signed with the stack's signing key.
+fn counted(stack: &Stack, path: &str, uses: u32, id: &str, subject: Option<&str>) -> String {
+    let now = clock::now();
+    let mut claims = Claims::download(Scope::Exact(path.into()), now + 600);
+    claims.uses = Some(uses);
+    claims.token_id = Some(id.into());
+    claims.subject = subject.map(str::to_owned);
+    claims.issued_at = Some(now);
+    let token = token::sign(&claims, stack.config.keys.signing_key()).unwrap();
+    format!("{path}?token={token}")
+}
+
+/// A request to the internal listener with the internal secret as bearer.
+fn internal(stack: &Stack, method: &str, target: &str, body: Option<&str>) -> Response {
+    let bearer = format!("Bearer {}", stack.internal_secret);
+    let length = body.map(|body| body.len().to_string());
+    let mut headers = vec![("Authorization", bearer.as_str())];
+    if let Some(length) = &length {
+        headers.push(("Content-Type", "application/json"));
+        headers.push(("Content-Length", length));
+    }
+    let raw_body = body.unwrap_or("");
+    let mut raw = format!("{method} {target} HTTP/1.1\r\nHost: mediagate\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        raw.push_str(&format!("{name}: {value}\r\n"));
+    }
+    raw.push_str("\r\n");
+    raw.push_str(raw_body);
+    crate::support::request_raw(&stack.socket("internal.sock"), raw.as_bytes(), false)
+}
+
+#[test]
+fn a_single_use_link_works_once_in_both_modes() {
+    let stack = stack("uses-single");
+    let link = counted(&stack, "/media/clip.mp4", 1, "single-1", None);
+    assert_eq!(seen(&stack.media("GET", &link)), served(VIDEO));
+    assert_eq!(seen(&stack.media("GET", &link)), nginx_denied("used_up"));
+    assert_eq!(seen(&stack.media("GET", &link)), nginx_denied("used_up"));
+
+    let accel = counted(&stack, "/files/once.txt", 1, "single-accel", None);
+    assert_eq!(seen(&stack.media("GET", &accel)), served("accel once"));
+    assert_eq!(seen(&stack.media("GET", &accel)), accel_denied("used_up"));
+}
+
+#[test]
+fn head_requests_never_spend_a_use() {
+    let stack = stack("uses-head");
+    let link = counted(&stack, "/media/clip.mp4", 1, "head-1", None);
+    for _ in 0..3 {
+        let head = stack.media("HEAD", &link);
+        assert_eq!((head.status, head.header("x-mediagate-reason")), (200, None));
+    }
+    assert_eq!(seen(&stack.media("GET", &link)), served(VIDEO));
+    let head = stack.media("HEAD", &link);
+    assert_eq!(head.status, 200, "the client holding the use may still look");
+    let other = stack.media_with("HEAD", &link, &[("User-Agent", "someone else")]);
+    assert_eq!(
+        (other.status, other.header("x-mediagate-reason")),
+        (403, Some("used_up"))
+    );
+}
+
+#[test]
+fn a_players_ranged_requests_continue_its_use_and_nobody_elses() {
+    let stack = stack("uses-range");
+    let link = counted(&stack, "/media/clip.mp4", 1, "range-1", None);
+    let range = |from: &str, agent: &str| {
+        stack.media_with("GET", &link, &[("Range", from), ("User-Agent", agent)])
+    };
+    let first = range("bytes=0-", AGENT.1);
+    assert_eq!((first.status, first.text().as_str()), (206, VIDEO));
+    for (from, expected) in [("bytes=10-", "abcdefghij"), ("bytes=4-7", "4567"), ("bytes=0-", VIDEO)] {
+        let seek = range(from, AGENT.1);
+        assert_eq!((seek.status, seek.text().as_str()), (206, expected), "{from}");
+    }
+    // Another client, ranged or not, and the same client asking for a whole new copy.
+    let other = range("bytes=10-", "curl/8");
+    assert_eq!(
+        (other.status, other.header("x-mediagate-reason")),
+        (403, Some("used_up"))
+    );
+    let whole = stack.media_with("GET", &link, &[AGENT]);
+    assert_eq!(seen(&whole), nginx_denied("used_up"));
+}
+
+/// `parallel` simultaneous GETs of one token allowed `uses` times: exactly `uses` get the
+/// file, every other one `used_up`.
+fn race(stack: &Arc<Stack>, uses: u32, parallel: usize, id: &str) {
+    let link = Arc::new(counted(stack, "/media/clip.mp4", uses, id, None));
+    let barrier = Arc::new(std::sync::Barrier::new(parallel));
+    let handles: Vec<_> = (0..parallel)
+        .map(|n| {
+            let (stack, link, barrier) = (Arc::clone(stack), Arc::clone(&link), Arc::clone(&barrier));
+            thread::spawn(move || {
+                let agent = format!("racer {n}");
+                barrier.wait();
+                seen(&stack.media_with("GET", &link, &[("User-Agent", agent.as_str())]))
+            })
+        })
+        .collect();
+    let mut served_count = 0;
+    for handle in handles {
+        let answer = handle.join().unwrap();
+        if answer == served(VIDEO) {
+            served_count += 1;
+        } else {
+            assert_eq!(answer, nginx_denied("used_up"));
+        }
+    }
+    assert_eq!(served_count, uses, "{id}: {parallel} parallel requests");
+}
+
+#[test]
+fn parallel_requests_never_spend_a_use_twice() {
+    let stack = Arc::new(stack("uses-race"));
+    race(&stack, 1, 20, "race-single");
+    race(&stack, 5, 50, "race-five");
+}
+
+#[test]
+fn a_use_survives_kill_9_right_after_the_answer() {
+    let mut stack = stack("uses-kill");
+    let link = counted(&stack, "/media/clip.mp4", 1, "kill-1", None);
+    assert_eq!(seen(&stack.media("GET", &link)), served(VIDEO));
+    stack.restart_mediagate_after_kill();
+    assert_eq!(seen(&stack.media("GET", &link)), nginx_denied("used_up"));
+}
+
+#[test]
+fn counted_answers_are_never_taken_from_the_auth_cache() {
+    let stack = stack_with("uses-cache", Options::default().with_auth_cache());
+    let link = counted(&stack, "/media/clip.mp4", 1, "cache-1", None);
+    assert_eq!(seen(&stack.media("GET", &link)), served(VIDEO));
+    assert_eq!(seen(&stack.media("GET", &link)), nginx_denied("used_up"));
+}
+
+#[test]
+fn uses_and_refusals_are_kept_in_the_tokens_history() {
+    let stack = stack("uses-history");
+    let link = counted(&stack, "/media/clip.mp4", 1, "history-1", None);
+    assert_eq!(stack.media_with("GET", &link, &[AGENT]).status, 200);
+    assert_eq!(stack.media_with("GET", &link, &[("Range", "bytes=1-"), AGENT]).status, 206);
+    assert_eq!(stack.media_with("GET", &link, &[("User-Agent", "thief")]).status, 403);
+    // History is written off the answer's path: wait for both entries, without sleeping a
+    // fixed time.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let uses = loop {
+        let answer = internal(&stack, "GET", "/uses?token_id=history-1", None);
+        assert_eq!(answer.status, 200, "{}", answer.text());
+        let json: serde_json::Value = serde_json::from_slice(&answer.body).unwrap();
+        let uses = json["uses"].as_array().unwrap().clone();
+        if uses.len() >= 2 || std::time::Instant::now() > deadline {
+            break uses;
+        }
+        thread::yield_now();
+    };
+    let summary: Vec<(u64, Option<&str>, Option<&str>)> = uses
+        .iter()
+        .map(|entry| {
+            (
+                entry["status"].as_u64().unwrap(),
+                entry["user_agent"].as_str(),
+                entry["reason"].as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (200, Some("player/1.0"), None),
+            (403, Some("thief"), Some("used_up"))
+        ],
+        "the ranged request continued the use and is not a new entry"
+    );
+}
+
+#[test]
+fn a_revocation_takes_effect_on_the_next_request() {
+    let stack = stack("uses-revoke");
+    let by_id = counted(&stack, "/media/clip.mp4", 5, "revoke-1", None);
+    let by_subject = counted(&stack, "/media/clip.mp4", 5, "revoke-2", Some("user 42"));
+    let untouched = counted(&stack, "/media/clip.mp4", 5, "revoke-3", Some("user 43"));
+    for link in [&by_id, &by_subject, &untouched] {
+        assert_eq!(seen(&stack.media("GET", link)), served(VIDEO));
+    }
+    for body in [r#"{"token_id":"revoke-1"}"#, r#"{"subject":"user 42"}"#] {
+        let answer = internal(&stack, "POST", "/revoke", Some(body));
+        assert_eq!(answer.status, 200, "{}", answer.text());
+    }
+    assert_eq!(seen(&stack.media("GET", &by_id)), nginx_denied("revoked"));
+    assert_eq!(seen(&stack.media("GET", &by_subject)), nginx_denied("revoked"));
+    assert_eq!(seen(&stack.media("GET", &untouched)), served(VIDEO));
+
+    // Everything the signing key signed before now, uncounted tokens included.
+    let plain = stack.sign("/media/clip.mp4");
+    assert_eq!(seen(&stack.media("GET", &plain)), served(VIDEO));
+    let kid = stack.config.keys.signing_key().id().to_owned();
+    let cutoff = clock::now() + 1;
+    let body = format!(r#"{{"key":"{kid}","before":{cutoff}}}"#);
+    let answer = internal(&stack, "POST", "/revoke", Some(&body));
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    assert_eq!(seen(&stack.media("GET", &plain)), nginx_denied("revoked"));
+    assert_eq!(seen(&stack.media("GET", &untouched)), nginx_denied("revoked"));
+
+    let listed = internal(&stack, "GET", "/revocations", None);
+    let json: serde_json::Value = serde_json::from_slice(&listed.body).unwrap();
+    let kinds: Vec<&str> = json
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|entry| entry["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds.len(), 3, "{kinds:?}");
+    for kind in ["token", "subject", "key_before"] {
+        assert!(kinds.contains(&kind), "{kinds:?}");
+    }
+}
+
+#[test]
+fn revocations_are_kept_across_a_restart() {
+    let mut stack = stack("uses-revoke-restart");
+    let link = counted(&stack, "/media/clip.mp4", 5, "restart-1", None);
+    let answer = internal(&stack, "POST", "/revoke", Some(r#"{"token_id":"restart-1"}"#));
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    stack.restart_mediagate_after_kill();
+    assert_eq!(seen(&stack.media("GET", &link)), nginx_denied("revoked"));
+}

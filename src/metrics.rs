@@ -548,7 +548,7 @@ mediagate_decision_duration_seconds_count{mode="accel"} 4
         {
             let expected = observed
                 .iter()
-                .filter(|&&n| le.map_or(true, |le| n <= le))
+                .filter(|&&n| le.is_none_or(|le| n <= le))
                 .count();
             let value: usize = line.rsplit_once(' ').unwrap().1.parse().unwrap();
             assert_eq!(value, expected, "{line}");

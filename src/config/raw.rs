@@ -207,9 +207,9 @@ impl fmt::Display for Duration {
         let secs = self.0;
         match secs {
             0 => f.write_str("0s"),
-            _ if secs % 86_400 == 0 => write!(f, "{}d", secs / 86_400),
-            _ if secs % 3600 == 0 => write!(f, "{}h", secs / 3600),
-            _ if secs % 60 == 0 => write!(f, "{}m", secs / 60),
+            _ if secs.is_multiple_of(86_400) => write!(f, "{}d", secs / 86_400),
+            _ if secs.is_multiple_of(3600) => write!(f, "{}h", secs / 3600),
+            _ if secs.is_multiple_of(60) => write!(f, "{}m", secs / 60),
             _ => write!(f, "{secs}s"),
         }
     }

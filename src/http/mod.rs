@@ -472,7 +472,7 @@ async fn accept_loop(
                     // keep-alive connection's trust) and the decision come from it.
                     let config = app.config();
                     // Unix sockets are trusted: their directory is the access control.
-                    let trusted = peer.map_or(true, |peer| is_trusted(&config, peer));
+                    let trusted = peer.is_none_or(|peer| is_trusted(&config, peer));
                     let response = routes::handle(&app, &config, role, trusted, request).await;
                     deadlines.response_ready(tokio::time::Instant::now());
                     Ok::<_, std::convert::Infallible>(response)

@@ -16,6 +16,7 @@
 //! (same address and user agent, [`Holder`]) continues that use and costs nothing, so a
 //! single-use link to a video still plays and seeks; `HEAD` and `OPTIONS` never cost a use.
 
+pub mod embedded;
 pub mod revoke;
 pub mod revoked;
 pub mod state;

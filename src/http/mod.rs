@@ -331,6 +331,10 @@ pub async fn serve(app: Arc<App>) -> io::Result<()> {
     // place before anyone can see a socket and send one.
     let hangups = signal(SignalKind::hangup())?;
     let config = app.config();
+    app.state
+        .open(&config.store)
+        .await
+        .map_err(|e| io::Error::other(format!("store: {e}")))?;
     let verify = Listener::bind(&config.server.listen).await.map_err(|e| {
         io::Error::new(
             e.kind(),

@@ -11,7 +11,9 @@ use arc_swap::ArcSwap;
 
 use super::App;
 use crate::clock;
+use crate::config::store::{Backend, StoreConfig};
 use crate::config::Config;
+use crate::store::embedded::EmbeddedStore;
 use crate::keys::Key;
 use crate::reason::Reason;
 use crate::store::revoked::Revoked;
@@ -47,6 +49,34 @@ impl fmt::Debug for StateEdge {
 }
 
 impl StateEdge {
+    /// Opens the configured store and loads the revocations in force, before the server
+    /// answers anything: a revoked token must never verify in a server's first second.
+    ///
+    /// The embedded store must open (a locked or unwritable file is a start-up error). Redis
+    /// may be down at start: the server then starts without it, counted tokens fail closed
+    /// until a connection succeeds (retried every second), and revocations take effect from
+    /// then on.
+    pub async fn open(self: &Arc<Self>, config: &StoreConfig) -> Result<(), StoreError> {
+        match &config.backend {
+            Backend::Embedded { path } => {
+                let path = path.clone();
+                let store = tokio::task::spawn_blocking(move || EmbeddedStore::open(&path))
+                    .await
+                    .map_err(|error| StoreError::Unavailable(error.to_string()))??;
+                tracing::info!(path = %store.path().display(), "embedded store open");
+                self.install(Arc::new(store));
+                self.refresh_revocations().await?;
+            }
+            Backend::Redis { .. } => {
+                return Err(StoreError::Unavailable(
+                    "this build has no Redis backend yet".into(),
+                ))
+            }
+        }
+        tokio::spawn(Arc::clone(self).poll_revocations(config.revocation_poll));
+        Ok(())
+    }
+
     /// The open store, if any.
     pub fn store(&self) -> Option<&Arc<dyn Store>> {
         self.store.get()

@@ -224,7 +224,9 @@ impl<'a> Token<'a> {
     /// The allowed media types, in their (ascending) wire order; empty when the token does
     /// not restrict them.
     pub fn content_types_iter(&self) -> impl Iterator<Item = &'a str> + 'a {
-        self.content_types.into_iter().flat_map(|list| list.split(','))
+        self.content_types
+            .into_iter()
+            .flat_map(|list| list.split(','))
     }
 
     /// True when a request with this `Content-Type` header value may upload: always when the
@@ -1016,7 +1018,14 @@ mod tests {
         ] {
             assert!(token.content_type_allowed(allowed), "{allowed:?}");
         }
-        for refused in ["", ";", "image/jpeg", "image/png2", "image", "text/plain,image/png"] {
+        for refused in [
+            "",
+            ";",
+            "image/jpeg",
+            "image/png2",
+            "image",
+            "text/plain,image/png",
+        ] {
             assert!(!token.content_type_allowed(refused), "{refused:?}");
         }
         let text = sign(&upload(), &key()).unwrap();

@@ -757,6 +757,12 @@ fn v2_vectors_cover_the_v2_outcomes_and_are_all_version_2() {
     .into_iter()
     .collect();
     assert_eq!(covered, wanted);
+    let spec = std::fs::read_to_string(manifest_dir().join("docs/token-format.md")).unwrap();
+    let example = vectors.mint.iter().find(|v| v.name == "v2_upload_minimal");
+    assert!(
+        spec.contains(&example.expect("the v2 example's vector").token),
+        "the v2 example in docs/token-format.md §17.4 is not the v2_upload_minimal vector"
+    );
     for vector in &vectors.mint {
         assert!(
             vector.body_hex.starts_with("02"),

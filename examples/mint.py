@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
-"""Mint mediagate tokens (format v1) without mediagate: a stdlib-only reference minter.
+"""Mint mediagate tokens (format v1, and the v2 draft) without mediagate: a stdlib-only
+reference minter.
 
 Written from docs/token-format.md alone, as a template for minters in other languages.
-tests/vectors.rs checks that it reproduces every token in tests/vectors/tokens.json.
+tests/vectors.rs checks that it reproduces every token in tests/vectors/tokens.json (v1) and
+tests/vectors/tokens-v2.json (v2 draft).
 
     # one token for one file, valid for 10 minutes
     python3 examples/mint.py --secret-b64url "$SECRET" --kid k1 --path /media/x.pdf --ttl 600
@@ -33,6 +35,14 @@ Claims (all but `expires` and one of `path` / `prefix` are optional):
     subject      1-128 printable ASCII characters (space allowed)
     data         1-255 bytes (or data_b64url: the same as base64url without padding)
     refresh      {"attempt": 1-255, "started": unix seconds}; set by the refresh flow only
+
+Version 2 (draft, spec section 17) fields; claims with any of them are minted as v2, all
+others as v1:
+
+    issued_at    unix seconds, earlier than expires
+    uses         use limit, 1 to 2^32-1; needs token_id
+    max_size     upload tokens only: largest body in bytes, at least 1
+    content_types upload tokens only: list of lower-case "type/subtype", ascending, each once
 """
 
 import argparse
@@ -41,10 +51,12 @@ import hashlib
 import hmac
 import ipaddress
 import json
+import secrets
 import sys
 import time
 
-VERSION = 1
+VERSION_1 = 1  # frozen
+VERSION_2 = 2  # draft: every v1 field plus ISSUED_AT..CONTENT_TYPES
 TAG_LEN = 16  # HMAC-SHA256 truncated to 128 bits
 MAX_TOKEN_CHARS = 1024
 MAX_TOKEN_BYTES = MAX_TOKEN_CHARS // 4 * 3  # 768: body + tag
@@ -58,11 +70,16 @@ METHOD_BITS = {"GET": 1, "HEAD": 2, "POST": 4, "PUT": 8, "DELETE": 16, "PATCH": 
 # Field ids: each field is id:u8 len:u8 value, in strictly ascending id order.
 KID, EXPIRES, NOT_BEFORE, PREFIX, HOST, METHODS, IP = 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07
 TOKEN_ID, SUBJECT, DATA, REFRESH = 0x08, 0x09, 0x0A, 0x0B
+ISSUED_AT, USES, MAX_SIZE, CONTENT_TYPES = 0x0C, 0x0D, 0x0E, 0x0F  # version 2 only
+V2_CLAIMS = ("issued_at", "uses", "max_size", "content_types")
 BOUND_PATH = 0x10  # never in the body: introduces the exact path in the MAC input
 
 KID_CHARS = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-")
 HOST_CHARS = frozenset(b"abcdefghijklmnopqrstuvwxyz0123456789-.:[]")
 HEX_DIGITS = frozenset(b"0123456789abcdefABCDEF")
+# RFC 6838 restricted-name characters, lower case only (spec section 17).
+MEDIA_NAME_FIRST = frozenset("abcdefghijklmnopqrstuvwxyz0123456789")
+MEDIA_NAME_CHARS = MEDIA_NAME_FIRST | frozenset("!#$&-^_.+")
 NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-")
 B64URL_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
 
@@ -237,15 +254,47 @@ def host_value(host: str) -> bytes:
     return raw
 
 
+def is_media_type(text: str) -> bool:
+    """A lower-case type/subtype of RFC 6838 restricted names, 1-127 characters each."""
+    parts = text.split("/")
+    return len(parts) == 2 and all(
+        1 <= len(name) <= 127 and name[0] in MEDIA_NAME_FIRST and set(name) <= MEDIA_NAME_CHARS
+        for name in parts
+    )
+
+
+def content_types_value(types) -> bytes:
+    """The wire form: the list joined with ",", which must already be its one spelling
+    (strictly ascending, so no duplicates), 1-255 bytes."""
+    if not isinstance(types, list) or not types:
+        raise MintError("bad content types: a non-empty list")
+    if not all(isinstance(t, str) and is_media_type(t) for t in types):
+        raise MintError(f"bad content types: {types!r} (lower-case type/subtype, no parameters)")
+    if any(a >= b for a, b in zip(types, types[1:])):
+        raise MintError(f"bad content types: {types!r} must be ascending, each named once")
+    raw = ",".join(types).encode("ascii")
+    if len(raw) > 255:
+        raise MintError("bad content types: longer than 255 bytes")
+    return raw
+
+
+def u64_at_least_1(name: str, value) -> bytes:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value < 2**64:
+        raise MintError(f"bad {name}: between 1 and 2^64-1")
+    return value.to_bytes(8, "big")
+
+
 def encode_body(kid: str, claims: dict) -> bytes:
-    """The body: version, purpose, then every present field in ascending id order."""
+    """The body: version, purpose, then every present field in ascending id order. The
+    version is 2 exactly when a v2-only claim is present (one spelling per set of claims)."""
     purpose = claims.get("purpose", "download")
     if purpose not in PURPOSES:
         raise MintError(f"unknown purpose {purpose!r}")
     if ("path" in claims) == ("prefix" in claims):
         raise MintError("give exactly one of path and prefix")
+    version = VERSION_2 if any(name in claims for name in V2_CLAIMS) else VERSION_1
 
-    body = bytes([VERSION, PURPOSES[purpose]])
+    body = bytes([version, PURPOSES[purpose]])
     body += field(KID, ascii_text("kid", kid, 1, 32, is_kid_char))
     body += field(EXPIRES, unix_seconds("expires", claims.get("expires")))
     if "not_before" in claims:
@@ -278,6 +327,23 @@ def encode_body(kid: str, claims: dict) -> bytes:
         if not 1 <= attempt <= 255 or not 0 <= started < 2**64:
             raise MintError("bad refresh marker")
         body += field(REFRESH, bytes([attempt]) + started.to_bytes(8, "big"))
+    if "issued_at" in claims:
+        body += field(ISSUED_AT, unix_seconds("issued_at", claims["issued_at"]))
+        if claims["issued_at"] >= claims["expires"]:
+            raise MintError("issued_at must be earlier than expires")
+    if "uses" in claims:
+        uses = claims["uses"]
+        if isinstance(uses, bool) or not isinstance(uses, int) or not 1 <= uses < 2**32:
+            raise MintError("bad uses: between 1 and 2^32-1")
+        if "token_id" not in claims:
+            raise MintError("a use limit needs a token id")
+        body += field(USES, uses.to_bytes(4, "big"))
+    if "max_size" in claims:
+        body += field(MAX_SIZE, u64_at_least_1("max_size", claims["max_size"]))
+    if "content_types" in claims:
+        body += field(CONTENT_TYPES, content_types_value(claims["content_types"]))
+    if ("max_size" in claims or "content_types" in claims) and purpose != "upload":
+        raise MintError("max_size and content types belong in upload tokens only")
 
     if "path" in claims and not is_canonical(claims["path"]):
         raise MintError("exact path is not canonical")
@@ -289,7 +355,8 @@ def encode_body(kid: str, claims: dict) -> bytes:
 # --- front end: a request as a person or a backend writes it (spec section 8.1) ----------
 
 REQUEST_KEYS = {
-    "path", "prefix", "ttl", "methods", "ip", "host", "subject", "token_id", "data", "not_before"
+    "path", "prefix", "ttl", "methods", "ip", "host", "subject", "token_id", "data", "not_before",
+    "purpose", "uses", "max_size", "content_types", "issued_at",
 }
 TTL_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -340,7 +407,65 @@ def claims_from_request(request: dict, now: int, max_lifetime: int = 604800) -> 
     for name in ("methods", "ip", "host", "subject", "token_id", "not_before"):
         if name in request:
             claims[name] = request[name]
+    v2_request(request, claims, now)
     return claims
+
+
+def canonical_content_types(types) -> list:
+    """Refuses (never repairs) what is not already one spelling, then sorts."""
+    if not isinstance(types, list) or not types:
+        raise MintError("empty content type list")
+    for media_type in types:
+        if not isinstance(media_type, str):
+            raise MintError(f"content type {media_type!r} is not a string")
+        if ";" in media_type:
+            raise MintError(f"content type {media_type!r} has parameters")
+        if media_type != media_type.lower():
+            raise MintError(f"content type {media_type!r} must be lower case")
+        if not is_media_type(media_type):
+            raise MintError(f"content type {media_type!r} is not a media type type/subtype")
+    if len(set(types)) != len(types):
+        raise MintError("a content type is named twice")
+    return sorted(types)
+
+
+def v2_request(request: dict, claims: dict, now: int) -> None:
+    """The v2 part of the front end, as mediagate's: upload slots are single-use by default,
+    a counted token gets a random token id, and every v2 token is stamped with now."""
+    purpose = request.get("purpose", "download")
+    if purpose not in ("download", "upload"):
+        raise MintError(f"purpose must be download or upload, not {purpose!r}")
+    upload = purpose == "upload"
+    claims["purpose"] = purpose
+    if not upload and ("max_size" in request or "content_types" in request):
+        raise MintError("max_size and content types need an upload token")
+    if upload and "methods" in request and not set(request["methods"]) <= {"POST", "PUT"}:
+        raise MintError("an upload token allows POST and/or PUT only")
+    uses = request.get("uses", 1 if upload else None)
+    if uses is not None:
+        if uses == 0:
+            raise MintError("uses must be at least 1")
+        claims["uses"] = uses
+        # 16 random bytes: a counter is keyed by key id and token id.
+        claims.setdefault("token_id", b64url(secrets.token_bytes(16)))
+    if "max_size" in request:
+        claims["max_size"] = request["max_size"]
+    if "content_types" in request:
+        claims["content_types"] = canonical_content_types(request["content_types"])
+    if upload or uses is not None or "max_size" in request or "content_types" in request \
+            or request.get("issued_at", False):
+        claims["issued_at"] = now
+
+
+def parse_size(text: str) -> int:
+    """A byte count, or a number with K, M or G (1024-based): 10M."""
+    unit = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(text[-1:], 1)
+    digits = text[:-1] if unit > 1 else text
+    if not (digits.isascii() and digits.isdigit()) or (digits != "0" and digits.startswith("0")):
+        raise MintError(f"bad size {text!r}: use a byte count or K, M, G, e.g. 10M")
+    if int(digits) == 0:
+        raise MintError(f"size {text!r} must be at least 1 byte")
+    return int(digits) * unit
 
 
 def encode_path(path: str) -> str:
@@ -396,7 +521,7 @@ def replay_vectors(path: str, section: str) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="Mint a mediagate v1 token.")
+    parser = argparse.ArgumentParser(description="Mint a mediagate token (v1, or the v2 draft).")
     parser.add_argument("--vectors", metavar="FILE", help="replay test vectors instead")
     parser.add_argument(
         "--section", default="mint", help="vector section (mint, mint_rejects, requests)"
@@ -416,6 +541,13 @@ def main() -> None:
     parser.add_argument("--ip", help="address or CIDR network")
     parser.add_argument("--token-id")
     parser.add_argument("--subject")
+    parser.add_argument("--upload", action="store_true", help="an upload slot (v2)")
+    parser.add_argument("--uses", type=int, help="use limit (v2; generates a token id)")
+    parser.add_argument("--max-size", help="upload slots: largest body, e.g. 10M")
+    parser.add_argument(
+        "--content-type", action="append", default=[], help="upload slots: allowed media type"
+    )
+    parser.add_argument("--issued-at", action="store_true", help="stamp the mint time (v2)")
     args = parser.parse_args()
     sys.stdout.reconfigure(encoding="utf-8")
 
@@ -436,10 +568,16 @@ def main() -> None:
             "ip": args.ip,
             "token_id": args.token_id,
             "subject": args.subject,
+            "purpose": "upload" if args.upload or args.purpose == "upload" else None,
+            "uses": args.uses,
+            "max_size": parse_size(args.max_size) if args.max_size else None,
+            "content_types": [t for item in args.content_type for t in item.split(",")] or None,
+            "issued_at": args.issued_at or None,
         }
         request = {name: value for name, value in request.items() if value is not None}
         claims = claims_from_request(request, now, max_lifetime=2**63)  # verifiers cap it
-        claims["purpose"] = args.purpose
+        if args.purpose == "refresh_state":
+            claims["purpose"] = args.purpose
         print(mint(b64url_decode(args.secret_b64url), args.kid, claims))
     except (MintError, ValueError) as error:
         sys.exit(f"mint.py: {error}")

@@ -12,7 +12,7 @@ use clap::{Parser, Subcommand};
 use crate::config::{self, Config, KeyOrigin};
 use crate::gate::{self, Authorization, MediaRequest, Outcome};
 use crate::keys::Secret;
-use crate::mint::{mint, MintInput};
+use crate::mint::{mint, MintInput, MintPurpose};
 use crate::path;
 use crate::reason::Reason;
 use crate::store::revoked::Revoked;
@@ -137,9 +137,29 @@ pub struct SignArgs {
     /// Subject / recipient recorded in audit logs.
     #[arg(long)]
     pub subject: Option<String>,
-    /// Token id, for audit and revocation.
+    /// Token id, for audit and revocation. Generated (and printed on stderr) for a token with
+    /// a use limit when not given.
     #[arg(long = "id")]
     pub token_id: Option<String>,
+    /// Use limit: the token works N times (1 = single use). Needs a token id (--id), else
+    /// one is generated.
+    #[arg(long, value_name = "N")]
+    pub uses: Option<u32>,
+    /// Mint an upload slot (POST and PUT; single-use unless --uses says otherwise) instead
+    /// of a download link.
+    #[arg(long)]
+    pub upload: bool,
+    /// Upload slots only: the largest body, in bytes or with K, M or G (1024-based): 10M.
+    #[arg(long, value_name = "SIZE")]
+    pub max_size: Option<String>,
+    /// Upload slots only: an allowed media type, lower case without parameters (image/png);
+    /// repeat, or give a comma-separated list.
+    #[arg(long = "content-type", value_name = "TYPE")]
+    pub content_types: Vec<String>,
+    /// Stamp the token with the time it was minted (token format v2) even when nothing else
+    /// needs it, so a revocation by time can cover it.
+    #[arg(long)]
+    pub issued_at: bool,
     /// Site id whose media origin starts the URL (and, with several sites, whose media host
     /// the token is bound to). Default: the first site.
     #[arg(long)]
@@ -177,14 +197,37 @@ pub fn load_config(cli: &Cli) -> Result<Config, config::ConfigError> {
     config::load(cli.config.as_deref())
 }
 
+/// What `sign` prints: the URL (or token) for stdout, and a note for stderr.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Signed {
+    /// The signed URL, or the bare token with `--token-only`.
+    pub output: String,
+    /// Said on stderr (so that stdout stays one URL): the generated token id, when the
+    /// token got one.
+    pub note: Option<String>,
+}
+
 /// `mediagate sign`: the flags become a [`MintInput`], exactly like a `POST /mint` body.
-pub fn sign(config: &Config, args: &SignArgs) -> anyhow::Result<String> {
+pub fn sign(config: &Config, args: &SignArgs) -> anyhow::Result<Signed> {
     let ttl = args
         .ttl
         .as_deref()
         .map(Duration::parse)
         .transpose()
         .map_err(anyhow::Error::msg)?;
+    let max_size = args
+        .max_size
+        .as_deref()
+        .map(crate::mint::parse_size)
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
+    // `--content-type a/b --content-type c/d` and `--content-type a/b,c/d` mean the same.
+    let content_types: Vec<String> = args
+        .content_types
+        .iter()
+        .flat_map(|list| list.split(','))
+        .map(str::to_owned)
+        .collect();
     let input = MintInput {
         path: args.path.clone(),
         prefix: args.prefix,
@@ -195,12 +238,26 @@ pub fn sign(config: &Config, args: &SignArgs) -> anyhow::Result<String> {
         subject: args.subject.clone(),
         token_id: args.token_id.clone(),
         site: args.site.clone(),
+        purpose: args.upload.then_some(MintPurpose::Upload),
+        uses: args.uses,
+        max_size,
+        content_types: (!args.content_types.is_empty()).then_some(content_types),
+        issued_at: args.issued_at,
         ..MintInput::default()
     };
     let (request, site) = input.resolve(config)?;
     let minted = mint(config, &request, clock::now())?;
+    let note = match (&args.token_id, &minted.token_id) {
+        (None, Some(generated)) => Some(format!(
+            "token id {generated} (generated: `mediagate uses` and revocation name the token by it)"
+        )),
+        _ => None,
+    };
     if args.token_only {
-        return Ok(minted.token);
+        return Ok(Signed {
+            output: minted.token,
+            note,
+        });
     }
     let base = match &args.base {
         Some(base) => base.trim_end_matches('/').to_owned(),
@@ -208,7 +265,10 @@ pub fn sign(config: &Config, args: &SignArgs) -> anyhow::Result<String> {
             .map(|site| site.media_origin.clone())
             .unwrap_or_default(),
     };
-    Ok(format!("{base}{}", minted.path_and_query))
+    Ok(Signed {
+        output: format!("{base}{}", minted.path_and_query),
+        note,
+    })
 }
 
 /// `mediagate generate`: the man pages (written into a directory, returning the file names)
@@ -471,7 +531,7 @@ fn hint(reason: Reason, token: Option<&Token<'_>>) -> &'static str {
             Some(_) => "the token was altered or signed with another key",
             None => "signed for another path, with another key, or altered",
         },
-        Reason::Malformed => "not a well-formed v1 token, or the parameter given twice",
+        Reason::Malformed => "not a well-formed token (v1 or v2), or the parameter given twice",
         Reason::MissingToken => "no token parameter in the URL",
         Reason::BadPath => "the request path is not canonical",
         Reason::UnknownHost => "the host is not a configured media host",
@@ -483,7 +543,13 @@ fn hint(reason: Reason, token: Option<&Token<'_>>) -> &'static str {
 fn describe(out: &mut String, token: &Token<'_>, config: Option<&Config>, now: u64) {
     let mut line = |name: &str, value: String| out.push_str(&format!("{name:<12}{value}\n"));
     let none = || "-".to_owned();
-    line("version", "1".into());
+    line(
+        "version",
+        match token.version {
+            token::wire::VERSION_2 => "2 (draft)".into(),
+            version => version.to_string(),
+        },
+    );
     line("purpose", token.purpose.as_str().into());
     let known = config.map(|config| config.keys.get(token.kid).is_some());
     line(
@@ -554,6 +620,42 @@ fn describe(out: &mut String, token: &Token<'_>, config: Option<&Config>, now: u
             )
         }),
     );
+    // Version 2 fields: shown only for v2 tokens, so v1 output stays as it was.
+    if token.version < token::wire::VERSION_2 {
+        return;
+    }
+    line(
+        "issued at",
+        token.issued_at.map_or_else(none, |iat| {
+            format!("{} ({}) [{iat}]", clock::format_utc(iat), relative(iat))
+        }),
+    );
+    line(
+        "uses",
+        token.uses.map_or_else(
+            || "unlimited".into(),
+            |uses| match uses {
+                1 => "1 (single use; counted per key id and token id)".into(),
+                n => format!("{n} (counted per key id and token id)"),
+            },
+        ),
+    );
+    if token.purpose == Purpose::Upload {
+        line(
+            "max size",
+            token.max_size.map_or_else(
+                || "- (no limit in the token)".into(),
+                |size| format!("{size} bytes"),
+            ),
+        );
+        line(
+            "types",
+            token.content_types.map_or_else(
+                || "- (any content type)".into(),
+                |_| token.content_types_iter().collect::<Vec<_>>().join(", "),
+            ),
+        );
+    }
 }
 
 /// The parts of `inspect`'s input: a bare token, a path with its query, or a URL.

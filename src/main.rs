@@ -52,7 +52,12 @@ fn main() -> ExitCode {
         }
     };
     match &cli.command {
-        Command::Sign(args) => print(cli::sign(&config, args)),
+        Command::Sign(args) => print(cli::sign(&config, args).map(|signed| {
+            if let Some(note) = signed.note {
+                eprintln!("mediagate: {note}");
+            }
+            signed.output
+        })),
         Command::CheckConfig => print(cli::check_config(&cli, &config)),
         // A reload reads the same file and the same environment as this start did.
         Command::Serve => serve(config, ConfigSource::capture(cli.config.clone())),

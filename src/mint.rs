@@ -7,6 +7,11 @@
 //!   than repairs, so every claim has one spelling.
 //! - [`mint`] turns a [`MintRequest`] into a token under the configured limits (canonical
 //!   paths, lifetime cap, field rules). `sign`, `/mint` and the refresh flow share it.
+//!
+//! Version 2 (spec §17) is chosen here, never asked for: a token with a use limit, upload
+//! limits or a forced issued-at is v2 and carries `issued_at = now`; every other token stays
+//! v1, byte for byte what earlier releases minted. Upload tokens are single-use unless told
+//! otherwise, and a counted token without a token id gets a random one.
 
 use serde::Deserialize;
 
@@ -14,6 +19,26 @@ use crate::config::{Config, Duration, Site};
 use crate::keys::Key;
 use crate::path;
 use crate::token::{self, Claims, IpNet, Methods, Purpose, RefreshMarker, Scope};
+
+/// What a front end may ask for: a `refresh_state` is minted by the refresh flow only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MintPurpose {
+    /// A download link (GET and HEAD unless `methods` says otherwise).
+    #[default]
+    Download,
+    /// An upload slot (POST and PUT unless `methods` narrows it; single-use by default).
+    Upload,
+}
+
+impl From<MintPurpose> for Purpose {
+    fn from(purpose: MintPurpose) -> Purpose {
+        match purpose {
+            MintPurpose::Download => Purpose::Download,
+            MintPurpose::Upload => Purpose::Upload,
+        }
+    }
+}
 
 /// A request for a token as the caller wrote it: `mediagate sign`'s flags or `POST /mint`'s
 /// JSON body (the field names are the JSON names). Nothing here is trusted yet.
@@ -45,6 +70,20 @@ pub struct MintInput {
     /// Site id: whose media origin starts the URL and, with several sites, whose media host
     /// the token is bound to (default: the first site).
     pub site: Option<String>,
+    /// `"download"` (default) or `"upload"`.
+    pub purpose: Option<MintPurpose>,
+    /// Use limit (at least 1); upload tokens default to 1. A token id is generated when none
+    /// is given.
+    pub uses: Option<u32>,
+    /// Upload tokens only: the largest body in bytes.
+    pub max_size: Option<u64>,
+    /// Upload tokens only: allowed media types, each `type/subtype` in lower case without
+    /// parameters, each named once (any order; sorted here).
+    pub content_types: Option<Vec<String>>,
+    /// Stamp the token with the time it was minted even when nothing else needs version 2
+    /// (revocation of "everything key K signed before T" can then place it).
+    #[serde(default)]
+    pub issued_at: bool,
 }
 
 impl MintInput {
@@ -93,6 +132,12 @@ impl MintInput {
                     .map_err(|_| MintError::Input("data must be base64url without padding".into()))
             })
             .transpose()?;
+        let content_types = self
+            .content_types
+            .as_ref()
+            .map(|types| token::canonical_content_types(types.iter().map(String::as_str)))
+            .transpose()
+            .map_err(MintError::Input)?;
         let host = match (&self.host, site) {
             (Some(host), _) => Some(host.clone()),
             (None, Some(site)) if config.sites.len() > 1 => Some(site.media_host.clone()),
@@ -110,6 +155,11 @@ impl MintInput {
             data,
             not_before: self.not_before,
             refresh: None,
+            purpose: self.purpose.unwrap_or_default().into(),
+            uses: self.uses,
+            max_size: self.max_size,
+            content_types,
+            issued_at: self.issued_at,
         };
         Ok((request, site))
     }
@@ -140,6 +190,17 @@ pub struct MintRequest {
     pub not_before: Option<u64>,
     /// Set by the refresh flow only.
     pub refresh: Option<RefreshMarker>,
+    /// [`Purpose::Download`] (default) or [`Purpose::Upload`].
+    pub purpose: Purpose,
+    /// Use limit (at least 1). An upload token without one is single-use.
+    pub uses: Option<u32>,
+    /// Upload tokens only: the largest body in bytes (at least 1).
+    pub max_size: Option<u64>,
+    /// Upload tokens only: allowed media types in the wire form
+    /// ([`token::canonical_content_types`]).
+    pub content_types: Option<String>,
+    /// Force an issued-at (and so version 2) on a token that would otherwise be v1.
+    pub issued_at: bool,
 }
 
 /// A minted token and where it points.
@@ -153,6 +214,11 @@ pub struct Minted {
     pub path_and_query: String,
     /// Expiry, unix seconds.
     pub expires: u64,
+    /// The token id the token carries, as given or (for a counted token without one)
+    /// generated: the name of its counter, history and revocation.
+    pub token_id: Option<String>,
+    /// Issued-at, unix seconds, when the token is version 2.
+    pub issued_at: Option<u64>,
 }
 
 /// Why minting was refused. Messages are safe to show to the caller.
@@ -182,9 +248,61 @@ pub enum MintError {
     /// Occurs when the requested site id is not configured.
     #[error("unknown site {0:?}")]
     UnknownSite(String),
+    /// Occurs when a use limit of 0 is asked for: such a token could never be used.
+    #[error("uses must be at least 1 (leave it out for a token without a use limit)")]
+    ZeroUses,
+    /// Occurs when a download token is given an upload-only setting (`max_size`,
+    /// `content_types`) or an upload token a method other than POST and PUT.
+    #[error("{0}")]
+    NotForPurpose(&'static str),
+    /// Occurs when the operating system cannot provide random bytes for a token id.
+    #[error("no randomness available to generate a token id")]
+    NoRandomness,
 }
 
-/// Mints a download token for `request` at unix time `now`.
+/// Length of a generated token id in random bytes (22 base64url characters): ids of
+/// different tokens must never collide, since a counter is keyed by key id and token id.
+pub const GENERATED_TOKEN_ID_BYTES: usize = 16;
+
+/// A fresh random token id: [`GENERATED_TOKEN_ID_BYTES`] bytes from the operating system,
+/// base64url without padding.
+pub fn generate_token_id() -> Result<String, MintError> {
+    use base64::Engine;
+    let mut bytes = [0u8; GENERATED_TOKEN_ID_BYTES];
+    getrandom::getrandom(&mut bytes).map_err(|_| MintError::NoRandomness)?;
+    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+}
+
+/// Parses a size for `sign --max-size`: a byte count in plain decimal, optionally followed
+/// by `K`, `M` or `G` (1024-based): `1048576`, `512K`, `10M`, `2G`. At least 1 byte.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let (digits, unit) = match text.as_bytes().last() {
+        Some(b'K') => (&text[..text.len() - 1], 1u64 << 10),
+        Some(b'M') => (&text[..text.len() - 1], 1 << 20),
+        Some(b'G') => (&text[..text.len() - 1], 1 << 30),
+        _ => (text, 1),
+    };
+    let plain = !digits.is_empty()
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && (digits == "0" || !digits.starts_with('0'));
+    let bad = || {
+        format!(
+            "size {text:?}: use a byte count, or a number with K, M or G (1024-based), e.g. 10M"
+        )
+    };
+    let number: u64 = if plain {
+        digits.parse().map_err(|_| bad())?
+    } else {
+        return Err(bad());
+    };
+    match number.checked_mul(unit) {
+        Some(0) => Err(format!("size {text:?} must be at least 1 byte")),
+        Some(size) => Ok(size),
+        None => Err(bad()),
+    }
+}
+
+/// Mints a download or upload token for `request` at unix time `now`.
 pub fn mint(config: &Config, request: &MintRequest, now: u64) -> Result<Minted, MintError> {
     let canonical = path::canonicalize(&request.path)
         .map_err(|error| MintError::BadPath(request.path.clone(), error))?
@@ -210,18 +328,60 @@ pub fn mint(config: &Config, request: &MintRequest, now: u64) -> Result<Minted, 
     if request.not_before.is_some_and(|nbf| nbf >= now + ttl) {
         return Err(MintError::EmptyWindow(now + ttl));
     }
+    let upload = request.purpose == Purpose::Upload;
+    if request.purpose == Purpose::RefreshState {
+        return Err(MintError::NotForPurpose(
+            "refresh_state tokens are minted by the refresh flow only",
+        ));
+    }
+    if !upload && (request.max_size.is_some() || request.content_types.is_some()) {
+        return Err(MintError::NotForPurpose(
+            "max_size and content types limit uploads: they need an upload token (--upload, \"purpose\": \"upload\")",
+        ));
+    }
+    // An upload slot grants writing only: a GET in it would let a slot download.
+    if upload
+        && request
+            .methods
+            .is_some_and(|m| m.bits() & !Methods::WRITE.bits() != 0)
+    {
+        return Err(MintError::NotForPurpose(
+            "an upload token allows POST and/or PUT only",
+        ));
+    }
+    // Upload slots are single-use unless told otherwise (issue 9).
+    let uses = match request.uses.or(upload.then_some(1)) {
+        Some(0) => return Err(MintError::ZeroUses),
+        uses => uses,
+    };
+    // A counter is keyed by key id and token id, so a counted token always has one.
+    let token_id = match (&request.token_id, uses) {
+        (None, Some(_)) => Some(generate_token_id()?),
+        (token_id, _) => token_id.clone(),
+    };
+    // Every v2 token is stamped (upload tokens are always v2): revocation by time needs it.
+    let v2 = upload
+        || uses.is_some()
+        || request.max_size.is_some()
+        || request.content_types.is_some()
+        || request.issued_at;
     let scope = if request.prefix {
         Scope::Prefix(canonical.clone())
     } else {
         Scope::Exact(canonical.clone())
     };
     let claims = Claims {
+        purpose: request.purpose,
+        issued_at: v2.then_some(now),
+        uses,
+        max_size: request.max_size,
+        content_types: request.content_types.clone(),
         not_before: request.not_before,
         // Never lower-cased here: one spelling, refused when it is not nginx's `$host`.
         host: request.host.clone(),
         methods: request.methods,
         ip: request.ip,
-        token_id: request.token_id.clone(),
+        token_id,
         subject: request.subject.clone(),
         data: request.data.clone(),
         refresh: request.refresh,
@@ -235,6 +395,8 @@ pub fn mint(config: &Config, request: &MintRequest, now: u64) -> Result<Minted, 
         path: canonical,
         path_and_query,
         expires: claims.expires,
+        token_id: claims.token_id,
+        issued_at: claims.issued_at,
     })
 }
 

@@ -236,6 +236,97 @@ fn closed_stdout_is_not_a_crash() {
     );
 }
 
+/// Issue 9: `sign --upload` mints a single-use upload slot (token format v2), says the token
+/// id it generated on stderr (stdout stays one URL), and `inspect` shows the v2 fields.
+#[test]
+fn sign_upload_prints_the_generated_token_id_and_inspect_shows_v2_fields() {
+    let home = TempDir::new("cli-upload");
+    let signed = mediagate(&home)
+        .args([
+            "sign",
+            "/uploads/a.bin",
+            "--upload",
+            "--max-size",
+            "10M",
+            "--content-type",
+            "image/png,image/jpeg",
+            "--content-type",
+            "application/pdf",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&signed.stderr);
+    assert!(signed.status.success(), "{stderr}");
+    let url = stdout(&signed).trim().to_owned();
+    assert_eq!(url.lines().count(), 1, "{url}");
+    let token_id = stderr
+        .split_once("mediagate: token id ")
+        .and_then(|(_, rest)| rest.split_once(' '))
+        .map(|(id, _)| id.to_owned())
+        .unwrap_or_else(|| panic!("no generated token id on stderr: {stderr}"));
+    assert_eq!(token_id.len(), 22, "{stderr}");
+    let output = mediagate(&home)
+        .args(["inspect", &url, "--method", "PUT"])
+        .output()
+        .unwrap();
+    let text = stdout(&output);
+    for expected in [
+        "version     2 (draft)".to_owned(),
+        "purpose     upload".to_owned(),
+        format!("token id    {token_id}"),
+        "uses        1 (single use; counted per key id and token id)".to_owned(),
+        "max size    10485760 bytes".to_owned(),
+        "types       application/pdf, image/jpeg, image/png".to_owned(),
+        "issued at   20".to_owned(),
+        // /auth (whose verdict inspect gives) serves downloads only.
+        "denied: wrong_purpose".to_owned(),
+    ] {
+        assert!(text.contains(&expected), "{expected:?} missing in:\n{text}");
+    }
+
+    // Refused with the front end's messages, never repaired.
+    for (args, message) in [
+        (&["--max-size", "10M"][..], "need an upload token"),
+        (&["--uses", "0"], "uses must be at least 1"),
+        (&["--upload", "--content-type", "Image/PNG"], "lower case"),
+        (
+            &["--upload", "--content-type", "text/plain;charset=utf-8"],
+            "parameters",
+        ),
+        (&["--upload", "--max-size", "10MB"], "size \"10MB\""),
+    ] {
+        let output = mediagate(&home)
+            .args(["sign", "/uploads/a.bin"])
+            .args(args)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{args:?}: {}", stdout(&output));
+        assert!(stderr.contains(message), "{args:?}: {stderr}");
+    }
+
+    // A given token id is not announced; a plain link stays v1 and announces nothing.
+    let given = mediagate(&home)
+        .args(["sign", "/media/a.pdf", "--uses", "3", "--id", "t-3"])
+        .output()
+        .unwrap();
+    assert!(given.status.success());
+    assert_eq!(String::from_utf8_lossy(&given.stderr), "");
+    let plain = mediagate(&home)
+        .args(["sign", "/media/a.pdf", "--token-only"])
+        .output()
+        .unwrap();
+    assert!(stdout(&plain).starts_with("AQ"), "{}", stdout(&plain));
+    let text = stdout(
+        &mediagate(&home)
+            .args(["inspect", stdout(&plain).trim(), "--path", "/media/a.pdf"])
+            .output()
+            .unwrap(),
+    );
+    assert!(text.contains("version     1\n"), "{text}");
+    assert!(!text.contains("issued at"), "{text}");
+}
+
 #[test]
 fn sign_refuses_scopes_that_could_never_match() {
     let home = TempDir::new("cli-deadscopes");

@@ -417,8 +417,8 @@ fn mint_api_requires_the_secret_and_returns_a_working_url() {
         (
             r#"{"path": "/a", "evil": 1}"#,
             "bad JSON: unknown field `evil`, expected one of `path`, `prefix`, `ttl`, \
-             `methods`, `ip`, `host`, `subject`, `token_id`, `data`, `not_before`, `site` \
-             at line 1 column 21",
+             `methods`, `ip`, `host`, `subject`, `token_id`, `data`, `not_before`, `site`, \
+             `purpose`, `uses`, `max_size`, `content_types`, `issued_at` at line 1 column 21",
         ),
         ("not json", "bad JSON: expected ident at line 1 column 2"),
     ] {
@@ -635,6 +635,78 @@ fn mint_api_refuses_what_sign_refuses() {
     let uri = json["path_and_query"].as_str().unwrap();
     let allowed = server.auth_for(uri, "127.0.0.1");
     assert_eq!(allowed.status, 204, "{allowed:?}");
+}
+
+/// Issue 9: `/mint` mints upload slots and counted links (token format v2) and returns the
+/// token id it generated; what v2 forbids is refused with the front end's message.
+#[test]
+fn mint_api_mints_upload_slots_with_a_generated_token_id() {
+    let server = Server::start(LOOPBACK);
+    let bearer = format!("Bearer {}", server.secret);
+    let post = |body: &str| {
+        exchange(
+            server.internal,
+            "POST",
+            "/mint",
+            &[("Authorization", &bearer)],
+            body,
+        )
+    };
+    let minted = post(
+        r#"{"path": "/uploads/a.bin", "purpose": "upload", "max_size": 1048576,
+            "content_types": ["image/png", "image/jpeg"]}"#,
+    );
+    assert_eq!(minted.status, 200, "{}", minted.text());
+    let json: serde_json::Value = serde_json::from_slice(&minted.body).unwrap();
+    let token_id = json["token_id"].as_str().unwrap();
+    assert_eq!(token_id.len(), 22, "{json}");
+    let issued_at = json["issued_at"].as_u64().unwrap();
+    let mut buf = mediagate::token::TokenBuf::new();
+    let token = mediagate::token::decode(json["token"].as_str().unwrap(), &mut buf).unwrap();
+    assert_eq!(
+        (token.version, token.uses, token.token_id, token.issued_at),
+        (2, Some(1), Some(token_id), Some(issued_at))
+    );
+    assert_eq!(token.max_size, Some(1 << 20));
+    assert_eq!(token.content_types, Some("image/jpeg,image/png"));
+    // /auth takes download tokens only: the slot cannot download.
+    let uri = json["path_and_query"].as_str().unwrap();
+    assert_eq!(
+        seen(&server.auth_for(uri, "127.0.0.1")),
+        denied(403, "wrong_purpose")
+    );
+
+    // A download without v2 fields answers as before: no token_id, no issued_at.
+    let plain = post(r#"{"path": "/media/a.pdf", "token_id": "t-1"}"#);
+    let json: serde_json::Value = serde_json::from_slice(&plain.body).unwrap();
+    assert_eq!(json["token_id"], "t-1");
+    assert!(json.get("issued_at").is_none(), "{json}");
+    let plain = post(r#"{"path": "/media/a.pdf"}"#);
+    let json: serde_json::Value = serde_json::from_slice(&plain.body).unwrap();
+    assert!(json.get("token_id").is_none(), "{json}");
+
+    for (body, message) in [
+        (r#"{"path": "/a", "uses": 0}"#, "uses must be at least 1"),
+        (r#"{"path": "/a", "max_size": 10}"#, "need an upload token"),
+        (
+            r#"{"path": "/a", "purpose": "upload", "content_types": ["Image/PNG"]}"#,
+            "must be lower case",
+        ),
+        (
+            r#"{"path": "/a", "purpose": "upload", "methods": ["GET"]}"#,
+            "POST and/or PUT only",
+        ),
+        (
+            r#"{"path": "/a", "purpose": "refresh_state"}"#,
+            "unknown variant",
+        ),
+    ] {
+        let response = post(body);
+        assert_eq!(response.status, 400, "{body}: {}", response.text());
+        let json: serde_json::Value = serde_json::from_slice(&response.body).unwrap();
+        let error = json["error"].as_str().unwrap();
+        assert!(error.contains(message), "{body}: {error}");
+    }
 }
 
 /// Opens `count` connections that send nothing; each holds one of the listener's slots.

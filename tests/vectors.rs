@@ -1,8 +1,9 @@
-//! The token spec's test vectors (`tests/vectors/tokens.json`), replayed against the
-//! implementation and against the Python reference minter (`examples/mint.py`).
+//! The token spec's test vectors, replayed against the implementation and against the Python
+//! reference minter (`examples/mint.py`): `tests/vectors/tokens.json` (v1, frozen) and
+//! `tests/vectors/tokens-v2.json` (v2, draft; same schema). Each check runs once per file.
 //!
 //! The JSON is the source of truth: when one of these tests fails, the implementation (or the
-//! minter) has drifted from the frozen v1 format, not the other way round.
+//! minter) has drifted from the format, not the other way round.
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
@@ -28,9 +29,16 @@ struct Vectors {
     mint: Vec<MintVector>,
     mint_rejects: Vec<RejectVector>,
     verify: Vec<VerifyVector>,
+    #[serde(default)]
     paths: Vec<PathVector>,
+    #[serde(default)]
     requests: Vec<RequestVector>,
 }
+
+/// The frozen v1 vectors.
+const V1: &str = "tokens.json";
+/// The v2 draft vectors.
+const V2: &str = "tokens-v2.json";
 
 /// A request as the front ends take it (`mediagate sign`, `POST /mint`, `mint.py`'s command
 /// line), with the claims it must become or `refuse`.
@@ -94,6 +102,15 @@ struct ClaimsVector {
     subject: Option<String>,
     data_b64url: Option<String>,
     refresh: Option<RefreshVector>,
+    /// v2: issued-at, unix seconds.
+    issued_at: Option<u64>,
+    /// v2: use limit.
+    uses: Option<u32>,
+    /// v2, upload: largest body in bytes.
+    max_size: Option<u64>,
+    /// v2, upload: media types in the order the vector gives them (joined with `,`, not
+    /// sorted: the reject vectors hold lists a minter must refuse).
+    content_types: Option<Vec<String>>,
 }
 
 #[derive(Deserialize)]
@@ -133,13 +150,15 @@ fn manifest_dir() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn vectors_file() -> PathBuf {
-    manifest_dir().join("tests/vectors/tokens.json")
+fn vectors_file(file: &str) -> PathBuf {
+    manifest_dir().join("tests/vectors").join(file)
 }
 
-fn load() -> Vectors {
-    let text = std::fs::read_to_string(vectors_file()).expect("read tests/vectors/tokens.json");
-    serde_json::from_str(&text).expect("tests/vectors/tokens.json matches the vector schema")
+fn load(file: &str) -> Vectors {
+    let text = std::fs::read_to_string(vectors_file(file))
+        .unwrap_or_else(|error| panic!("read tests/vectors/{file}: {error}"));
+    serde_json::from_str(&text)
+        .unwrap_or_else(|error| panic!("tests/vectors/{file} matches the vector schema: {error}"))
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -226,6 +245,10 @@ impl ClaimsVector {
                 attempt: marker.attempt,
                 started: marker.started,
             }),
+            issued_at: self.issued_at,
+            uses: self.uses,
+            max_size: self.max_size,
+            content_types: self.content_types.as_ref().map(|types| types.join(",")),
         })
     }
 }
@@ -234,15 +257,48 @@ impl ClaimsVector {
 fn assert_no_failures(what: &str, failures: &[String]) {
     assert!(
         failures.is_empty(),
-        "{} {what} disagree with tests/vectors/tokens.json:\n{}",
+        "{} {what} disagree with the vectors:\n{}",
         failures.len(),
         failures.join("\n")
     );
 }
 
-#[test]
-fn every_mint_vector_signs_to_the_recorded_bytes_and_token() {
-    let vectors = load();
+/// One `#[test]` per vector file for each check below.
+macro_rules! for_both_files {
+    ($($check:ident => $v1:ident, $v2:ident;)*) => {$(
+        #[test]
+        fn $v1() {
+            $check(V1);
+        }
+
+        #[test]
+        fn $v2() {
+            $check(V2);
+        }
+    )*};
+}
+
+for_both_files! {
+    mint_vectors_sign => every_mint_vector_signs_to_the_recorded_bytes_and_token,
+        every_v2_mint_vector_signs_to_the_recorded_bytes_and_token;
+    mint_vectors_decode => every_mint_vector_decodes_back_to_its_claims,
+        every_v2_mint_vector_decodes_back_to_its_claims;
+    reject_vectors_refused => every_rejected_mint_vector_is_refused,
+        every_rejected_v2_mint_vector_is_refused;
+    verify_vectors => every_verify_vector_gives_the_recorded_outcome,
+        every_v2_verify_vector_gives_the_recorded_outcome;
+    python_mint => python_minter_agrees_with_every_mint_vector,
+        python_minter_agrees_with_every_v2_mint_vector;
+    python_rejects => python_minter_refuses_every_rejected_mint_vector,
+        python_minter_refuses_every_rejected_v2_mint_vector;
+    front_end_requests => every_request_vector_is_minted_or_refused_by_the_front_end,
+        every_v2_request_vector_is_minted_or_refused_by_the_front_end;
+    python_requests => python_front_end_agrees_with_every_request_vector,
+        python_front_end_agrees_with_every_v2_request_vector;
+}
+
+fn mint_vectors_sign(file: &str) {
+    let vectors = load(file);
     assert!(!vectors.mint.is_empty());
     let mut failures = Vec::new();
     for vector in &vectors.mint {
@@ -293,9 +349,8 @@ fn every_mint_vector_signs_to_the_recorded_bytes_and_token() {
     assert_no_failures("mint vectors", &failures);
 }
 
-#[test]
-fn every_mint_vector_decodes_back_to_its_claims() {
-    let vectors = load();
+fn mint_vectors_decode(file: &str) {
+    let vectors = load(file);
     let mut failures = Vec::new();
     for vector in &vectors.mint {
         let claims = vector.claims.to_claims().expect("mint vector claims");
@@ -322,7 +377,13 @@ fn every_mint_vector_decodes_back_to_its_claims() {
             && decoded.token_id == claims.token_id.as_deref()
             && decoded.subject == claims.subject.as_deref()
             && decoded.data == claims.data.as_deref()
-            && decoded.refresh == claims.refresh;
+            && decoded.refresh == claims.refresh
+            && decoded.issued_at == claims.issued_at
+            && decoded.uses == claims.uses
+            && decoded.max_size == claims.max_size
+            && decoded.content_types == claims.content_types.as_deref()
+            && decoded.version == claims.version()
+            && format!("{:02x}", decoded.version) == vector.body_hex[..2];
         if !same {
             failures.push(format!("{}: decoded {decoded:?}", vector.name));
         }
@@ -330,9 +391,8 @@ fn every_mint_vector_decodes_back_to_its_claims() {
     assert_no_failures("decoded mint vectors", &failures);
 }
 
-#[test]
-fn every_rejected_mint_vector_is_refused() {
-    let vectors = load();
+fn reject_vectors_refused(file: &str) {
+    let vectors = load(file);
     assert!(!vectors.mint_rejects.is_empty());
     let mut failures = Vec::new();
     for vector in &vectors.mint_rejects {
@@ -369,9 +429,8 @@ fn every_rejected_mint_vector_is_refused() {
     assert_no_failures("rejected mint vectors", &failures);
 }
 
-#[test]
-fn every_verify_vector_gives_the_recorded_outcome() {
-    let vectors = load();
+fn verify_vectors(file: &str) {
+    let vectors = load(file);
     let ring = vectors.ring();
     let mut failures = Vec::new();
     for vector in &vectors.verify {
@@ -418,7 +477,7 @@ fn every_verify_vector_gives_the_recorded_outcome() {
 
 #[test]
 fn verify_vectors_cover_every_token_reason() {
-    let vectors = load();
+    let vectors = load(V1);
     let covered: BTreeSet<&str> = vectors.verify.iter().map(|v| v.expect.as_str()).collect();
     let token_reasons = [
         Reason::Malformed,
@@ -454,7 +513,7 @@ fn verify_vectors_cover_every_token_reason() {
 
 #[test]
 fn every_path_vector_canonicalises_as_recorded() {
-    let vectors = load();
+    let vectors = load(V1);
     let mut failures = Vec::new();
     for vector in &vectors.paths {
         let got = match path::canonicalize(&vector.raw) {
@@ -506,10 +565,9 @@ fn python_minter(args: &[&str]) -> Vec<String> {
         .collect()
 }
 
-#[test]
-fn python_minter_agrees_with_every_mint_vector() {
-    let vectors = load();
-    let file = vectors_file();
+fn python_mint(file: &str) {
+    let vectors = load(file);
+    let file = vectors_file(file);
     let lines = python_minter(&["--vectors", file.to_str().unwrap()]);
     assert_eq!(lines.len(), vectors.mint.len(), "one line per mint vector");
     let failures: Vec<String> = vectors
@@ -522,10 +580,9 @@ fn python_minter_agrees_with_every_mint_vector() {
     assert_no_failures("python tokens", &failures);
 }
 
-#[test]
-fn python_minter_refuses_every_rejected_mint_vector() {
-    let vectors = load();
-    let file = vectors_file();
+fn python_rejects(file: &str) {
+    let vectors = load(file);
+    let file = vectors_file(file);
     let lines = python_minter(&[
         "--vectors",
         file.to_str().unwrap(),
@@ -549,7 +606,7 @@ fn python_minter_refuses_every_rejected_mint_vector() {
 
 #[test]
 fn python_cli_canonicalises_raw_paths_like_mediagate() {
-    let vectors = load();
+    let vectors = load(V1);
     let now = vectors.now.to_string();
     let secret = vectors.secret("k1").to_base64();
     let mint = |extra: &[&str]| {
@@ -610,10 +667,9 @@ fn vector_config(vectors: &Vectors) -> mediagate::config::Config {
     mediagate::config::validate(&raw).expect("vector configuration is valid")
 }
 
-#[test]
-fn every_request_vector_is_minted_or_refused_by_the_front_end() {
+fn front_end_requests(file: &str) {
     use mediagate::mint::{mint, MintInput};
-    let vectors = load();
+    let vectors = load(file);
     assert!(!vectors.requests.is_empty());
     let config = vector_config(&vectors);
     let key = vectors.key("k1");
@@ -646,10 +702,9 @@ fn every_request_vector_is_minted_or_refused_by_the_front_end() {
     assert_no_failures("request vectors", &failures);
 }
 
-#[test]
-fn python_front_end_agrees_with_every_request_vector() {
-    let vectors = load();
-    let file = vectors_file();
+fn python_requests(file: &str) {
+    let vectors = load(file);
+    let file = vectors_file(file);
     let lines = python_minter(&["--vectors", file.to_str().unwrap(), "--section", "requests"]);
     assert_eq!(lines.len(), vectors.requests.len(), "one line per request");
     let failures: Vec<String> = vectors
@@ -675,7 +730,7 @@ fn spec_documents_every_reason_and_the_worked_example() {
             "docs/token-format.md does not list reason {reason}"
         );
     }
-    let vectors = load();
+    let vectors = load(V1);
     let example = vectors
         .mint
         .iter()
@@ -685,4 +740,109 @@ fn spec_documents_every_reason_and_the_worked_example() {
         spec.contains(&example.token),
         "the worked example in docs/token-format.md is not the minimal_exact_path vector"
     );
+}
+
+#[test]
+fn v2_vectors_cover_the_v2_outcomes_and_are_all_version_2() {
+    let vectors = load(V2);
+    let covered: BTreeSet<&str> = vectors.verify.iter().map(|v| v.expect.as_str()).collect();
+    let wanted: BTreeSet<&str> = [
+        "valid",
+        "malformed",
+        "wrong_purpose",
+        "bad_signature",
+        "out_of_scope",
+        "method",
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(covered, wanted);
+    let spec = std::fs::read_to_string(manifest_dir().join("docs/token-format.md")).unwrap();
+    let example = vectors.mint.iter().find(|v| v.name == "v2_upload_minimal");
+    assert!(
+        spec.contains(&example.expect("the v2 example's vector").token),
+        "the v2 example in docs/token-format.md §17.4 is not the v2_upload_minimal vector"
+    );
+    for vector in &vectors.mint {
+        assert!(
+            vector.body_hex.starts_with("02"),
+            "{}: a v2 mint vector",
+            vector.name
+        );
+    }
+    let mut names = BTreeSet::new();
+    let all = vectors.mint.iter().map(|v| &v.name);
+    let all = all.chain(vectors.mint_rejects.iter().map(|v| &v.name));
+    let all = all.chain(vectors.requests.iter().map(|v| &v.name));
+    for name in all.chain(vectors.verify.iter().map(|v| &v.name)) {
+        assert!(names.insert(name), "vector name {name} is used twice");
+    }
+}
+
+/// A counted token without a token id gets a fresh random one (16 bytes, base64url), which
+/// the front end returns; two mints never share it.
+#[test]
+fn upload_slot_without_token_id_gets_a_generated_one_and_is_single_use() {
+    use mediagate::mint::{mint, MintInput, MintPurpose, GENERATED_TOKEN_ID_BYTES};
+    let vectors = load(V2);
+    let config = vector_config(&vectors);
+    let input = MintInput {
+        path: "/uploads/a.bin".into(),
+        purpose: Some(MintPurpose::Upload),
+        ..MintInput::default()
+    };
+    let (request, _) = input.resolve(&config).unwrap();
+    let first = mint(&config, &request, vectors.now).unwrap();
+    let second = mint(&config, &request, vectors.now).unwrap();
+    let id = first.token_id.clone().expect("a generated token id");
+    assert_eq!(id.len(), 22);
+    assert_eq!(
+        URL_SAFE_NO_PAD.decode(&id).unwrap().len(),
+        GENERATED_TOKEN_ID_BYTES
+    );
+    assert_ne!(first.token_id, second.token_id);
+    assert_eq!(first.issued_at, Some(vectors.now));
+    let mut buf = TokenBuf::new();
+    let token = token::decode(&first.token, &mut buf).unwrap();
+    assert_eq!(
+        (token.version, token.purpose, token.uses, token.token_id),
+        (2, Purpose::Upload, Some(1), Some(id.as_str()))
+    );
+    assert_eq!(token.issued_at, Some(vectors.now));
+    assert_eq!(token.methods(), Methods::WRITE);
+
+    // A plain download stays v1 and gets no token id.
+    let plain = MintInput {
+        path: "/media/report.pdf".into(),
+        ..MintInput::default()
+    };
+    let (request, _) = plain.resolve(&config).unwrap();
+    let minted = mint(&config, &request, vectors.now).unwrap();
+    assert_eq!((minted.token_id, minted.issued_at), (None, None));
+    assert!(minted.token.starts_with("AQ"), "v1: {}", minted.token);
+}
+
+#[test]
+fn sizes_take_plain_bytes_and_1024_based_suffixes() {
+    use mediagate::mint::parse_size;
+    assert_eq!(parse_size("1"), Ok(1));
+    assert_eq!(parse_size("1048576"), Ok(1 << 20));
+    assert_eq!(parse_size("512K"), Ok(512 << 10));
+    assert_eq!(parse_size("10M"), Ok(10 << 20));
+    assert_eq!(parse_size("2G"), Ok(2 << 30));
+    for bad in [
+        "",
+        "0",
+        "0M",
+        "K",
+        "10k",
+        "10 M",
+        "010M",
+        "-1",
+        "1.5M",
+        "10MB",
+        "99999999999999G",
+    ] {
+        assert!(parse_size(bad).is_err(), "{bad:?}");
+    }
 }

@@ -412,6 +412,12 @@ struct MintResponse {
     token: String,
     path: String,
     expires: u64,
+    /// The token id (given or generated); absent for a token without one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    token_id: Option<String>,
+    /// Issued-at of a version 2 token.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    issued_at: Option<u64>,
 }
 
 /// `POST /mint`: JSON in, signed URL out. Requires `Authorization: Bearer <internal secret>`.
@@ -465,6 +471,8 @@ fn mint_from_body(config: &Config, body: MintInput) -> Result<MintResponse, Stri
         token: minted.token,
         path: minted.path,
         expires: minted.expires,
+        token_id: minted.token_id,
+        issued_at: minted.issued_at,
     })
 }
 

@@ -26,10 +26,11 @@ use crate::keys::Key;
 
 /// What a token may be used for. Carried in the body, so it is inside the MAC: a token of one
 /// purpose can never be accepted where another is expected.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 #[repr(u8)]
 pub enum Purpose {
-    /// Fetch a file (GET/HEAD unless the token says otherwise).
+    /// Fetch a file (GET/HEAD unless the token says otherwise). The default.
+    #[default]
     Download = 1,
     /// An upload slot: PUT/POST to one path or prefix (version 2; the byte was reserved in v1
     /// so the tag is never reused for anything else).

@@ -90,7 +90,10 @@ impl Deployment {
             .map(|(name, value)| (name.clone(), paths(value)))
             .collect();
         env.push(("MEDIAGATE_CONFIG".into(), config.display().to_string()));
-        env.push(("MEDIAGATE_STORE__PATH".into(), format!("{d}/state/state.redb")));
+        env.push((
+            "MEDIAGATE_STORE__PATH".into(),
+            format!("{d}/state/state.redb"),
+        ));
         // Keep the internal listener off TCP: tests run in parallel.
         env.push((
             "MEDIAGATE_SERVER__INTERNAL_LISTEN".into(),

@@ -1248,7 +1248,15 @@ impl CaddyStack {
         );
         let d = dir.path().display().to_string();
         let server = format!("listen = \"unix:{d}/verify.sock\"");
-        let text = mediagate_toml(&dir, "", &keys, &internal_secret, SECOND_SITE_TOML, &server);
+        let text = mediagate_toml(
+            &dir,
+            "",
+            &keys,
+            &internal_secret,
+            SECOND_SITE_TOML,
+            &server,
+            "",
+        );
         let config_path = dir.write("mediagate.toml", text);
         let config = mediagate::config::load(Some(&config_path))
             .unwrap_or_else(|error| panic!("test configuration is invalid: {error}"));

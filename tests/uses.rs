@@ -77,11 +77,17 @@ fn head_requests_never_spend_a_use() {
     let link = counted(&stack, "/media/clip.mp4", 1, "head-1", None);
     for _ in 0..3 {
         let head = stack.media("HEAD", &link);
-        assert_eq!((head.status, head.header("x-mediagate-reason")), (200, None));
+        assert_eq!(
+            (head.status, head.header("x-mediagate-reason")),
+            (200, None)
+        );
     }
     assert_eq!(seen(&stack.media("GET", &link)), served(VIDEO));
     let head = stack.media("HEAD", &link);
-    assert_eq!(head.status, 200, "the client holding the use may still look");
+    assert_eq!(
+        head.status, 200,
+        "the client holding the use may still look"
+    );
     let other = stack.media_with("HEAD", &link, &[("User-Agent", "someone else")]);
     assert_eq!(
         (other.status, other.header("x-mediagate-reason")),
@@ -98,9 +104,17 @@ fn a_players_ranged_requests_continue_its_use_and_nobody_elses() {
     };
     let first = range("bytes=0-", AGENT.1);
     assert_eq!((first.status, first.text().as_str()), (206, VIDEO));
-    for (from, expected) in [("bytes=10-", "abcdefghij"), ("bytes=4-7", "4567"), ("bytes=0-", VIDEO)] {
+    for (from, expected) in [
+        ("bytes=10-", "abcdefghij"),
+        ("bytes=4-7", "4567"),
+        ("bytes=0-", VIDEO),
+    ] {
         let seek = range(from, AGENT.1);
-        assert_eq!((seek.status, seek.text().as_str()), (206, expected), "{from}");
+        assert_eq!(
+            (seek.status, seek.text().as_str()),
+            (206, expected),
+            "{from}"
+        );
     }
     // Another client, ranged or not, and the same client asking for a whole new copy.
     let other = range("bytes=10-", "curl/8");
@@ -119,7 +133,8 @@ fn race(stack: &Arc<Stack>, uses: u32, parallel: usize, id: &str) {
     let barrier = Arc::new(std::sync::Barrier::new(parallel));
     let handles: Vec<_> = (0..parallel)
         .map(|n| {
-            let (stack, link, barrier) = (Arc::clone(stack), Arc::clone(&link), Arc::clone(&barrier));
+            let (stack, link, barrier) =
+                (Arc::clone(stack), Arc::clone(&link), Arc::clone(&barrier));
             thread::spawn(move || {
                 let agent = format!("racer {n}");
                 barrier.wait();
@@ -168,8 +183,18 @@ fn uses_and_refusals_are_kept_in_the_tokens_history() {
     let stack = stack("uses-history");
     let link = counted(&stack, "/media/clip.mp4", 1, "history-1", None);
     assert_eq!(stack.media_with("GET", &link, &[AGENT]).status, 200);
-    assert_eq!(stack.media_with("GET", &link, &[("Range", "bytes=1-"), AGENT]).status, 206);
-    assert_eq!(stack.media_with("GET", &link, &[("User-Agent", "thief")]).status, 403);
+    assert_eq!(
+        stack
+            .media_with("GET", &link, &[("Range", "bytes=1-"), AGENT])
+            .status,
+        206
+    );
+    assert_eq!(
+        stack
+            .media_with("GET", &link, &[("User-Agent", "thief")])
+            .status,
+        403
+    );
     // History is written off the answer's path: wait for both entries, without sleeping a
     // fixed time.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
@@ -217,7 +242,10 @@ fn a_revocation_takes_effect_on_the_next_request() {
         assert_eq!(answer.status, 200, "{}", answer.text());
     }
     assert_eq!(seen(&stack.media("GET", &by_id)), nginx_denied("revoked"));
-    assert_eq!(seen(&stack.media("GET", &by_subject)), nginx_denied("revoked"));
+    assert_eq!(
+        seen(&stack.media("GET", &by_subject)),
+        nginx_denied("revoked")
+    );
     assert_eq!(seen(&stack.media("GET", &untouched)), served(VIDEO));
 
     // Everything the signing key signed before now, uncounted tokens included.
@@ -229,7 +257,10 @@ fn a_revocation_takes_effect_on_the_next_request() {
     let answer = internal(&stack, "POST", "/revoke", Some(&body));
     assert_eq!(answer.status, 200, "{}", answer.text());
     assert_eq!(seen(&stack.media("GET", &plain)), nginx_denied("revoked"));
-    assert_eq!(seen(&stack.media("GET", &untouched)), nginx_denied("revoked"));
+    assert_eq!(
+        seen(&stack.media("GET", &untouched)),
+        nginx_denied("revoked")
+    );
 
     let listed = internal(&stack, "GET", "/revocations", None);
     let json: serde_json::Value = serde_json::from_slice(&listed.body).unwrap();
@@ -249,7 +280,12 @@ fn a_revocation_takes_effect_on_the_next_request() {
 fn revocations_are_kept_across_a_restart() {
     let mut stack = stack("uses-revoke-restart");
     let link = counted(&stack, "/media/clip.mp4", 5, "restart-1", None);
-    let answer = internal(&stack, "POST", "/revoke", Some(r#"{"token_id":"restart-1"}"#));
+    let answer = internal(
+        &stack,
+        "POST",
+        "/revoke",
+        Some(r#"{"token_id":"restart-1"}"#),
+    );
     assert_eq!(answer.status, 200, "{}", answer.text());
     stack.restart_mediagate_after_kill();
     assert_eq!(seen(&stack.media("GET", &link)), nginx_denied("revoked"));

@@ -88,7 +88,7 @@ impl Revoked {
         }
         self.keys_before
             .get(token.kid)
-            .is_some_and(|&before| token.issued_at.map_or(true, |iat| iat < before))
+            .is_some_and(|&before| token.issued_at.is_none_or(|iat| iat < before))
     }
 }
 

@@ -137,12 +137,12 @@ pub struct SignArgs {
     /// Subject / recipient recorded in audit logs.
     #[arg(long)]
     pub subject: Option<String>,
-    /// Token id, for audit and revocation. Generated (and printed on stderr) for a token with
-    /// a use limit when not given.
+    /// Token id, for audit and revocation. A token with a use limit gets a random one when
+    /// none is given (printed on stderr).
     #[arg(long = "id")]
     pub token_id: Option<String>,
-    /// Use limit: the token works N times (1 = single use). Needs a token id (--id), else
-    /// one is generated.
+    /// Use limit: the token works N times (1 = single use). Needs a token id: --id, else a
+    /// random one.
     #[arg(long, value_name = "N")]
     pub uses: Option<u32>,
     /// Mint an upload slot (POST and PUT; single-use unless --uses says otherwise) instead

@@ -3,7 +3,8 @@
 //! Architecture map (pure core first, edges last):
 //!
 //! - [`path`]: canonicalise and prefix-match request paths. Pure.
-//! - [`token`]: the v1 token format: mint, decode, verify. Pure; time is a parameter.
+//! - [`token`]: the token format (v1, and the v2 draft): mint, decode, verify. Pure; time is a
+//!   parameter.
 //! - [`keys`]: the key ring and secrets that never print.
 //! - [`reason`]: the machine-readable denial vocabulary shared by responses, logs and metrics.
 //! - [`mint`]: requests for access -> signed URLs (CLI, `/mint` and refresh share it).

@@ -36,7 +36,7 @@ macro_rules! reasons {
 reasons! {
     /// No token in the request.
     MissingToken = "missing_token",
-    /// The token is not a well-formed v1 token (encoding, length, field layout).
+    /// The token is not a well-formed token of a known version (encoding, length, field layout).
     Malformed = "malformed",
     /// The token was made for another purpose (e.g. a refresh `state` used as a download token).
     WrongPurpose = "wrong_purpose",

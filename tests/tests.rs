@@ -11,6 +11,7 @@
 //! - `proxies`: Caddy (real) and Traefik (its request shape) in front of `/forward`.
 //! - `browser`: a real Chromium (playwright-core) through real nginx on loopback TCP.
 //! - `store`: the conformance table every store backend passes (issue 9).
+//! - `store_redis`: the Redis store against real `redis-server`s, standalone and a 3-node Cluster.
 //! - `uses`: limited-use links and revocation through real nginx (issue 9).
 //! - `tokensrc`: where the token comes from (query or `Authorization` header), in-process and
 //!   through real nginx (issue 11).
@@ -26,6 +27,7 @@ mod proxies;
 mod reload;
 mod server;
 mod store;
+mod store_redis;
 mod support;
 mod tokensrc;
 mod uses;

@@ -17,6 +17,7 @@
 //! single-use link to a video still plays and seeks; `HEAD` and `OPTIONS` never cost a use.
 
 pub mod embedded;
+pub mod redis;
 pub mod revoke;
 pub mod revoked;
 pub mod state;

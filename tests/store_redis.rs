@@ -60,8 +60,9 @@ fn settings(urls: Vec<String>, cluster: bool) -> RedisSettings {
 fn spawn_redis(dir: &TempDir, name: &str, args: &[&str]) -> Process {
     let log = dir.path().join(format!("{name}.log"));
     let spawned = Command::new("redis-server")
-        .args(args)
+        // Defaults first: a later argument overrides an earlier one.
         .args(["--save", "", "--appendonly", "no", "--logfile", ""])
+        .args(args)
         .arg("--dir")
         .arg(dir.path())
         .stdin(Stdio::null())
@@ -106,46 +107,51 @@ fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
 }
 
 /// One standalone server on `<dir>/redis.sock` (no TCP).
-struct Standalone {
+pub struct Standalone {
     dir: TempDir,
-    socket: PathBuf,
+    pub socket: PathBuf,
     process: Option<Process>,
+    extra: Vec<String>,
 }
 
 impl Standalone {
-    fn start() -> Standalone {
+    pub fn start() -> Standalone {
+        Standalone::start_with(&[])
+    }
+
+    /// A server with extra `redis-server` arguments (e.g. append-only persistence).
+    pub fn start_with(extra: &[&str]) -> Standalone {
         let dir = TempDir::new("redis");
         let socket = dir.path().join("redis.sock");
         let mut standalone = Standalone {
             dir,
             socket,
             process: None,
+            extra: extra.iter().map(|arg| (*arg).to_owned()).collect(),
         };
         standalone.run();
         standalone
     }
 
     /// Starts the server (again) on the same socket.
-    fn run(&mut self) {
+    pub fn run(&mut self) {
         let socket = self.socket.to_str().expect("utf-8 path").to_owned();
-        let mut process = spawn_redis(
-            &self.dir,
-            "redis",
-            &[
-                "--port",
-                "0",
-                "--unixsocket",
-                &socket,
-                "--unixsocketperm",
-                "700",
-            ],
-        );
+        let mut args = vec![
+            "--port",
+            "0",
+            "--unixsocket",
+            &socket,
+            "--unixsocketperm",
+            "700",
+        ];
+        args.extend(self.extra.iter().map(String::as_str));
+        let mut process = spawn_redis(&self.dir, "redis", &args);
         wait_for_socket(&self.socket, &mut process, "redis-server");
         self.process = Some(process);
     }
 
     /// Kills the server outright (no graceful shutdown) and waits until it is gone.
-    fn kill(&mut self) {
+    pub fn kill(&mut self) {
         let mut process = self.process.take().expect("running");
         process.child.kill().expect("kill redis-server");
         process.child.wait().expect("wait for redis-server");

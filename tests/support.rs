@@ -256,6 +256,10 @@ pub struct Options {
     /// mediagate's whole `[store]` section; empty means an embedded store in the stack's
     /// directory (one file per mediagate process).
     pub store_config: String,
+    /// Start a second media-side mediagate (`second-verify.sock`, `second-internal.sock`,
+    /// same keys and store settings) and give nginx's verify upstream both servers, so
+    /// nginx spreads decisions over two sidecars (round robin).
+    pub second_verifier: bool,
     /// For a real browser, which cannot use Unix sockets: [`Options::tcp`], and nginx's
     /// session server on a free loopback port as well, with the demo site's `media_origin`,
     /// `session_origin` and `login_url` on those ports so the refresh redirects stay in the
@@ -381,6 +385,8 @@ pub struct Stack {
     pub nginx: Process,
     pub mediagate: Process,
     pub session_mediagate: Option<Process>,
+    /// With [`Options::second_verifier`].
+    pub second_mediagate: Option<Process>,
     /// With [`Options::tcp`]: mediagate's verify port and nginx's media TCP port.
     pub tcp_ports: Option<(u16, u16)>,
     /// With [`Options::browser`]: nginx's session server's TCP port.
@@ -514,6 +520,29 @@ impl Stack {
         } else {
             None
         };
+        let second_mediagate = options.second_verifier.then(|| {
+            assert!(
+                media_tcp.is_none(),
+                "second_verifier works on Unix sockets only"
+            );
+            let text = mediagate_toml(
+                &dir,
+                "second-",
+                &keys,
+                &internal_secret,
+                &extra_config,
+                &format!("listen = \"unix:{d}/second-verify.sock\""),
+                &options.store_config,
+            );
+            nginx_edits.push((
+                format!("server unix:{d}/verify.sock;"),
+                format!(
+                    "server unix:{d}/verify.sock;\n        server unix:{d}/second-verify.sock;"
+                ),
+            ));
+            let path = dir.write("second-mediagate.toml", text);
+            start_mediagate(&dir, &path, "second-", None)
+        });
         let nginx = start_nginx(&dir, &internal_secret, &nginx_edits, &options.snippet_edits);
         Stack {
             dir,
@@ -523,6 +552,7 @@ impl Stack {
             nginx,
             mediagate,
             session_mediagate,
+            second_mediagate,
             tcp_ports: media_tcp,
             session_port,
         }

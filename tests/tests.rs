@@ -10,6 +10,7 @@
 //! - `reload`: configuration and key reload on SIGHUP under `wrk` load, through real nginx.
 //! - `proxies`: Caddy (real) and Traefik (its request shape) in front of `/forward`.
 //! - `browser`: a real Chromium (playwright-core) through real nginx on loopback TCP.
+//! - `shared_store`: two mediagates sharing Redis behind one nginx (issue 9).
 //! - `store`: the conformance table every store backend passes (issue 9).
 //! - `store_redis`: the Redis store against real `redis-server`s, standalone and a 3-node Cluster.
 //! - `uses`: limited-use links and revocation through real nginx (issue 9).
@@ -26,6 +27,7 @@ mod paths;
 mod proxies;
 mod reload;
 mod server;
+mod shared_store;
 mod store;
 mod store_redis;
 mod support;

@@ -16,6 +16,7 @@ use crate::config::Config;
 use crate::keys::Key;
 use crate::reason::Reason;
 use crate::store::embedded::EmbeddedStore;
+use crate::store::redis::{RedisSettings, RedisStore};
 use crate::store::revoked::Revoked;
 use crate::store::state::UseKind;
 use crate::store::{Consume, Consumed, HistoryEntry, Holder, Store, StoreError, UseKey};
@@ -67,13 +68,55 @@ impl StateEdge {
                 self.install(Arc::new(store));
                 self.refresh_revocations().await?;
             }
-            Backend::Redis { .. } => {
-                return Err(StoreError::Unavailable(
-                    "this build has no Redis backend yet".into(),
-                ))
+            Backend::Redis {
+                urls,
+                cluster,
+                key_prefix,
+                connect_timeout,
+                response_timeout,
+            } => {
+                let settings = RedisSettings {
+                    urls: urls.clone(),
+                    cluster: *cluster,
+                    key_prefix: key_prefix.clone(),
+                    connect_timeout: *connect_timeout,
+                    response_timeout: *response_timeout,
+                };
+                match self.connect_redis(&settings).await {
+                    Ok(()) => {}
+                    Err(error) => {
+                        tracing::warn!(
+                            %error,
+                            "Redis store unavailable at start; counted tokens fail closed \
+                             until it answers (retrying every second)"
+                        );
+                        let state = Arc::clone(self);
+                        tokio::spawn(async move {
+                            let mut retry = tokio::time::interval(Duration::from_secs(1));
+                            retry.tick().await;
+                            loop {
+                                retry.tick().await;
+                                if state.connect_redis(&settings).await.is_ok() {
+                                    break;
+                                }
+                            }
+                        });
+                    }
+                }
             }
         }
         tokio::spawn(Arc::clone(self).poll_revocations(config.revocation_poll));
+        Ok(())
+    }
+
+    /// Connects to Redis, installs the store and loads the revocations.
+    async fn connect_redis(&self, settings: &RedisSettings) -> Result<(), StoreError> {
+        if self.store().is_none() {
+            let store = RedisStore::connect(settings).await?;
+            self.install(Arc::new(store));
+        }
+        self.refresh_revocations().await?;
+        tracing::info!(cluster = settings.cluster, "Redis store connected");
         Ok(())
     }
 

@@ -290,3 +290,81 @@ fn revocations_are_kept_across_a_restart() {
     stack.restart_mediagate_after_kill();
     assert_eq!(seen(&stack.media("GET", &link)), nginx_denied("revoked"));
 }
+
+/// The README's single-action recipe: an application endpoint behind `protect-api.conf`, a
+/// POST-only single-use link naming the user (RFC 8058 one-click unsubscribe: the mail client
+/// POSTs to the link). The application learns who from `X-Mediagate-Subject`, which the
+/// client cannot set, and the second POST never reaches it.
+#[test]
+fn a_single_action_link_reaches_the_application_once_with_its_subject() {
+    let stack = Stack::start_with(
+        "uses-unsubscribe",
+        Options {
+            nginx_edits: vec![(
+                "        # X-Accel-Redirect mode: mediagate answers".into(),
+                "        location = /api/unsubscribe {\n            \
+                 include mediagate/protect-api.conf;\n            \
+                 proxy_pass http://mediagate_app$mediagate_api_uri;\n        }\n\n        \
+                 # X-Accel-Redirect mode: mediagate answers"
+                    .into(),
+            )],
+            ..Options::default()
+        },
+    );
+    let minted = mediagate::mint::mint(
+        &stack.config,
+        &mediagate::mint::MintRequest {
+            path: "/api/unsubscribe".into(),
+            methods: Some("POST".parse().unwrap()),
+            uses: Some(1),
+            subject: Some("user-42".into()),
+            ..mediagate::mint::MintRequest::default()
+        },
+        clock::now(),
+    )
+    .unwrap();
+    let token_id = minted
+        .token_id
+        .clone()
+        .expect("a counted token gets a token id");
+    let post = |headers: &[(&str, &str)]| {
+        let body = "List-Unsubscribe=One-Click";
+        let length = body.len().to_string();
+        let mut raw = format!(
+            "POST {} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\
+             Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {length}\r\n",
+            minted.path_and_query,
+            crate::support::MEDIA_HOST,
+        );
+        for (name, value) in headers {
+            raw.push_str(&format!("{name}: {value}\r\n"));
+        }
+        raw.push_str("\r\n");
+        raw.push_str(body);
+        crate::support::request_raw(&stack.socket("media.sock"), raw.as_bytes(), false)
+    };
+    let first = post(&[("X-Mediagate-Subject", "admin")]);
+    let echo = first.text();
+    assert_eq!(first.status, 200, "{echo}");
+    assert!(echo.starts_with("target /api/unsubscribe\n"), "{echo}");
+    assert!(echo.contains("\nx-mediagate-subject: user-42\n"), "{echo}");
+    assert!(
+        echo.contains(&format!("\nx-mediagate-token-id: {token_id}\n")),
+        "{echo}"
+    );
+    assert!(
+        !echo.contains("admin"),
+        "the client's own header got through: {echo}"
+    );
+    let second = post(&[]);
+    assert_eq!(
+        (second.status, second.header("x-mediagate-reason")),
+        (403, Some("used_up"))
+    );
+    // A link scanner's GET neither works nor spends anything.
+    let get = stack.media("GET", &minted.path_and_query);
+    assert_eq!(
+        (get.status, get.header("x-mediagate-reason")),
+        (403, Some("method"))
+    );
+}

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 
-use super::App;
+use super::{App, RefusalLog};
 use crate::clock;
 use crate::config::store::{Backend, StoreConfig};
 use crate::config::Config;
@@ -24,6 +24,9 @@ use crate::token::{mac, Verified};
 
 /// The store and what the verify path needs from it without I/O.
 pub struct StateEdge {
+    /// Rate limit for the "store did not answer" warning: an outage under load must not
+    /// write a line per request.
+    outages: RefusalLog,
     /// Set once the store is open (at start-up for the embedded store; when the first
     /// connection succeeds for Redis). Until then counted tokens fail closed.
     store: OnceLock<Arc<dyn Store>>,
@@ -34,6 +37,7 @@ pub struct StateEdge {
 impl Default for StateEdge {
     fn default() -> Self {
         StateEdge {
+            outages: RefusalLog::default(),
             store: OnceLock::new(),
             revoked: ArcSwap::from_pointee(Revoked::default()),
         }
@@ -229,7 +233,7 @@ pub async fn count_use(
     };
     let store = match app.state.require() {
         Ok(store) => Arc::clone(store),
-        Err(error) => return Err(unavailable(&error)),
+        Err(error) => return Err(app.state.unavailable(&error)),
     };
     let key_id = UseKey {
         kid: token.kid.to_owned(),
@@ -244,7 +248,7 @@ pub async fn count_use(
     };
     let answer = match store.consume(&key_id, consume).await {
         Ok(answer) => answer,
-        Err(error) => return Err(unavailable(&error)),
+        Err(error) => return Err(app.state.unavailable(&error)),
     };
     let (status, reason) = match answer {
         Consumed::Counted(_) => (200, None),
@@ -277,9 +281,15 @@ pub async fn count_use(
     reason.map_or(Ok(()), Err)
 }
 
-fn unavailable(error: &StoreError) -> Reason {
-    tracing::warn!(%error, "counted token refused: the store did not answer");
-    Reason::StoreUnavailable
+impl StateEdge {
+    /// Logs a counted request refused for a store error (at most one line a second, with
+    /// the number of refusals not logged) and gives the reason to answer.
+    fn unavailable(&self, error: &StoreError) -> Reason {
+        if let Some(unlogged) = self.outages.note(std::time::Instant::now()) {
+            tracing::warn!(%error, not_logged = unlogged, "counted token refused: the store did not answer");
+        }
+        Reason::StoreUnavailable
+    }
 }
 
 /// The client that makes a use, as the store remembers it: a MAC of its address and user

@@ -136,7 +136,7 @@ pub fn decide<'a>(
             site: None,
         };
     };
-    let (raw_path, query) = path::split_uri(request.uri);
+    let (raw_path, _) = path::split_uri(request.uri);
     let Ok(canonical) = path::canonicalize(raw_path) else {
         return Outcome::deny(Reason::BadPath, site);
     };
@@ -153,35 +153,17 @@ pub fn decide<'a>(
             site,
         };
     }
-    // Each configured source is read, and its own syntax judged, before either is used.
-    let mut in_query = None;
-    if config.token.from_query {
-        match path::query_param(query.unwrap_or(""), &config.token.param) {
-            Ok(Some(text)) if !text.is_empty() => in_query = Some(text),
-            Ok(_) => {}
-            Err(()) => return Outcome::deny(Reason::Malformed, site),
-        }
-    }
-    let mut in_header = None;
-    if config.token.from_authorization {
-        match header_token(request.authorization, &config.token.auth_schemes) {
-            Ok(text) => in_header = text,
-            Err(()) => {
-                return Outcome::Challenge {
-                    reason: Reason::Malformed,
-                    site,
-                }
-            }
-        }
-    }
-    let (text, source) = match (in_query, in_header) {
-        (Some(text), None) => (text, TokenSource::Query),
-        (None, Some(text)) => (text, TokenSource::Authorization),
-        // Exactly one source per request, even when both hold the same string: which of
-        // two credentials nginx, the application and mediagate each read would differ.
-        (Some(_), Some(_)) => return Outcome::deny(Reason::Malformed, site),
-        (None, None) => {
+    let (text, source) = match request_token(config, request) {
+        Ok(Some(found)) => found,
+        Ok(None) => {
             return refresh_or_deny(config, site, &canonical, Reason::MissingToken, None, now)
+        }
+        Err(TokenProblem::Malformed) => return Outcome::deny(Reason::Malformed, site),
+        Err(TokenProblem::Challenge) => {
+            return Outcome::Challenge {
+                reason: Reason::Malformed,
+                site,
+            }
         }
     };
     let verified = {
@@ -224,6 +206,46 @@ pub fn decide<'a>(
                 .and_then(|authentic| authentic.token().refresh);
             refresh_or_deny(config, site, &canonical, denied.reason, previous, now)
         }
+    }
+}
+
+/// Why a request's token could not be read (see [`request_token`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenProblem {
+    /// A query parameter that is repeated or spelled another way, or a token in both sources.
+    Malformed,
+    /// An `Authorization` header of an accepted scheme that is not a well-formed credential.
+    Challenge,
+}
+
+/// The request's token and where it came from: `Ok(None)` when it has none. Each configured
+/// source is read, and its own syntax judged, before either is used. Shared by the media
+/// gate and the upload edge, so both read tokens the same way.
+pub fn request_token<'a>(
+    config: &Config,
+    request: &MediaRequest<'a>,
+) -> Result<Option<(&'a str, TokenSource)>, TokenProblem> {
+    let (_, query) = path::split_uri(request.uri);
+    let mut in_query = None;
+    if config.token.from_query {
+        match path::query_param(query.unwrap_or(""), &config.token.param) {
+            Ok(Some(text)) if !text.is_empty() => in_query = Some(text),
+            Ok(_) => {}
+            Err(()) => return Err(TokenProblem::Malformed),
+        }
+    }
+    let mut in_header = None;
+    if config.token.from_authorization {
+        in_header = header_token(request.authorization, &config.token.auth_schemes)
+            .map_err(|()| TokenProblem::Challenge)?;
+    }
+    match (in_query, in_header) {
+        (Some(text), None) => Ok(Some((text, TokenSource::Query))),
+        (None, Some(text)) => Ok(Some((text, TokenSource::Authorization))),
+        // Exactly one source per request, even when both hold the same string: which of
+        // two credentials nginx, the application and mediagate each read would differ.
+        (Some(_), Some(_)) => Err(TokenProblem::Malformed),
+        (None, None) => Ok(None),
     }
 }
 

@@ -10,6 +10,8 @@
 //! - [`mint`]: requests for access -> signed URLs (CLI, `/mint` and refresh share it).
 //! - [`gate`]: the media-domain decision: allow, refresh, or deny. Pure.
 //! - [`refresh`]: the session-domain half of the refresh flow. Pure.
+//! - [`upload`]: the upload-slot decision from the request's headers, and the settle handle.
+//!   Pure; [`http`] reserves and settles in the store.
 //! - [`decision`]: the one place where outcomes become HTTP responses.
 //! - [`pages`]: denial pages for people (what happened, what to do), per reason and site.
 //! - [`http`]: hyper listeners, routing, graceful shutdown.
@@ -39,3 +41,4 @@ pub mod reason;
 pub mod refresh;
 pub mod store;
 pub mod token;
+pub mod upload;

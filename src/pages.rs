@@ -222,6 +222,21 @@ fn wording(reason: Option<Reason>) -> (&'static str, &'static str, &'static str)
             "This link has been withdrawn by the site.",
             "Ask whoever sent you the link for a new one.",
         ),
+        Some(Reason::TooLarge) => (
+            "File too large",
+            "This file is larger than this upload link allows.",
+            "Choose a smaller file, or ask for a link that allows larger ones.",
+        ),
+        Some(Reason::LengthRequired) => (
+            "Size required",
+            "This upload did not say how large it is, and this upload link limits the size.",
+            "Send the file with a Content-Length header (not as a chunked stream).",
+        ),
+        Some(Reason::ContentType) => (
+            "File type not allowed",
+            "This upload link does not accept this type of file.",
+            "Choose a file of an accepted type, or send it with its right Content-Type.",
+        ),
         Some(Reason::StoreUnavailable) => (
             "Temporarily unavailable",
             "This link could not be checked right now.",

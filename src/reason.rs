@@ -79,6 +79,14 @@ reasons! {
     /// The token needs the store (it has a use limit) and the store did not answer: counted
     /// tokens fail closed, with 503.
     StoreUnavailable = "store_unavailable",
+    /// An upload's declared `Content-Length` is above the slot's `max_size` (413 at nginx).
+    TooLarge = "too_large",
+    /// An upload to a slot with a `max_size` declares no `Content-Length` (a chunked body):
+    /// its size cannot be checked before nginx reads it (411 at nginx).
+    LengthRequired = "length_required",
+    /// An upload's `Content-Type` is missing or not among the slot's media types (415 at
+    /// nginx).
+    ContentType = "content_type",
 }
 
 impl Reason {

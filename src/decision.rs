@@ -47,6 +47,9 @@ pub const TOKEN_ID: HeaderName = HeaderName::from_static("x-mediagate-token-id")
 pub const EXPIRES_IN: HeaderName = HeaderName::from_static("x-mediagate-expires-in");
 /// `X-Mediagate-Data`: the token's opaque data, base64url.
 pub const DATA: HeaderName = HeaderName::from_static("x-mediagate-data");
+/// `X-Mediagate-Reservation`: the settle handle of an upload slot's reservation
+/// ([`crate::upload::Reservation::handle`]), which nginx hands back to `/settle`.
+pub const RESERVATION: HeaderName = HeaderName::from_static("x-mediagate-reservation");
 /// `X-Accel-Redirect`.
 pub const ACCEL_REDIRECT: HeaderName = HeaderName::from_static("x-accel-redirect");
 /// `X-Accel-Expires`.
@@ -144,6 +147,21 @@ pub fn media_response(
         (Outcome::Challenge { reason, .. }, _) => challenge(*reason, &config.token.challenge),
         (Outcome::Deny { reason, .. }, _) => deny(StatusCode::FORBIDDEN, *reason),
     }
+}
+
+/// `/upload`'s allow (auth dialect): 204 with the slot's grant headers and, when a use was
+/// reserved, its settle handle. Never cacheable: every upload reserves anew.
+pub fn upload_allowed(token: &Verified<'_>, reservation: Option<&str>, now: u64) -> Response<Body> {
+    let mut response = empty(StatusCode::NO_CONTENT);
+    grant_headers(&mut response, Some(token), now);
+    let headers = response.headers_mut();
+    // base64url and dots only: always a valid header value.
+    if let Some(value) = reservation.and_then(|handle| HeaderValue::from_str(handle).ok()) {
+        headers.insert(RESERVATION, value);
+    }
+    headers.insert(CACHE_CONTROL, NO_STORE);
+    headers.insert(ACCEL_EXPIRES, NO_CACHE);
+    response
 }
 
 /// A 401 denial with `WWW-Authenticate: <the accepted schemes>` (RFC 9110 §11.6.1: a 401

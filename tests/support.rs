@@ -783,6 +783,11 @@ pub fn render_nginx_conf(dir: &Path, internal_secret: &str) -> String {
             format!("server unix:{d}/app.sock;"),
         ),
         ("/srv/mediagate-demo".to_owned(), format!("{d}/files")),
+        ("/srv/mediagate-uploads".to_owned(), format!("{d}/uploads")),
+        (
+            "server 127.0.0.1:8002;".to_owned(),
+            format!("server unix:{d}/upload-handler.sock;"),
+        ),
         (
             "ZGVtby1pbnRlcm5hbC1zZWNyZXQtY2hhbmdlLW1l".to_owned(),
             internal_secret.to_owned(),
@@ -834,6 +839,10 @@ fn start_nginx(
         dir.write(&format!("mediagate/{name}"), text);
     }
     dir.write("files/.keep", "");
+    // DAV uploads are written by nginx's workers (`nobody`).
+    let uploads = dir.path().join("uploads");
+    fs::create_dir_all(&uploads).unwrap();
+    fs::set_permissions(&uploads, fs::Permissions::from_mode(0o777)).unwrap();
     let mut process = spawn_nginx(dir);
     wait_for_socket(&dir.path().join("media.sock"), &mut process, "nginx");
     wait_for_socket(&dir.path().join("www.sock"), &mut process, "nginx");

@@ -14,6 +14,7 @@
 //! - `store`: the conformance table every store backend passes (issue 9).
 //! - `store_redis`: the Redis store against real `redis-server`s, standalone and a 3-node Cluster.
 //! - `uses`: limited-use links and revocation through real nginx (issue 9).
+//! - `uploads`: upload slots through real nginx, to a handler and to DAV (issue 9).
 //! - `tokensrc`: where the token comes from (query or `Authorization` header), in-process and
 //!   through real nginx (issue 11).
 
@@ -32,5 +33,6 @@ mod store;
 mod store_redis;
 mod support;
 mod tokensrc;
+mod uploads;
 mod uses;
 mod vectors;

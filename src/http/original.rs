@@ -30,6 +30,14 @@ pub const APPROVED_PATH: HeaderName = HeaderName::from_static("x-mediagate-appro
 /// `auth_request` subrequests without the client's headers). Only its presence is read: a
 /// ranged request from a client that already made a use continues that use.
 pub const ORIGINAL_RANGE: HeaderName = HeaderName::from_static("x-original-range");
+/// `X-Original-Content-Length`: an upload's `Content-Length` as the client sent it (nginx's
+/// `$http_content_length`; empty or absent when it sent none).
+pub const ORIGINAL_CONTENT_LENGTH: HeaderName =
+    HeaderName::from_static("x-original-content-length");
+/// `X-Original-Content-Type`: an upload's `Content-Type` (nginx's `$http_content_type`).
+pub const ORIGINAL_CONTENT_TYPE: HeaderName = HeaderName::from_static("x-original-content-type");
+/// `X-Mediagate-Upload-Status`: nginx's `$status` for an upload whose reservation it settles.
+pub const UPLOAD_STATUS: HeaderName = HeaderName::from_static("x-mediagate-upload-status");
 /// See [`ORIGINAL_URI`].
 pub const REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 

@@ -26,7 +26,9 @@ use crate::mint::{mint, MintInput};
 use crate::pages::Format;
 use crate::reason::Reason;
 use crate::refresh::{self, Grant};
+use crate::store::Settled;
 use crate::token::TokenBuf;
+use crate::upload::{self, UploadOutcome, UploadRequest};
 
 /// `X-Mediagate-Secret`: set by the session-domain nginx on /refresh.
 pub const SECRET: HeaderName = HeaderName::from_static("x-mediagate-secret");
@@ -57,6 +59,8 @@ pub async fn handle(
         (Role::Verify, "/accel") => media(app, config, Mode::Accel, trusted, &request).await,
         (Role::Verify, "/forward") => media(app, config, Mode::Forward, trusted, &request).await,
         (Role::Verify, "/denied") => denied_endpoint(config, trusted, &request),
+        (Role::Verify, "/upload") => upload_endpoint(app, config, trusted, &request).await,
+        (Role::Verify, "/settle") => settle_endpoint(app, config, trusted, &request).await,
         (Role::Internal, "/refresh") => refresh_endpoint(app, config, trusted, &request),
         (Role::Internal, "/login") => login_endpoint(config, trusted, &request),
         (Role::Internal, "/mint") => mint_endpoint(app, config, request).await,
@@ -199,6 +203,160 @@ async fn decide_media(
         );
     }
     response
+}
+
+/// `/upload`: nginx's `auth_request` for an upload slot, before it reads the body. 204 with
+/// the grant headers and the settle handle (`X-Mediagate-Reservation`) when allowed and a use
+/// is reserved; otherwise 403 with `X-Mediagate-Reason`, whatever the reason: `auth_request`
+/// turns any other status into a 500, so `upload.conf` maps the reason to the client's status
+/// (413 `too_large`, 411 `length_required`, 415 `content_type`, 503 `store_unavailable`).
+async fn upload_endpoint(
+    app: &App,
+    config: &Config,
+    trusted: bool,
+    request: &Request<Incoming>,
+) -> Response<Body> {
+    let headers = request.headers();
+    let extracted = if trusted {
+        original::media_request(headers, None).and_then(|media| {
+            Ok(UploadRequest {
+                media,
+                content_length: original::optional(headers, &original::ORIGINAL_CONTENT_LENGTH)?,
+                content_type: original::optional(headers, &original::ORIGINAL_CONTENT_TYPE)?,
+            })
+        })
+    } else {
+        Err(Reason::UntrustedPeer)
+    };
+    let upload_request = match extracted {
+        Ok(upload_request) => upload_request,
+        Err(reason) => {
+            audit_upload(config, None, None, Some(reason));
+            return decision::deny(StatusCode::FORBIDDEN, reason);
+        }
+    };
+    let now = clock::now();
+    let mut buf = TokenBuf::new();
+    let outcome = {
+        let revoked = app.state.revoked();
+        upload::decide_upload(config, &upload_request, &mut buf, now, &revoked)
+    };
+    let token = match outcome {
+        UploadOutcome::Allow { token, .. } => token,
+        UploadOutcome::Deny { reason, .. } => {
+            audit_upload(config, Some(&upload_request), None, Some(reason));
+            return decision::deny(StatusCode::FORBIDDEN, reason);
+        }
+    };
+    let user_agent = original::optional(headers, &USER_AGENT).ok().flatten();
+    let client = upload_request.media.client_ip;
+    match state::reserve_upload(app, config, &token, client, user_agent, now).await {
+        Ok(reservation) => {
+            audit_upload(config, Some(&upload_request), Some(&token), None);
+            let handle = reservation.as_ref().map(upload::Reservation::handle);
+            decision::upload_allowed(&token, handle.as_deref(), now)
+        }
+        Err(reason) => {
+            audit_upload(config, Some(&upload_request), Some(&token), Some(reason));
+            decision::deny(StatusCode::FORBIDDEN, reason)
+        }
+    }
+}
+
+/// `/settle`: nginx reports how an upload ended (`post_action` in `upload.conf`, after the
+/// response went to the client): `X-Mediagate-Reservation` (the handle `/upload` gave) and
+/// `X-Mediagate-Upload-Status` (`$status`). 204 once settled, 400 `bad_request` for a missing
+/// or unreadable handle or status, 503 when the store did not answer (the reservation then
+/// lapses with its lease, see `docs/operations.md`).
+async fn settle_endpoint(
+    app: &App,
+    config: &Config,
+    trusted: bool,
+    request: &Request<Incoming>,
+) -> Response<Body> {
+    if !trusted {
+        return decision::deny(StatusCode::FORBIDDEN, Reason::UntrustedPeer);
+    }
+    let headers = request.headers();
+    let reservation = original::single(headers, &decision::RESERVATION)
+        .ok()
+        .and_then(upload::Reservation::parse);
+    let status = original::single(headers, &original::UPLOAD_STATUS)
+        .ok()
+        .and_then(upload::parse_status);
+    let (Some(reservation), Some(status)) = (reservation, status) else {
+        tracing::warn!("upload settle refused: missing or unreadable reservation or status");
+        return decision::deny(StatusCode::BAD_REQUEST, Reason::BadRequest);
+    };
+    let client = original::optional(headers, &original::REAL_IP)
+        .ok()
+        .flatten()
+        .and_then(|text| text.trim().parse().ok());
+    let user_agent = original::optional(headers, &USER_AGENT).ok().flatten();
+    let token_id = reservation.key.token_id.clone();
+    let settled = state::settle_upload(
+        app,
+        config,
+        reservation,
+        status,
+        client,
+        user_agent,
+        clock::now(),
+    )
+    .await;
+    match settled {
+        Ok(settled) => {
+            let outcome = match settled {
+                Settled::Committed => "committed",
+                Settled::Released => "released",
+                // A commit after the lease lapsed still counts; a release then changes nothing.
+                Settled::Unknown if upload::commits(status) => "committed late",
+                Settled::Unknown => "already free",
+            };
+            tracing::info!(%token_id, status, outcome, "upload settled");
+            decision::empty(StatusCode::NO_CONTENT)
+        }
+        Err(error) => {
+            tracing::warn!(%error, %token_id, status, "upload not settled: the store did not answer; the reservation lapses with its lease");
+            decision::deny(StatusCode::SERVICE_UNAVAILABLE, Reason::StoreUnavailable)
+        }
+    }
+}
+
+/// Audit line for an upload decision (never the query: that is where the token is).
+fn audit_upload(
+    config: &Config,
+    request: Option<&UploadRequest<'_>>,
+    token: Option<&crate::token::Verified<'_>>,
+    reason: Option<Reason>,
+) {
+    if !config.log.audit {
+        return;
+    }
+    audit::emit(|line| {
+        line.str("mode", Some("upload"))
+            .str(
+                "decision",
+                Some(if reason.is_some() { "deny" } else { "allow" }),
+            )
+            .str("reason", reason.map(Reason::as_str))
+            .num(
+                "status",
+                match reason {
+                    None => 204,
+                    Some(_) => 403,
+                },
+            )
+            .str("method", request.map(|r| r.media.method))
+            .str(
+                "path",
+                request.map(|r| crate::path::split_uri(r.media.uri).0),
+            )
+            .str("content_length", request.and_then(|r| r.content_length))
+            .str("token_id", token.and_then(|t| t.token_id))
+            .str("subject", token.and_then(|t| t.subject))
+            .ip("client_ip", request.and_then(|r| r.media.client_ip));
+    });
 }
 
 /// A media denial: in auth mode nginx discards the body (its `error_page` asks

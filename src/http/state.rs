@@ -19,8 +19,11 @@ use crate::store::embedded::EmbeddedStore;
 use crate::store::redis::{RedisSettings, RedisStore};
 use crate::store::revoked::Revoked;
 use crate::store::state::UseKind;
-use crate::store::{Consume, Consumed, HistoryEntry, Holder, Store, StoreError, UseKey};
+use crate::store::{
+    Consume, Consumed, HistoryEntry, Holder, Reserve, Reserved, Settled, Store, StoreError, UseKey,
+};
 use crate::token::{mac, Verified};
+use crate::upload::{self, Reservation};
 
 /// The store and what the verify path needs from it without I/O.
 pub struct StateEdge {
@@ -256,10 +259,100 @@ pub async fn count_use(
         // Continuing or peeking is not a use: the history keeps the uses, not every range.
         Consumed::Continued | Consumed::Peeked => return Ok(()),
     };
-    let entry = HistoryEntry {
+    let entry = history_entry(now, request.client, request.user_agent, status, reason);
+    record_later(config, store, key_id, entry);
+    reason.map_or(Ok(()), Err)
+}
+
+/// Reserves one use of an upload slot (a verified v2 `upload` token) until
+/// `now + store.upload_lease`: `Ok(None)` for a slot without a use limit (nothing to reserve,
+/// the store is not asked), `Ok(Some(reservation))` when a use is held for it, `Err(used_up)`
+/// when every use is final or reserved, `Err(store_unavailable)` when the store did not
+/// answer (fail closed). A refusal is added to the token's history in the background; a
+/// granted reservation is recorded when it is settled ([`settle_upload`]).
+pub async fn reserve_upload(
+    app: &App,
+    config: &Config,
+    token: &Verified<'_>,
+    client: Option<IpAddr>,
+    user_agent: Option<&str>,
+    now: u64,
+) -> Result<Option<Reservation>, Reason> {
+    let Some(limit) = token.uses else {
+        return Ok(None);
+    };
+    let Some(token_id) = token.token_id else {
+        // The format makes a use limit carry a token id: unreachable, and fails closed.
+        return Err(Reason::Malformed);
+    };
+    let store = match app.state.require() {
+        Ok(store) => Arc::clone(store),
+        Err(error) => return Err(unavailable(&error)),
+    };
+    let mut id = [0u8; 16];
+    if let Err(error) = getrandom::getrandom(&mut id) {
+        // Without randomness a reservation id could be guessed: refuse, never weaken it.
+        tracing::error!(%error, "no randomness for an upload reservation id");
+        return Err(Reason::StoreUnavailable);
+    }
+    let reservation = Reservation {
+        key: UseKey {
+            kid: token.kid.to_owned(),
+            token_id: token_id.to_owned(),
+        },
+        id,
+    };
+    let request = Reserve {
+        limit,
+        expires: token.expires,
+        reservation: id,
+        lease_until: now.saturating_add(config.store.upload_lease),
+        now,
+    };
+    match store.reserve(&reservation.key, request).await {
+        Ok(Reserved::Granted) => Ok(Some(reservation)),
+        Ok(Reserved::Full) => {
+            let entry = history_entry(now, client, user_agent, 403, Some(Reason::UsedUp));
+            record_later(config, store, reservation.key, entry);
+            Err(Reason::UsedUp)
+        }
+        Err(error) => Err(unavailable(&error)),
+    }
+}
+
+/// Settles an upload reservation after the upload ended with `status` (nginx's `$status`):
+/// a final use when [`upload::commits`] says it succeeded, given back otherwise. The upload
+/// is added to the token's history (with its status) in the background.
+pub async fn settle_upload(
+    app: &App,
+    config: &Config,
+    reservation: Reservation,
+    status: u16,
+    client: Option<IpAddr>,
+    user_agent: Option<&str>,
+    now: u64,
+) -> Result<Settled, StoreError> {
+    let store = Arc::clone(app.state.require()?);
+    let committed = upload::commits(status);
+    let settled = store
+        .settle(&reservation.key, reservation.id, committed, now)
+        .await?;
+    let entry = history_entry(now, client, user_agent, status, None);
+    record_later(config, store, reservation.key, entry);
+    Ok(settled)
+}
+
+fn history_entry(
+    now: u64,
+    client: Option<IpAddr>,
+    user_agent: Option<&str>,
+    status: u16,
+    reason: Option<Reason>,
+) -> HistoryEntry {
+    HistoryEntry {
         at: now,
-        client: request.client,
-        user_agent: request.user_agent.map(|agent| {
+        client,
+        user_agent: user_agent.map(|agent| {
             let mut end = agent.len().min(HistoryEntry::MAX_USER_AGENT);
             while !agent.is_char_boundary(end) {
                 end -= 1;
@@ -268,17 +361,20 @@ pub async fn count_use(
         }),
         status,
         reason: reason.map(|reason| reason.as_str().to_owned()),
-    };
+    }
+}
+
+/// Appends `entry` to the history of `key` off the answer's path (an answer must not wait
+/// for a history write).
+fn record_later(config: &Config, store: Arc<dyn Store>, key: UseKey, entry: HistoryEntry) {
     let retention = config.store.retention;
     if retention.max_entries > 0 {
-        // Off the answer's path: the answer must not wait for a history write.
         tokio::spawn(async move {
-            if let Err(error) = store.record(&key_id, entry, retention).await {
+            if let Err(error) = store.record(&key, entry, retention).await {
                 tracing::warn!(%error, "use history not recorded");
             }
         });
     }
-    reason.map_or(Ok(()), Err)
 }
 
 impl StateEdge {

@@ -200,3 +200,45 @@ fn forged_link_ends_on_the_readable_denial_page_in_a_real_browser() {
     assert!(!visit.body.contains(token), "the page shows the token");
     assert!(!visit.text.contains(token), "the page shows the token");
 }
+
+#[test]
+fn a_page_uploads_a_file_cross_origin_to_a_slot_once_in_a_real_browser() {
+    let uploads = crate::uploads::Uploads::start_with(
+        "browser-upload",
+        Options {
+            browser: true,
+            ..Options::default()
+        },
+    );
+    let (media, session) = uploads.stack.browser_origins();
+    let slot = uploads.slot("/uploads/photo.png", |request| {
+        request.subject = Some("alice".into());
+        request.content_types = Some("image/png".into());
+        request.max_size = Some(1024);
+    });
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let profile = TempDir::new("chromium-profile");
+    let output = Command::new("node")
+        .arg(root.join("tests/browser/upload.mjs"))
+        .env("PAGE_URL", format!("{session}/"))
+        .env("SLOT_URL", format!("{media}{slot}"))
+        .env("BROWSER_PROFILE", profile.path())
+        .output()
+        .unwrap_or_else(|error| panic!("cannot run node ({error}): run `bash scripts/test.sh`"));
+    assert!(
+        output.status.success(),
+        "upload.mjs failed ({}): {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let attempts: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(attempts[0]["status"], 201, "{attempts:#}");
+    assert_eq!(attempts[1]["status"], 403, "{attempts:#}");
+    assert_eq!(attempts[1]["reason"], "used_up", "{attempts:#}");
+    assert_eq!(attempts[1]["body"], "upload refused: used_up\n");
+    let received = uploads.received();
+    assert_eq!(received.len(), 1, "{received:#?}");
+    assert_eq!(received[0]["subject"], "alice");
+    assert_eq!(received[0]["content_type"], "image/png");
+    assert_eq!(received[0]["size"], 26);
+}

@@ -468,6 +468,11 @@ impl Stack {
                     );
                     config_text = config_text.replacen(&from, &to, 1);
                 }
+                // Pages of the session origin may upload to the media origin (CORS).
+                nginx_edits.push((
+                    "\"http://www.localhost:8081\" $http_origin;".into(),
+                    format!("\"http://{WWW_HOST}:{session_port}\" $http_origin;"),
+                ));
                 Some(session_port)
             }
             _ => None,

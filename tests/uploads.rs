@@ -20,20 +20,27 @@ use mediagate::mint::{mint, MintRequest};
 use mediagate::token::{Methods, Purpose};
 use serde_json::Value;
 
-use crate::support::{nginx_denied, request_raw, seen, spawn_listening, Process, Response, Stack};
+use crate::support::{
+    nginx_denied, request_raw, seen, spawn_listening, Options, Process, Response, Stack,
+};
 
 const ORIGIN: &str = "http://www.localhost:8081";
 
 /// The stack and the example upload handler behind its `/uploads/` location.
-struct Uploads {
-    stack: Stack,
+pub struct Uploads {
+    pub stack: Stack,
     /// The handler, once started (`None` while it is "unreachable").
     handler: Option<Process>,
 }
 
 impl Uploads {
     fn start(name: &str) -> Uploads {
-        let stack = Stack::start(name);
+        Uploads::start_with(name, Options::default())
+    }
+
+    /// [`Uploads::start`] on a stack started with `options`.
+    pub fn start_with(name: &str, options: Options) -> Uploads {
+        let stack = Stack::start_with(name, options);
         let mut uploads = Uploads {
             stack,
             handler: None,
@@ -66,7 +73,7 @@ impl Uploads {
     }
 
     /// A slot (v2 upload token, single-use unless `uses` says otherwise) for `path`.
-    fn slot(&self, path: &str, tweak: impl FnOnce(&mut MintRequest)) -> String {
+    pub fn slot(&self, path: &str, tweak: impl FnOnce(&mut MintRequest)) -> String {
         let mut request = MintRequest {
             path: path.into(),
             purpose: Purpose::Upload,
@@ -97,7 +104,7 @@ impl Uploads {
     }
 
     /// What the handler stored, one JSON object per upload, oldest first.
-    fn received(&self) -> Vec<Value> {
+    pub fn received(&self) -> Vec<Value> {
         let log = self.stack.dir.path().join("handler/received.jsonl");
         fs::read_to_string(log)
             .unwrap_or_default()

@@ -287,7 +287,7 @@ pub async fn reserve_upload(
     };
     let store = match app.state.require() {
         Ok(store) => Arc::clone(store),
-        Err(error) => return Err(unavailable(&error)),
+        Err(error) => return Err(app.state.unavailable(&error)),
     };
     let mut id = [0u8; 16];
     if let Err(error) = getrandom::getrandom(&mut id) {
@@ -316,7 +316,7 @@ pub async fn reserve_upload(
             record_later(config, store, reservation.key, entry);
             Err(Reason::UsedUp)
         }
-        Err(error) => Err(unavailable(&error)),
+        Err(error) => Err(app.state.unavailable(&error)),
     }
 }
 

@@ -12,6 +12,7 @@
 //! - `browser`: a real Chromium (playwright-core) through real nginx on loopback TCP.
 //! - `shared_store`: two mediagates sharing Redis behind one nginx (issue 9).
 //! - `store`: the conformance table every store backend passes (issue 9).
+//! - `store_embedded`: the redb store: conformance, double spends, kill -9 durability, lock.
 //! - `store_redis`: the Redis store against real `redis-server`s, standalone and a 3-node Cluster.
 //! - `uses`: limited-use links and revocation through real nginx (issue 9).
 //! - `uploads`: upload slots through real nginx, to a handler and to DAV (issue 9).
@@ -30,6 +31,7 @@ mod reload;
 mod server;
 mod shared_store;
 mod store;
+mod store_embedded;
 mod store_redis;
 mod support;
 mod tokensrc;

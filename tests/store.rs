@@ -2,9 +2,6 @@
 //! store and the Redis scripts cannot drift from `store::state` or from each other. The
 //! backends' own test modules open a store and call [`conformance`] and [`double_spend`].
 
-// Until both backends' modules call them, some helpers are unused in a build.
-#![allow(dead_code)]
-
 use std::sync::Arc;
 
 use mediagate::store::state::UseKind;

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test mediagate has: unit, property, vector and end-to-end tests through real nginx.
 # Installs what the tests need (nginx with auth_request and secure_link, python3, faketime, wrk,
-# caddy, promtool, chromium, node and npm, redis-server, and the browser tests'
+# caddy, promtool, chromium, node and npm, ffmpeg, redis-server, and the browser tests'
 # playwright-core) when missing, so it works on a fresh Debian machine. Run as root or with
 # sudo available.
 set -euo pipefail
@@ -22,6 +22,8 @@ command -v promtool >/dev/null 2>&1 || need_packages+=(prometheus)
 [ -x /usr/bin/chromium ] || need_packages+=(chromium)
 command -v node >/dev/null 2>&1 || need_packages+=(nodejs)
 command -v npm >/dev/null 2>&1 || need_packages+=(npm)
+# A real H.264/AAC video for the browser's <video> element on a single-use link.
+command -v ffmpeg >/dev/null 2>&1 || need_packages+=(ffmpeg)
 # Real Redis, standalone and a 3-node Cluster, for the Redis store (tests/store_redis.rs);
 # the package brings redis-cli too.
 command -v redis-server >/dev/null 2>&1 || need_packages+=(redis-server)

@@ -1,15 +1,19 @@
 //! A real browser in front of the real stack: Debian's Chromium, driven by playwright-core
 //! from `tests/browser/navigate.mjs`, against real nginx and mediagate on loopback TCP
 //! ([`Options::browser`]). What is pinned is what a person ends on: the final status, URL and
-//! text, and the chain of navigations that led there. `bash scripts/test.sh` installs
-//! Chromium and playwright-core; without them these tests fail, never skip.
+//! text, and the chain of navigations that led there; and a `<video>` element on a single-use
+//! link (`tests/browser/video.mjs`) plays and seeks while the link stays single-use.
+//! `bash scripts/test.sh` installs Chromium, ffmpeg and playwright-core; without them these
+//! tests fail, never skip.
 
 use std::path::Path;
 use std::process::Command;
+use std::time::{Duration, Instant};
 
+use mediagate::mint::MintRequest;
 use serde_json::Value;
 
-use crate::support::{Options, Stack, TempDir};
+use crate::support::{request_tcp_with, Options, Stack, TempDir, MEDIA_HOST};
 
 const TEXT: &str = "report text, readable in the browser\n";
 
@@ -241,4 +245,247 @@ fn a_page_uploads_a_file_cross_origin_to_a_slot_once_in_a_real_browser() {
     assert_eq!(received[0]["subject"], "alice");
     assert_eq!(received[0]["content_type"], "image/png");
     assert_eq!(received[0]["size"], 26);
+}
+
+/// What the video element reached, and the requests Chromium made for the video.
+#[derive(Debug)]
+struct Played {
+    /// `canPlayType` of H.264/AAC in MP4 and of VP9/Opus in WebM.
+    can_play: (String, String),
+    ready_state_at_canplay: u64,
+    duration: f64,
+    played_before_seek: f64,
+    played_after_seek: f64,
+    /// The browser's `User-Agent`.
+    user_agent: String,
+    /// Every request for the video, in order: (`Range` header, status; `None` if it never
+    /// answered before the browser closed).
+    requests: Vec<(Option<String>, Option<u64>)>,
+}
+
+/// Puts `<video src=video_url>` on the page at `page_url` in a fresh headless Chromium and
+/// plays it, seeks to `seek_to` seconds and plays on (`tests/browser/video.mjs`).
+fn play(page_url: &str, video_url: &str, seek_to: f64) -> Played {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let install = "run `bash scripts/test.sh`, which installs Chromium (apt) and playwright-core (npm ci in tests/browser)";
+    assert!(
+        Path::new("/usr/bin/chromium").exists(),
+        "/usr/bin/chromium is missing: {install}"
+    );
+    let profile = TempDir::new("chromium-profile");
+    let output = Command::new("node")
+        .arg(root.join("tests/browser/video.mjs"))
+        .env("BROWSER_PAGE_URL", page_url)
+        .env("BROWSER_VIDEO_URL", video_url)
+        .env("BROWSER_SEEK_TO", seek_to.to_string())
+        .env("BROWSER_PROFILE", profile.path())
+        .output()
+        .unwrap_or_else(|error| panic!("cannot run node ({error}): {install}"));
+    assert!(
+        output.status.success(),
+        "video.mjs failed ({}): {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let result: Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|error| {
+        panic!(
+            "video.mjs printed no JSON ({error}): {}",
+            String::from_utf8_lossy(&output.stdout)
+        )
+    });
+    let text = |value: &Value| value.as_str().unwrap_or_default().to_owned();
+    Played {
+        can_play: (
+            text(&result["canPlay"]["mp4"]),
+            text(&result["canPlay"]["webm"]),
+        ),
+        ready_state_at_canplay: result["readyStateAtCanplay"].as_u64().unwrap(),
+        duration: result["duration"].as_f64().unwrap(),
+        played_before_seek: result["playedBeforeSeek"].as_f64().unwrap(),
+        played_after_seek: result["playedAfterSeek"].as_f64().unwrap(),
+        user_agent: text(&result["userAgent"]),
+        requests: result["requests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|request| {
+                (
+                    request["range"].as_str().map(str::to_owned),
+                    request["status"].as_u64(),
+                )
+            })
+            .collect(),
+    }
+}
+
+/// Writes a real `seconds`-long H.264/AAC MP4 (a moving test picture and a tone) to `path`,
+/// world-readable. The index (`moov`) stays at the end, as many encoders leave it, so a
+/// player must ask for the end of the file before it can play: one more `Range` request.
+fn make_video(path: &Path, seconds: u32) {
+    let output = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-y"])
+        .args(["-f", "lavfi", "-i", "testsrc2=size=640x360:rate=25"])
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
+        .args(["-t", &seconds.to_string()])
+        .args([
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-pix_fmt",
+            "yuv420p",
+        ])
+        // A high bit rate, so the file (about 0.6 MB a second) is larger than what Chromium
+        // reads ahead at start and the seek needs bytes it has not fetched.
+        .args(["-b:v", "5M", "-c:a", "aac", "-b:a", "96k"])
+        .arg(path)
+        .output()
+        .unwrap_or_else(|error| {
+            panic!("cannot run ffmpeg ({error}): run `bash scripts/test.sh`, which installs it")
+        });
+    assert!(
+        output.status.success(),
+        "ffmpeg failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+}
+
+/// `GET target` on the internal listener, with the internal secret as bearer.
+fn internal_get(stack: &Stack, target: &str) -> Value {
+    let bearer = format!("Bearer {}", stack.internal_secret);
+    let answer = crate::support::request(
+        &stack.socket("internal.sock"),
+        "GET",
+        "mediagate",
+        target,
+        &[("Authorization", bearer.as_str())],
+    );
+    assert_eq!(answer.status, 200, "{target}: {}", answer.text());
+    serde_json::from_slice(&answer.body).unwrap()
+}
+
+#[test]
+fn a_single_use_link_plays_and_seeks_in_a_real_video_element_and_stays_single_use() {
+    // Issue 9: what counts as a use lets a single-use link to a video play and seek in a
+    // browser, whose player sends many Range requests, and still admits nobody else.
+    let stack = browser_stack("browser-video");
+    let file = stack.dir.path().join("files/media/clip.mp4");
+    make_video(&file, 8);
+    let (media, session) = stack.browser_origins();
+    let link = stack.sign_with(MintRequest {
+        path: "/media/clip.mp4".into(),
+        uses: Some(1),
+        token_id: Some("video-1".into()),
+        ..MintRequest::default()
+    });
+    let url = format!("{media}{link}");
+    let played = play(&format!("{session}/watch"), &url, 6.0);
+    assert_eq!(
+        played.can_play,
+        ("probably".to_owned(), "probably".to_owned()),
+        "{played:#?}"
+    );
+    assert_eq!(played.ready_state_at_canplay, 4, "{played:#?}");
+    assert_eq!(played.duration, 8.0, "{played:#?}");
+    assert!(played.played_before_seek > 0.2, "{played:#?}");
+    assert!(played.played_after_seek > 6.5, "{played:#?}");
+    // Several ranged requests, every one answered 206: the first from the start, one for the
+    // index at the end, at least one more for the bytes around the seek point.
+    let answered: Vec<&(Option<String>, Option<u64>)> = played
+        .requests
+        .iter()
+        .filter(|(_, status)| status.is_some())
+        .collect();
+    assert!(answered.len() >= 3, "{played:#?}");
+    assert_eq!(answered[0].0.as_deref(), Some("bytes=0-"), "{played:#?}");
+    for (range, status) in &answered {
+        assert!(
+            range
+                .as_deref()
+                .is_some_and(|range| range.starts_with("bytes="))
+                && *status == Some(206),
+            "{played:#?}"
+        );
+    }
+
+    // nginx saw the same and more: Chromium's HTTP cache revalidates byte ranges it already
+    // holds (a conditional ranged request nginx answers 304), which the page never sees.
+    // Every one of them was let through, none refused, none a whole copy.
+    let log = std::fs::read_to_string(stack.dir.path().join("access.log")).unwrap();
+    let statuses: Vec<&str> = log
+        .lines()
+        .filter(|line| {
+            line.contains("\"GET /media/clip.mp4\"")
+                && line.contains(&format!("\"{}\"", played.user_agent))
+        })
+        .map(|line| {
+            line.split("\" ")
+                .nth(1)
+                .unwrap_or("")
+                .split(' ')
+                .next()
+                .unwrap_or("")
+        })
+        .collect();
+    assert!(statuses.len() >= answered.len(), "{log}");
+    assert!(
+        statuses
+            .iter()
+            .all(|status| ["206", "304"].contains(status)),
+        "{log}"
+    );
+    assert!(
+        log.contains("reason=-") && !log.contains("reason=used_up"),
+        "{log}"
+    );
+
+    // The limit holds: another client on the same address (another user agent) gets
+    // `used_up`, with a Range header or without.
+    let (_, media_port) = stack.tcp_ports.unwrap();
+    let other = "curl/8.5.0";
+    for headers in [
+        vec![("User-Agent", other)],
+        vec![("User-Agent", other), ("Range", "bytes=0-")],
+    ] {
+        let answer = request_tcp_with(media_port, "GET", MEDIA_HOST, &link, &headers);
+        assert_eq!(
+            (answer.status, answer.header("x-mediagate-reason")),
+            (403, Some("used_up")),
+            "{headers:?}"
+        );
+    }
+
+    // Exactly one use was counted: the history holds the browser's use and the two
+    // refusals, nothing for its ranged requests. History is written off the answer's path:
+    // wait for the three entries without sleeping a fixed time.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let uses = loop {
+        let json = internal_get(&stack, "/uses?token_id=video-1");
+        let uses = json["uses"].as_array().unwrap().clone();
+        if uses.len() >= 3 || Instant::now() > deadline {
+            break uses;
+        }
+        std::thread::yield_now();
+    };
+    let summary: Vec<(u64, &str, &str, Option<&str>)> = uses
+        .iter()
+        .map(|entry| {
+            (
+                entry["status"].as_u64().unwrap(),
+                entry["client"].as_str().unwrap_or_default(),
+                entry["user_agent"].as_str().unwrap_or_default(),
+                entry["reason"].as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (200, "127.0.0.1", played.user_agent.as_str(), None),
+            (403, "127.0.0.1", other, Some("used_up")),
+            (403, "127.0.0.1", other, Some("used_up")),
+        ],
+        "{uses:#?}"
+    );
 }

@@ -1,8 +1,8 @@
 //! Limited-use links and revocation (issue 9), through real nginx rendered from
 //! `nginx/example.conf` and a real mediagate with its embedded store: a single-use token works
-//! once, HEAD never costs a use, a player's ranged requests continue the use of the client
-//! that made it, parallel requests never spend a use twice, a use survives `kill -9`, and a
-//! revocation made on the internal listener takes effect at once.
+//! once, HEAD and a CORS preflight never cost a use, a player's ranged requests continue the
+//! use of the client that made it, parallel requests never spend a use twice, a use survives
+//! `kill -9`, and a revocation made on the internal listener takes effect at once.
 
 use std::sync::Arc;
 use std::thread;
@@ -366,5 +366,84 @@ fn a_single_action_link_reaches_the_application_once_with_its_subject() {
     assert_eq!(
         (get.status, get.header("x-mediagate-reason")),
         (403, Some("method"))
+    );
+}
+
+#[test]
+fn a_head_and_a_cors_preflight_never_spend_a_single_use() {
+    // Issue 9: a player's HEAD and a cross-origin page's preflight (OPTIONS with
+    // Access-Control-Request-Method) only look; the GET after them still gets the file.
+    let stack = stack("uses-preflight");
+    let preflight = [
+        ("User-Agent", AGENT.1),
+        ("Origin", "http://www.localhost"),
+        ("Access-Control-Request-Method", "GET"),
+        ("Access-Control-Request-Headers", "range"),
+    ];
+    let status = |answer: Response| {
+        (
+            answer.status,
+            answer.header("x-mediagate-reason").map(str::to_owned),
+        )
+    };
+
+    // A download token allows GET and HEAD only: the preflight is refused for its method,
+    // before anything is counted.
+    let link = counted(&stack, "/media/clip.mp4", 1, "preflight-1", None);
+    assert_eq!(
+        status(stack.media_with("HEAD", &link, &[AGENT])),
+        (200, None)
+    );
+    assert_eq!(
+        status(stack.media_with("OPTIONS", &link, &preflight)),
+        (403, Some("method".into()))
+    );
+    assert_eq!(
+        seen(&stack.media_with("GET", &link, &[AGENT])),
+        served(VIDEO)
+    );
+    assert_eq!(
+        seen(&stack.media_with("GET", &link, &[AGENT])),
+        nginx_denied("used_up")
+    );
+
+    // A token that allows OPTIONS: mediagate lets the preflight through as a look (nginx's
+    // static handler then answers 405, as it does for any OPTIONS), a few times, and the use
+    // is still there for the GET; afterwards only its holder may still look.
+    let now = clock::now();
+    let mut claims = Claims::download(Scope::Exact("/media/clip.mp4".into()), now + 600);
+    claims.uses = Some(1);
+    claims.token_id = Some("preflight-2".into());
+    claims.issued_at = Some(now);
+    claims.methods = Some(token::Methods::from_names(["GET", "HEAD", "OPTIONS"]).unwrap());
+    let token = token::sign(&claims, stack.config.keys.signing_key()).unwrap();
+    let link = format!("/media/clip.mp4?token={token}");
+    for _ in 0..3 {
+        assert_eq!(
+            status(stack.media_with("OPTIONS", &link, &preflight)),
+            (405, None)
+        );
+        assert_eq!(
+            status(stack.media_with("HEAD", &link, &[AGENT])),
+            (200, None)
+        );
+    }
+    assert_eq!(
+        seen(&stack.media_with("GET", &link, &[AGENT])),
+        served(VIDEO)
+    );
+    assert_eq!(
+        status(stack.media_with("OPTIONS", &link, &preflight)),
+        (405, None)
+    );
+    let mut stranger = preflight;
+    stranger[0] = ("User-Agent", "someone else");
+    assert_eq!(
+        status(stack.media_with("OPTIONS", &link, &stranger)),
+        (403, Some("used_up".into()))
+    );
+    assert_eq!(
+        seen(&stack.media_with("GET", &link, &[AGENT])),
+        nginx_denied("used_up")
     );
 }

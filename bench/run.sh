@@ -20,7 +20,9 @@
 #
 # Everything lives in a world-readable temporary directory (nginx workers run as nobody)
 # that is removed on exit; nginx listens on free ports chosen at start, mediagate on Unix
-# sockets (plus one TCP port for the rows that hit it directly).
+# sockets (plus one TCP port for the rows that hit it directly), each instance with its own
+# embedded store file there, and one instance on a redis-server (Unix socket, no
+# persistence) started in that directory for the counted rows.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo="$PWD"
@@ -41,7 +43,7 @@ die() { echo "bench: ERROR: $*" >&2; exit 1; }
 
 # ---- tools -----------------------------------------------------------------------------
 missing=()
-for tool in nginx wrk curl python3; do
+for tool in nginx wrk curl python3 redis-server redis-cli; do
   command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -49,7 +51,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
   $sudo apt-get update -qq
-  $sudo apt-get install -y nginx wrk curl python3 >/dev/null
+  $sudo apt-get install -y nginx wrk curl python3 redis-server redis-tools >/dev/null
 fi
 
 # 1,000 client connections plus as many upstream connections, in wrk, nginx and mediagate.
@@ -91,9 +93,9 @@ trap 'exit 130' INT TERM
 cp "$MEDIAGATE_BIN" "$dir/mediagate-bin"
 mg="$dir/mediagate-bin"
 
-read -r PORT PORT_NOAUDIT PORT_DIRECT PORT_CACHED < <(python3 - <<'PY'
+read -r PORT PORT_NOAUDIT PORT_DIRECT PORT_CACHED PORT_REDIS < <(python3 - <<'PY'
 import socket
-socks = [socket.socket() for _ in range(4)]
+socks = [socket.socket() for _ in range(5)]
 for s in socks:
     s.bind(("127.0.0.1", 0))
 print(*(s.getsockname()[1] for s in socks))
@@ -103,7 +105,8 @@ PY
 )
 
 # ---- files ------------------------------------------------------------------------------
-mkdir -p "$dir/files/media" "$dir/files/files" "$dir/tmp" "$dir/mediagate" "$dir/mediagate-noaudit"
+mkdir -p "$dir/files/media" "$dir/files/files" "$dir/tmp" "$dir/mediagate" "$dir/mediagate-noaudit" \
+  "$dir/mediagate-redis"
 head -c 4096 /dev/urandom > "$dir/files/media/4k.bin"
 head -c 1048576 /dev/urandom > "$dir/files/media/1m.bin"
 # accel mode serves /files/X from alias $dir/files/ + /files/X: the same bytes.
@@ -111,7 +114,15 @@ ln "$dir/files/media/4k.bin" "$dir/files/files/4k.bin"
 ln "$dir/files/media/1m.bin" "$dir/files/files/1m.bin"
 declare -A SIZE=([4k]=4096 [1m]=1048576)
 
-# ---- mediagate: one configuration, three instances ------------------------------------
+# ---- Redis, for the instance that counts there ------------------------------------------
+# As tests/store_redis.rs starts it: a Unix socket, no TCP port, no persistence (the embedded
+# store, by contrast, fsyncs every commit).
+redis-server --save "" --appendonly no --port 0 --unixsocket "$dir/redis.sock" \
+  --unixsocketperm 700 --dir "$dir" --logfile "$dir/redis.log" </dev/null >/dev/null 2>&1 &
+redis_pid=$!
+pids+=($redis_pid)
+
+# ---- mediagate: two configurations, four instances --------------------------------------
 key="$("$mg" keygen | head -n 1)"
 cat > "$dir/mediagate.toml" <<EOF
 [server]
@@ -131,25 +142,42 @@ bench = "$key"
 id = "bench"
 media_origin = "http://media.localhost"
 EOF
+# The same, counting in Redis.
+cp "$dir/mediagate.toml" "$dir/mediagate-redis.toml"
+cat >> "$dir/mediagate-redis.toml" <<EOF
 
-# start_mediagate NAME [VAR=VALUE...]: stderr (audit lines) goes to NAME.log.
+[store]
+backend = "redis"
+redis_urls = ["unix://$dir/redis.sock"]
+EOF
+
+# start_mediagate NAME INTERNAL_SOCKET CONFIG [VAR=VALUE...]: stderr (audit lines) goes to
+# NAME.log. Each instance on the embedded store gets its own file (redb admits one process
+# per file).
 declare -A MGPID MGINTERNAL AUDIT_LINES
-start_mediagate() { # start_mediagate NAME INTERNAL_SOCKET [VAR=VALUE...]
+start_mediagate() {
   local name="$1"
   MGINTERNAL[$name]="$2"
-  shift 2
-  "${prio[@]}" env -u RUST_LOG "$@" "$mg" --config "$dir/mediagate.toml" serve \
+  local config="$3"
+  shift 3
+  "${prio[@]}" env -u RUST_LOG "$@" "$mg" --config "$config" serve \
     </dev/null >/dev/null 2>>"$dir/$name.log" &
   MGPID[$name]=$!
   pids+=($!)
 }
-start_mediagate mg "$dir/mg-internal.sock"
-start_mediagate mg_noaudit "$dir/mg-noaudit-internal.sock" MEDIAGATE_LOG__AUDIT=false \
+start_mediagate mg "$dir/mg-internal.sock" "$dir/mediagate.toml" \
+  "MEDIAGATE_STORE__PATH=$dir/mg.redb"
+start_mediagate mg_noaudit "$dir/mg-noaudit-internal.sock" "$dir/mediagate.toml" \
+  MEDIAGATE_LOG__AUDIT=false "MEDIAGATE_STORE__PATH=$dir/mg-noaudit.redb" \
   "MEDIAGATE_SERVER__LISTEN=unix:$dir/mg-noaudit-verify.sock" \
   "MEDIAGATE_SERVER__INTERNAL_LISTEN=unix:$dir/mg-noaudit-internal.sock"
-start_mediagate mg_direct "$dir/mg-direct-internal.sock" \
+start_mediagate mg_direct "$dir/mg-direct-internal.sock" "$dir/mediagate.toml" \
+  "MEDIAGATE_STORE__PATH=$dir/mg-direct.redb" \
   "MEDIAGATE_SERVER__LISTEN=127.0.0.1:$PORT_DIRECT" \
   "MEDIAGATE_SERVER__INTERNAL_LISTEN=unix:$dir/mg-direct-internal.sock"
+start_mediagate mg_redis "$dir/mg-redis-internal.sock" "$dir/mediagate-redis.toml" \
+  "MEDIAGATE_SERVER__LISTEN=unix:$dir/mg-redis-verify.sock" \
+  "MEDIAGATE_SERVER__INTERNAL_LISTEN=unix:$dir/mg-redis-internal.sock"
 
 wait_until() { # wait_until WHAT COMMAND...
   local what="$1"
@@ -163,6 +191,8 @@ wait_until() { # wait_until WHAT COMMAND...
 wait_until "mediagate" curl -fsS --unix-socket "$dir/mg-verify.sock" http://mg/healthz
 wait_until "mediagate (audit off)" curl -fsS --unix-socket "$dir/mg-noaudit-verify.sock" http://mg/healthz
 wait_until "mediagate (direct)" curl -fsS "http://127.0.0.1:$PORT_DIRECT/healthz"
+wait_until "redis-server" redis-cli -s "$dir/redis.sock" ping
+wait_until "mediagate (Redis)" curl -fsS --unix-socket "$dir/mg-redis-verify.sock" http://mg/healthz
 
 # ---- nginx: the shipped snippets, copied as tests/support.rs does ----------------------
 cp "$repo"/nginx/snippets/*.conf "$dir/mediagate/"
@@ -173,11 +203,15 @@ sed -i -e 's|http://mediagate_verify\([/;]\)|http://mediagate_verify_noaudit\1|'
   -e 's|include mediagate/|include mediagate-noaudit/|' "$dir"/mediagate-noaudit/*.conf
 grep -rq 'mediagate_verify_noaudit' "$dir/mediagate-noaudit/" ||
   die "nginx/snippets/ no longer proxy to http://mediagate_verify"
+# Likewise for the instance counting in Redis.
+cp "$repo"/nginx/snippets/*.conf "$dir/mediagate-redis/"
+sed -i -e 's|http://mediagate_verify\([/;]\)|http://mediagate_verify_redis\1|' \
+  -e 's|include mediagate/|include mediagate-redis/|' "$dir"/mediagate-redis/*.conf
 sl_secret="$(python3 -c 'import secrets; print(secrets.token_hex(16))')"
 # The optional auth cache (media-auth-cached.conf) keeps its entries in the temp dir.
 sed -i "s|/var/cache/nginx/mediagate-auth|$dir/tmp/auth-cache|" "$dir/mediagate/auth-cache-zone.conf"
 sed -e "s|@DIR@|$dir|g" -e "s|@PORT@|$PORT|g" -e "s|@PORT_NOAUDIT@|$PORT_NOAUDIT|g" \
-  -e "s|@PORT_CACHED@|$PORT_CACHED|g" \
+  -e "s|@PORT_CACHED@|$PORT_CACHED|g" -e "s|@PORT_REDIS@|$PORT_REDIS|g" \
   -e "s|@SL_SECRET@|$sl_secret|g" "$repo/bench/nginx.conf.in" > "$dir/nginx.conf"
 chmod -R a+rX "$dir"
 nginx_args=(-p "$dir" -c "$dir/nginx.conf" -e "$dir/nginx-error.log")
@@ -187,11 +221,12 @@ nginx_pid=$!
 wait_until "nginx" curl -sS -o /dev/null "http://127.0.0.1:$PORT/"
 wait_until "nginx" curl -sS -o /dev/null "http://127.0.0.1:$PORT_NOAUDIT/"
 wait_until "nginx" curl -sS -o /dev/null "http://127.0.0.1:$PORT_CACHED/"
+wait_until "nginx" curl -sS -o /dev/null "http://127.0.0.1:$PORT_REDIS/"
 nginx_worker="$(cat "/proc/$nginx_pid/task/$nginx_pid/children" | awk '{print $1}')"
 [ -n "$nginx_worker" ] || die "cannot find nginx's worker process"
 
 # ---- links ------------------------------------------------------------------------------
-sign() { "$mg" --config "$dir/mediagate.toml" sign "$1" --ttl 3h --base ""; }
+sign() { "$mg" --config "$dir/mediagate.toml" sign "$@" --ttl 3h --base ""; }
 expires=$(($(date +%s) + 3 * 3600))
 secure_link() { # secure_link PATH: nginx secure_link_md5 "$secure_link_expires$uri SECRET"
   python3 - "$1" "$expires" "$sl_secret" <<'PY'
@@ -212,6 +247,13 @@ for f in 4k 1m; do
   URL[mediagate_accel_$f]="$(sign "/files/$f.bin")"
 done
 URL[mediagate_auth_noaudit_4k]="${URL[mediagate_auth_4k]}"
+# Counted tokens: a limit no run reaches (4e9 < 2^32) and a token id new to every run. wrk
+# sends the same User-Agent on every connection and no Range header, so every request is a
+# NEW use: the worst case, one counted write per request (grouped into shared commits by the
+# embedded store) plus its history entry.
+run_id="$(date +%s)-$$"
+URL[counted_embedded]="$(sign /media/4k.bin --uses 4000000000 --id "bench-embedded-$run_id")"
+URL[counted_redis]="$(sign /media/4k.bin --uses 4000000000 --id "bench-redis-$run_id")"
 direct_uri="${URL[mediagate_auth_4k]}"
 
 # ---- rows -------------------------------------------------------------------------------
@@ -224,6 +266,8 @@ for f in 4k 1m; do
   [ "$f" = 4k ] && rows+=("auth_proxy_floor_$f|auth_proxy_floor|$f|$CONNECTIONS|http://127.0.0.1:$PORT${URL[auth_proxy_floor_$f]}|-|200")
   rows+=("mediagate_auth_$f|mediagate_auth|$f|$CONNECTIONS|http://127.0.0.1:$PORT${URL[mediagate_auth_$f]}|mg|200")
   [ "$f" = 4k ] && rows+=("mediagate_auth_noaudit_$f|mediagate_auth (audit off)|$f|$CONNECTIONS|http://127.0.0.1:$PORT_NOAUDIT${URL[mediagate_auth_$f]}|mg_noaudit|200")
+  [ "$f" = 4k ] && rows+=("mediagate_auth_counted_$f|mediagate_auth counted (embedded)|$f|$CONNECTIONS|http://127.0.0.1:$PORT${URL[counted_embedded]}|mg|200")
+  [ "$f" = 4k ] && rows+=("mediagate_auth_counted_redis_$f|mediagate_auth counted (Redis)|$f|$CONNECTIONS|http://127.0.0.1:$PORT_REDIS${URL[counted_redis]}|mg_redis|200")
   [ "$f" = 4k ] && rows+=("mediagate_auth_cached_$f|mediagate_auth (nginx auth cache)|$f|$CONNECTIONS|http://127.0.0.1:$PORT_CACHED${URL[mediagate_auth_$f]}|mg|200")
   rows+=("accel_floor_$f|accel_floor|$f|$CONNECTIONS|http://127.0.0.1:$PORT${URL[accel_floor_$f]}|-|200")
   rows+=("mediagate_accel_$f|mediagate_accel|$f|$CONNECTIONS|http://127.0.0.1:$PORT${URL[mediagate_accel_$f]}|mg|200")
@@ -234,6 +278,8 @@ rows+=("mediagate_direct|mediagate /auth (direct)|-|$CONNECTIONS|http://127.0.0.
 big_rows=()
 big_rows+=("static_4k_c$BIG_CONNECTIONS|static|4k|$BIG_CONNECTIONS|http://127.0.0.1:$PORT${URL[static_4k]}|-|200")
 big_rows+=("mediagate_auth_4k_c$BIG_CONNECTIONS|mediagate_auth|4k|$BIG_CONNECTIONS|http://127.0.0.1:$PORT${URL[mediagate_auth_4k]}|mg|200")
+big_rows+=("mediagate_auth_counted_4k_c$BIG_CONNECTIONS|mediagate_auth counted (embedded)|4k|$BIG_CONNECTIONS|http://127.0.0.1:$PORT${URL[counted_embedded]}|mg|200")
+big_rows+=("mediagate_auth_counted_redis_4k_c$BIG_CONNECTIONS|mediagate_auth counted (Redis)|4k|$BIG_CONNECTIONS|http://127.0.0.1:$PORT_REDIS${URL[counted_redis]}|mg_redis|200")
 big_rows+=("mediagate_direct_c$BIG_CONNECTIONS|mediagate /auth (direct)|-|$BIG_CONNECTIONS|http://127.0.0.1:$PORT_DIRECT/auth|mg_direct|204")
 
 # The direct rows send what nginx's auth subrequest would (same headers to nginx's 204).
@@ -272,6 +318,14 @@ expect_status 403 "http://127.0.0.1:$PORT$(tamper "${URL[mediagate_auth_4k]}")"
 expect_status 403 "http://127.0.0.1:$PORT$(tamper "${URL[mediagate_accel_4k]}")"
 expect_status 403 "http://127.0.0.1:$PORT_NOAUDIT$(tamper "${URL[mediagate_auth_4k]}")"
 expect_status 403 "http://127.0.0.1:$PORT/media/4k.bin"
+# The counted rows really count: a single-use token works once on each store.
+for port in "$PORT" "$PORT_REDIS"; do
+  once="$(sign /media/4k.bin --uses 1 --id "bench-once-$port-$run_id")"
+  expect_status 200 "http://127.0.0.1:$port$once"
+  got="$(curl -sS -o /dev/null -D - -H "Host: media.localhost" "http://127.0.0.1:$port$once" |
+    tr -d '\r' | awk 'NR == 1 {s = $2} tolower($1) == "x-mediagate-reason:" {r = $2} END {print s, r}')"
+  [ "$got" = "403 used_up" ] || die "a single-use token on port $port: second use got '$got'"
+done
 expect_status 403 "http://127.0.0.1:$PORT/sl/4k.bin?md5=AAAAAAAAAAAAAAAAAAAAAA&expires=$expires"
 expect_status 403 "http://127.0.0.1:$PORT_DIRECT/auth" -H "X-Original-URI: $(tamper "$direct_uri")" \
   -H "X-Original-Method: GET" -H "X-Mediagate-Server-Name: media.localhost" -H "X-Real-IP: 127.0.0.1"
@@ -293,7 +347,7 @@ decisions() {
          END { print a + 0, o + 0 }'
 }
 results="$dir/results.tsv"
-printf 'round\tid\trow\tfile\tconns\trequests\tduration_us\tp50_us\tp99_us\tnon2xx\tsocket_errors\tmg_cpu_ticks\tnginx_cpu_ticks\tclk_tck\tmg_hwm_kib\tmg_fds\tmg_log_bytes\tmg_audit_lines\tmg_allows\tmg_other\twrk_cpu_ticks\tforeign_pct\tsteal_pct\tretries\n' > "$results"
+printf 'round\tid\trow\tfile\tconns\trequests\tduration_us\tp50_us\tp99_us\tnon2xx\tsocket_errors\tmg_cpu_ticks\tnginx_cpu_ticks\tclk_tck\tmg_hwm_kib\tmg_fds\tmg_log_bytes\tmg_audit_lines\tmg_allows\tmg_other\twrk_cpu_ticks\tforeign_pct\tsteal_pct\tstore_cpu_ticks\tretries\n' > "$results"
 
 run_wrk() { # run_wrk ID CONNS SECONDS URL
   local id="$1" conns="$2" seconds="$3" url="$4"
@@ -305,10 +359,10 @@ run_wrk() { # run_wrk ID CONNS SECONDS URL
 }
 
 # Ticks of CPU time (utime+stime) of everything this benchmark runs: nginx, every mediagate
-# instance, and this shell's reaped children (wrk, curl).
+# instance, redis-server, and this shell's reaped children (wrk, curl).
 own_ticks() {
   local total=0 pid
-  for pid in "$nginx_pid" "$nginx_worker" "${MGPID[@]}"; do total=$((total + $(cpu_ticks "$pid"))); done
+  for pid in "$nginx_pid" "$nginx_worker" "${MGPID[@]}" "$redis_pid"; do total=$((total + $(cpu_ticks "$pid"))); done
   echo $((total + $(awk '{print $16 + $17}' "/proc/$$/stat")))
 }
 host_ticks() { awk '/^cpu / {print $2 + $3 + $4, $9}' /proc/stat; } # "busy steal"
@@ -333,6 +387,9 @@ measure_once() {
     sampler=$!
     mg0="$(cpu_ticks "$pid")"
   fi
+  # The Redis rows' store works in another process: its CPU is part of their cost.
+  local store0=0 store1=0
+  [ "$inst" != mg_redis ] || store0="$(cpu_ticks "$redis_pid")"
   local nx0 lines0 out own0 busy0 steal0 wrk0 t0
   lines0="$(awk '$3 != 499' "$dir/non2xx.log" 2>/dev/null | wc -l)"
   wrk0="$(awk '{print $16 + $17}' "/proc/$$/stat")"
@@ -345,6 +402,7 @@ measure_once() {
   t1="$(date +%s%N)"
   nx1="$(cpu_ticks "$nginx_worker")"
   [ -z "$pid" ] || mg1="$(cpu_ticks "$pid")"
+  [ "$inst" != mg_redis ] || store1="$(cpu_ticks "$redis_pid")"
   read -r busy1 steal1 < <(host_ticks)
   own1="$(own_ticks)"
   wrk1="$(awk '{print $16 + $17}' "/proc/$$/stat")"
@@ -383,10 +441,11 @@ measure_once() {
   FOREIGN=$(((busy1 - busy0 - (own1 - own0)) * 100000 / window))
   [ "$FOREIGN" -ge 0 ] || FOREIGN=0
   local steal=$(((steal1 - steal0) * 100000 / window))
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
     "$round" "$id" "$row" "$file" "$conns" "$requests" "$duration_us" "$p50_us" "$p99_us" \
     "$non2xx" "$socket_errors" "$((mg1 - mg0))" "$((nx1 - nx0))" "$clk_tck" "$hwm" "$fds" "$logb" \
     "$audit" "$((allow1 - allow0))" "$((other1 - other0))" "$((wrk1 - wrk0))" "$FOREIGN" "$steal" \
+    "$((store1 - store0))" \
     >> "$dir/attempt.tsv"
   say "round $round $(printf '%-28s' "$id") $((requests * 1000000 / duration_us)) req/s  p99 ${p99_us}us  non-2xx $non2xx  other load ${FOREIGN}%"
 }
@@ -426,7 +485,7 @@ say "measured in $((SECONDS - t0)) s"
 # Audit lines written vs decisions taken, per instance over the whole run (the logs were
 # truncated after every row; lines still queued at a truncation may be missed).
 audit_note=""
-for inst in mg mg_noaudit mg_direct; do
+for inst in mg mg_noaudit mg_direct mg_redis; do
   sleep 0.2
   lines=$((${AUDIT_LINES[$inst]:-0} + $(grep -c 'mediagate::audit' "$dir/$inst.log" || true)))
   read -r allows others < <(decisions "$inst")

@@ -18,6 +18,7 @@
 //! Not here: what a use is (see [`super::state`]), Redis, and anything HTTP.
 
 use std::fs::{DirBuilder, OpenOptions};
+use std::net::IpAddr;
 use std::ops::Bound;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -31,7 +32,7 @@ use redb::{
     Builder, Database, DatabaseError, Durability, ReadableDatabase, ReadableTable, Table,
     TableDefinition, WriteTransaction,
 };
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use tokio::sync::{mpsc, oneshot};
 
 use super::state::{self, Holder, Pending, MAX_HOLDERS};
@@ -59,13 +60,15 @@ const SWEEP_BUDGET: usize = 1000;
 const CACHE_BYTES: usize = 64 * 1024 * 1024;
 
 /// Layout version of the tables, kept in [`META`]; a file with another one is refused.
-const SCHEMA: u64 = 1;
+const SCHEMA: u64 = 2;
 /// First byte of an encoded [`UseRecord`].
 const RECORD_V1: u8 = 1;
+/// First byte of an encoded [`StoredHistory`].
+const HISTORY_V1: u8 = 1;
 
 /// Use records by [`encode_key`]: the versioned bytes of [`encode_record`].
 const USES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("uses");
-/// History by [`encode_key`]: JSON of [`StoredHistory`].
+/// History by [`encode_key`]: the versioned bytes of [`StoredHistory::encode`].
 const HISTORY: TableDefinition<&[u8], &[u8]> = TableDefinition::new("history");
 /// Revocations by the JSON of what they revoke: JSON of [`RevocationEntry`].
 const REVOCATIONS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("revocations");
@@ -240,7 +243,7 @@ impl Store for EmbeddedStore {
             match stored {
                 None => Ok(Vec::new()),
                 Some(bytes) => {
-                    let mut history: StoredHistory = decode_json(bytes.value(), "history")?;
+                    let mut history = StoredHistory::decode(bytes.value())?;
                     history.retain(retention, now);
                     Ok(history.entries)
                 }
@@ -500,7 +503,7 @@ impl<'t> Tables<'t> {
         let stored = self
             .history
             .get(key)?
-            .map(|bytes| decode_json::<StoredHistory>(bytes.value(), "history"));
+            .map(|bytes| StoredHistory::decode(bytes.value()));
         let mut history = match stored {
             None => StoredHistory::default(),
             Some(Ok(history)) => history,
@@ -513,11 +516,7 @@ impl<'t> Tables<'t> {
             self.history.remove(key)?;
             return Ok(Ok(()));
         }
-        let bytes = match serde_json::to_vec(&history) {
-            Ok(bytes) => bytes,
-            Err(e) => return Ok(Err(StoreError::Corrupt(format!("history: {e}")))),
-        };
-        self.history.insert(key, bytes.as_slice())?;
+        self.history.insert(key, history.encode().as_slice())?;
         Ok(Ok(()))
     }
 
@@ -689,7 +688,7 @@ impl Sweep {
         let dropped = sweep_table(&mut tables.uses, &mut self.uses, |bytes| {
             decode_record(bytes).is_ok_and(|record| record.keep_until < now)
         })? + sweep_table(&mut tables.history, &mut self.history, |bytes| {
-            decode_json::<StoredHistory>(bytes, "history").is_ok_and(|h| h.until < now)
+            StoredHistory::decode(bytes).is_ok_and(|h| h.until < now)
         })? + sweep_table(&mut tables.revocations, &mut self.revocations, |bytes| {
             decode_json::<RevocationEntry>(bytes, "revocation").is_ok_and(|r| r.expires < now)
         })?;
@@ -733,7 +732,7 @@ fn sweep_table(
 
 /// A token's history as stored: its entries, oldest first, and the second after which all
 /// of them are past the retention they were written with (what the sweep looks at).
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Default, PartialEq)]
 struct StoredHistory {
     until: u64,
     entries: Vec<HistoryEntry>,
@@ -751,6 +750,97 @@ impl StoredHistory {
         self.entries.drain(..excess);
         let newest = self.entries.iter().map(|e| e.at).max().unwrap_or(0);
         self.until = newest.saturating_add(retention.max_age);
+    }
+
+    /// Format 1, binary (it is rewritten on every counted use, so no JSON; integers little
+    /// endian): `1 | until u64 | entries u16 | entry…` with each entry
+    /// `at u64 | status u16 | client (0 | 4 [4] | 6 [16]) | agent len u16 + bytes, 0xffff = none |
+    /// reason len u8 + bytes, 0xff = none`.
+    fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(11 + self.entries.len() * 64);
+        out.push(HISTORY_V1);
+        out.extend_from_slice(&self.until.to_le_bytes());
+        out.extend_from_slice(
+            &(self.entries.len().min(usize::from(u16::MAX)) as u16).to_le_bytes(),
+        );
+        for entry in self.entries.iter().take(usize::from(u16::MAX)) {
+            out.extend_from_slice(&entry.at.to_le_bytes());
+            out.extend_from_slice(&entry.status.to_le_bytes());
+            match entry.client {
+                None => out.push(0),
+                Some(IpAddr::V4(v4)) => {
+                    out.push(4);
+                    out.extend_from_slice(&v4.octets());
+                }
+                Some(IpAddr::V6(v6)) => {
+                    out.push(6);
+                    out.extend_from_slice(&v6.octets());
+                }
+            }
+            // The edge cuts agents to 256 bytes and reasons are short words; longer values
+            // (never written by mediagate) are cut, not refused, to keep a use recordable.
+            match &entry.user_agent {
+                None => out.extend_from_slice(&u16::MAX.to_le_bytes()),
+                Some(agent) => {
+                    let agent = &agent.as_bytes()[..agent.len().min(usize::from(u16::MAX) - 1)];
+                    out.extend_from_slice(&(agent.len() as u16).to_le_bytes());
+                    out.extend_from_slice(agent);
+                }
+            }
+            match &entry.reason {
+                None => out.push(u8::MAX),
+                Some(reason) => {
+                    let reason = &reason.as_bytes()[..reason.len().min(usize::from(u8::MAX) - 1)];
+                    out.push(reason.len() as u8);
+                    out.extend_from_slice(reason);
+                }
+            }
+        }
+        out
+    }
+
+    /// Reads [`StoredHistory::encode`]'s format back; anything else is refused.
+    fn decode(bytes: &[u8]) -> Result<StoredHistory, StoreError> {
+        let corrupt = |why: &str| StoreError::Corrupt(format!("embedded store history: {why}"));
+        let truncated = || corrupt("truncated");
+        let mut reader = Reader(bytes);
+        match reader.take::<1>() {
+            Some([HISTORY_V1]) => {}
+            Some([version]) => return Err(corrupt(&format!("unknown format {version}"))),
+            None => return Err(corrupt("empty")),
+        }
+        let until = u64::from_le_bytes(reader.take().ok_or_else(truncated)?);
+        let count = u16::from_le_bytes(reader.take().ok_or_else(truncated)?);
+        let mut entries = Vec::with_capacity(usize::from(count));
+        for _ in 0..count {
+            let at = u64::from_le_bytes(reader.take().ok_or_else(truncated)?);
+            let status = u16::from_le_bytes(reader.take().ok_or_else(truncated)?);
+            let client = match reader.take::<1>().ok_or_else(truncated)? {
+                [0] => None,
+                [4] => Some(IpAddr::from(reader.take::<4>().ok_or_else(truncated)?)),
+                [6] => Some(IpAddr::from(reader.take::<16>().ok_or_else(truncated)?)),
+                _ => return Err(corrupt("bad client tag")),
+            };
+            let user_agent = match u16::from_le_bytes(reader.take().ok_or_else(truncated)?) {
+                u16::MAX => None,
+                len => Some(reader.text(usize::from(len)).ok_or_else(truncated)?),
+            };
+            let reason = match reader.take::<1>().ok_or_else(truncated)? {
+                [u8::MAX] => None,
+                [len] => Some(reader.text(usize::from(len)).ok_or_else(truncated)?),
+            };
+            entries.push(HistoryEntry {
+                at,
+                client,
+                user_agent,
+                status,
+                reason,
+            });
+        }
+        if !reader.0.is_empty() {
+            return Err(corrupt("wrong length"));
+        }
+        Ok(StoredHistory { until, entries })
     }
 }
 
@@ -840,6 +930,14 @@ impl Reader<'_> {
         self.0 = rest;
         Some(*head)
     }
+
+    /// `len` bytes of UTF-8 text; `None` when short or not UTF-8.
+    fn text(&mut self, len: usize) -> Option<String> {
+        let (head, rest) = self.0.split_at_checked(len)?;
+        let text = std::str::from_utf8(head).ok()?.to_owned();
+        self.0 = rest;
+        Some(text)
+    }
 }
 
 #[cfg(test)]
@@ -863,6 +961,53 @@ mod tests {
             kind: UseKind::New,
             now: 1_900_000_000,
         }
+    }
+
+    #[test]
+    fn histories_round_trip_and_anything_else_is_refused() {
+        let history = StoredHistory {
+            until: 1_900_000_600,
+            entries: vec![
+                HistoryEntry {
+                    at: 1_900_000_000,
+                    client: Some("198.51.100.7".parse().expect("ip")),
+                    user_agent: Some("player/1.0 (ünïcode)".into()),
+                    status: 200,
+                    reason: None,
+                },
+                HistoryEntry {
+                    at: 1_900_000_001,
+                    client: Some("2001:db8::1".parse().expect("ip")),
+                    user_agent: Some(String::new()),
+                    status: 403,
+                    reason: Some("used_up".into()),
+                },
+                HistoryEntry {
+                    at: 1_900_000_002,
+                    client: None,
+                    user_agent: None,
+                    status: 503,
+                    reason: Some(String::new()),
+                },
+            ],
+        };
+        let bytes = history.encode();
+        assert_eq!(StoredHistory::decode(&bytes).expect("decodes"), history);
+        let mut future = bytes.clone();
+        future[0] = 2;
+        assert!(matches!(
+            StoredHistory::decode(&future),
+            Err(StoreError::Corrupt(_))
+        ));
+        for cut in 0..bytes.len() {
+            assert!(
+                StoredHistory::decode(&bytes[..cut]).is_err(),
+                "cut at {cut} decoded"
+            );
+        }
+        let mut longer = bytes;
+        longer.push(0);
+        assert!(StoredHistory::decode(&longer).is_err());
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! The command line: `serve`, `sign`, `inspect`, `keygen`, `check-config`, `probe`, and the
-//! hidden `generate` (man pages and completions for packaging).
+//! The command line: `serve`, `sign`, `inspect`, `keygen`, `check-config`, `probe`, the state
+//! commands `revoke`, `revocations` and `uses` (clients of the running server, see
+//! [`crate::remote`]), and the hidden `generate` (man pages and completions for packaging).
 //!
 //! Thin: each command parses its arguments, calls into the library and prints. `inspect` is
 //! the support tool: it shows every field of a token and, with the key, exactly which bytes
@@ -15,6 +16,8 @@ use crate::keys::Secret;
 use crate::mint::{mint, MintInput, MintPurpose};
 use crate::path;
 use crate::reason::Reason;
+use crate::remote::{self, RemoteError};
+use crate::store::revoke::RevokeInput;
 use crate::store::revoked::Revoked;
 use crate::token::{self, mac, Purpose, Token, TokenBuf};
 use crate::{clock, config::raw::Duration};
@@ -68,6 +71,71 @@ pub enum Command {
     /// 200, 1 otherwise. For orchestrators that cannot reach its sockets (a Kubernetes exec
     /// probe in the distroless image).
     Probe(ProbeArgs),
+    /// Revoke one token, every token of a subject, or everything a key signed before a time.
+    ///
+    /// Asks the running server (server.internal_listen, authenticated with internal.secret):
+    /// the store is the server's. Exactly one of --token, --token-id, --subject and --key.
+    /// Exit status: 0 revoked, 1 the server refused or could not be reached, 64 usage or
+    /// configuration error.
+    ///
+    /// Example: mediagate revoke --subject alice@example.org
+    Revoke(RevokeArgs),
+    /// List the revocations in force (kind, what, created, expires), from the running server.
+    Revocations(JsonArgs),
+    /// Show the recorded uses of a counted token (time, client, status, reason, user agent),
+    /// from the running server.
+    Uses(UsesArgs),
+}
+
+/// Arguments of `revoke`.
+#[derive(Debug, clap::Args)]
+#[command(group(
+    clap::ArgGroup::new("what")
+        .required(true)
+        .args(["token", "token_id", "subject", "key"])
+))]
+pub struct RevokeArgs {
+    /// A whole token, or a URL holding one: revokes its key id and token id until it expires.
+    #[arg(long, value_name = "TOKEN_OR_URL")]
+    pub token: Option<String>,
+    /// A token id (the one `sign` printed or `/mint` returned).
+    #[arg(long, value_name = "ID")]
+    pub token_id: Option<String>,
+    /// The key id the token id belongs to (default: the signing key's).
+    // `conflicts_with_all` rather than `requires = "token_id"`: clap lets any member of the
+    // required group satisfy a `requires` on one of them (clap-rs/clap#4707).
+    #[arg(long, value_name = "K", conflicts_with_all = ["token", "subject", "key"])]
+    pub kid: Option<String>,
+    /// Every token with this subject.
+    #[arg(long, value_name = "S")]
+    pub subject: Option<String>,
+    /// Every token this key id signed before --before (default: now). Then rotate the key.
+    #[arg(long, value_name = "K")]
+    pub key: Option<String>,
+    /// With --key: the cut-off, as unix seconds or RFC 3339 (2026-11-23T04:12:36Z).
+    #[arg(long, value_name = "TIME", conflicts_with_all = ["token", "token_id", "subject"])]
+    pub before: Option<String>,
+}
+
+/// Arguments of `revocations`.
+#[derive(Debug, clap::Args)]
+pub struct JsonArgs {
+    /// Print the server's JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Arguments of `uses`.
+#[derive(Debug, clap::Args)]
+pub struct UsesArgs {
+    /// The token id.
+    pub token_id: String,
+    /// The key id the token id belongs to (default: the signing key's).
+    #[arg(long, value_name = "K")]
+    pub kid: Option<String>,
+    /// Print the server's JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `mediagate generate …`: the man pages and shell completions, derived from [`Cli`]'s
@@ -307,6 +375,25 @@ pub fn probe(config: &Config, args: &ProbeArgs) -> anyhow::Result<String> {
     let timeout = std::time::Duration::from_secs(args.timeout.max(1));
     crate::probe::probe(addr, &args.path, timeout)?;
     Ok(format!("{} {}: ok", args.listener, args.path))
+}
+
+/// `mediagate revoke`: the flags become a [`RevokeInput`], exactly like a `POST /revoke` body.
+pub fn revoke(config: &Config, args: &RevokeArgs) -> Result<String, RemoteError> {
+    let before = args
+        .before
+        .as_deref()
+        .map(remote::parse_time)
+        .transpose()
+        .map_err(|why| RemoteError::Usage(format!("--before {why}")))?;
+    let input = RevokeInput {
+        token: args.token.clone(),
+        token_id: args.token_id.clone(),
+        kid: args.kid.clone(),
+        subject: args.subject.clone(),
+        key: args.key.clone(),
+        before,
+    };
+    remote::revoke(config, &input)
 }
 
 /// `mediagate keygen`.

@@ -19,6 +19,8 @@
 //!   key files.
 //! - [`metrics`], [`logging`], [`audit`], [`clock`], [`cli`], [`probe`]: the edges; [`decimal`] helps
 //!   the per-request ones.
+//! - [`remote`]: `revoke`, `revocations` and `uses`, the CLI as a client of the running
+//!   server's internal endpoints (it never opens the store itself).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -39,6 +41,7 @@ pub mod path;
 pub mod probe;
 pub mod reason;
 pub mod refresh;
+pub mod remote;
 pub mod store;
 pub mod token;
 pub mod upload;

@@ -21,7 +21,19 @@ fn main() -> ExitCode {
         let generate = GenerateCli::parse_from(std::env::args_os().skip(1));
         return print(cli::generate(&generate.what));
     }
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // --help and --version end here too, successfully; a usage error exits 64 (EX_USAGE)
+        // like every configuration error, not clap's default 2.
+        Err(error) => {
+            let _ = error.print();
+            return if error.use_stderr() {
+                ExitCode::from(EX_USAGE)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
     match &cli.command {
         Command::Keygen { id } => return print(cli::keygen(id)),
         Command::Inspect(args) => {
@@ -62,6 +74,14 @@ fn main() -> ExitCode {
         // A reload reads the same file and the same environment as this start did.
         Command::Serve => serve(config, ConfigSource::capture(cli.config.clone())),
         Command::Probe(args) => print(cli::probe(&config, args)),
+        Command::Revoke(args) => remote(cli::revoke(&config, args)),
+        Command::Revocations(args) => remote(mediagate::remote::revocations(&config, args.json)),
+        Command::Uses(args) => remote(mediagate::remote::uses(
+            &config,
+            &args.token_id,
+            args.kid.as_deref(),
+            args.json,
+        )),
         Command::Keygen { .. } | Command::Inspect(_) => unreachable!("handled above"),
     }
 }
@@ -93,6 +113,17 @@ fn serve(config: mediagate::config::Config, source: ConfigSource) -> ExitCode {
             tracing::error!(%error, "mediagate stopped");
             eprintln!("mediagate: {error}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// A state command's result: printed, or its error with the exit status it calls for.
+fn remote(result: Result<String, mediagate::remote::RemoteError>) -> ExitCode {
+    match result {
+        Ok(text) => print(Ok(text)),
+        Err(error) => {
+            eprintln!("mediagate: {error}");
+            ExitCode::from(error.exit_code())
         }
     }
 }

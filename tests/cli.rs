@@ -1063,3 +1063,358 @@ fn probe_exits_zero_only_when_the_listener_answers_200() {
         (Some(0), "internal /readyz: ok\n".into(), String::new())
     );
 }
+
+const STATE_SECRET: &str = "c3RhdGUtY29tbWFuZHMtaW50ZXJuYWwtc2VjcmV0";
+
+/// Sockets in `home`, key `a`, the internal secret `secret` when given, and the embedded store
+/// at its default place under `home` (the test's private HOME).
+fn state_toml(home: &TempDir, file: &str, secret: Option<&str>) -> std::path::PathBuf {
+    let dir = home.path().display();
+    let internal = secret.map_or(String::new(), |secret| {
+        format!("[internal]\nsecret = \"{secret}\"\n")
+    });
+    home.write(
+        file,
+        format!(
+            "[server]\nlisten = \"unix:{dir}/verify.sock\"\n\
+             internal_listen = \"unix:{dir}/internal.sock\"\n\
+             [keys]\ndev_key = false\nsigning = \"a\"\n[keys.secrets]\na = \"{KEY_A}\"\n\
+             {internal}\
+             [[sites]]\nid = \"example\"\nmedia_origin = \"https://media.example.org\"\n"
+        ),
+    )
+}
+
+/// `/auth` for a signed URL as a browser with this user agent sends it through nginx.
+fn auth_as(home: &TempDir, url: &str, agent: &str) -> (u16, Option<String>) {
+    let uri = url.strip_prefix("https://media.example.org").unwrap();
+    let headers = [
+        ("X-Original-URI", uri),
+        ("X-Original-Method", "GET"),
+        ("X-Mediagate-Server-Name", "media.example.org"),
+        ("X-Real-IP", "192.0.2.7"),
+        ("User-Agent", agent),
+    ];
+    let response = request(
+        &home.path().join("verify.sock"),
+        "GET",
+        "mediagate",
+        "/auth",
+        &headers,
+    );
+    let reason = response.header("x-mediagate-reason").map(str::to_owned);
+    (response.status, reason)
+}
+
+/// Issue 9: `revoke`, `revocations` and `uses` ask the running server over its internal
+/// listener (the embedded store is the server's alone), authenticated with internal.secret.
+#[test]
+fn state_commands_revoke_list_and_show_history_through_the_running_server() {
+    let home = TempDir::new("cli-state");
+    let config = state_toml(&home, "state.toml", Some(STATE_SECRET));
+    let cli = |args: &[&str]| {
+        let output = mediagate(&home)
+            .arg("--config")
+            .arg(&config)
+            .args(args)
+            .output()
+            .unwrap();
+        (output.status.code(), stdout(&output), stderr(&output))
+    };
+    let sign = |args: &[&str]| {
+        let (code, out, err) = cli(&[&["sign", "/media/a.pdf", "--ttl", "1h"], args].concat());
+        assert_eq!(code, Some(0), "{err}");
+        out.trim().to_owned()
+    };
+    let mut command = mediagate(&home);
+    command.arg("--config").arg(&config);
+    let server = serve(command, &home, "state-serve");
+
+    // Nothing revoked yet.
+    assert_eq!(
+        cli(&["revocations"]),
+        (Some(0), "no revocations in force\n".into(), String::new())
+    );
+
+    // A single-use link: its first use is allowed, the second is used up, and `uses` shows
+    // both once the history (written off the answer's path) has them.
+    let once = sign(&["--uses", "1", "--id", "once-1"]);
+    assert_eq!(auth_as(&home, &once, "agent/1"), (204, None));
+    assert_eq!(
+        auth_as(&home, &once, "agent/2"),
+        (403, Some("used_up".into()))
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let json = loop {
+        let (code, out, err) = cli(&["uses", "once-1", "--json"]);
+        assert_eq!(code, Some(0), "{err}");
+        let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+        if json["uses"].as_array().unwrap().len() == 2 {
+            break json;
+        }
+        assert!(std::time::Instant::now() < deadline, "history: {out}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert_eq!(json["kid"], "a");
+    assert_eq!(json["token_id"], "once-1");
+    let uses = json["uses"].as_array().unwrap();
+    let fields = |entry: &serde_json::Value| {
+        (
+            entry["client"].clone(),
+            entry["user_agent"].clone(),
+            entry["status"].clone(),
+            entry["reason"].clone(),
+        )
+    };
+    assert_eq!(
+        fields(&uses[0]),
+        (
+            "192.0.2.7".into(),
+            "agent/1".into(),
+            200.into(),
+            serde_json::Value::Null
+        )
+    );
+    assert_eq!(
+        fields(&uses[1]),
+        (
+            "192.0.2.7".into(),
+            "agent/2".into(),
+            403.into(),
+            "used_up".into()
+        )
+    );
+    let (code, table, err) = cli(&["uses", "once-1", "--kid", "a"]);
+    assert_eq!(code, Some(0), "{err}");
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines.len(), 4, "{table}");
+    assert_eq!(lines[0], "token id once-1 of key a: 2 uses recorded");
+    assert_eq!(
+        lines[1].split_whitespace().collect::<Vec<_>>(),
+        ["TIME", "CLIENT", "STATUS", "REASON", "USER", "AGENT"]
+    );
+    let row = |line: &str| {
+        line.split_whitespace()
+            .skip(1)
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    assert_eq!(row(lines[2]), "192.0.2.7 200 - agent/1");
+    assert_eq!(row(lines[3]), "192.0.2.7 403 used_up agent/2");
+    for (line, at) in lines[2..].iter().zip(uses) {
+        let time = line.split_whitespace().next().unwrap();
+        assert_eq!(
+            mediagate::clock::parse_rfc3339(time),
+            Ok(at["at"].as_u64().unwrap())
+        );
+    }
+    // An unknown token has no history.
+    assert_eq!(
+        cli(&["uses", "never-used"]),
+        (
+            Some(0),
+            "token id never-used of key a: 0 uses recorded\n".into(),
+            String::new()
+        )
+    );
+
+    // By token id.
+    let by_id = sign(&["--id", "inv-7"]);
+    assert_eq!(auth_as(&home, &by_id, "a"), (204, None));
+    let (code, out, err) = cli(&["revoke", "--token-id", "inv-7"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        out.starts_with("revoked token id inv-7 of key a; in force until 20"),
+        "{out}"
+    );
+    assert_eq!(auth_as(&home, &by_id, "a"), (403, Some("revoked".into())));
+
+    // By subject: every token of it, whatever its id.
+    let bob = sign(&["--subject", "bob"]);
+    let bob_too = sign(&["--subject", "bob", "--id", "bob-2"]);
+    let alice = sign(&["--subject", "alice"]);
+    let (code, out, err) = cli(&["revoke", "--subject", "bob"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        out.starts_with("revoked every token of subject \"bob\"; in force until 20"),
+        "{out}"
+    );
+    assert_eq!(auth_as(&home, &bob, "a"), (403, Some("revoked".into())));
+    assert_eq!(auth_as(&home, &bob_too, "a"), (403, Some("revoked".into())));
+    assert_eq!(auth_as(&home, &alice, "a"), (204, None));
+
+    // By whole URL: its key id and token id.
+    let leaked = sign(&["--id", "leaked-1"]);
+    let sibling = sign(&["--id", "leaked-2"]);
+    let (code, out, err) = cli(&["revoke", "--token", &leaked]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        out.starts_with("revoked token id leaked-1 of key a; in force until 20"),
+        "{out}"
+    );
+    assert_eq!(auth_as(&home, &leaked, "a"), (403, Some("revoked".into())));
+    assert_eq!(auth_as(&home, &sibling, "a"), (204, None));
+
+    // By key cut-off, an hour ago: a token that shows it was signed now stays valid; one
+    // without an issued-at cannot show it and counts as signed before.
+    let cutoff = mediagate::clock::now() - 3600;
+    let stamped = sign(&["--issued-at"]);
+    let unstamped = sign(&[]);
+    let (code, out, err) = cli(&[
+        "revoke",
+        "--key",
+        "a",
+        "--before",
+        &mediagate::clock::format_utc(cutoff),
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(
+        out,
+        format!(
+            "revoked every token key a signed before {} [{cutoff}]; kept for ever (remove the \
+             key from the ring to forget it)\n",
+            mediagate::clock::format_utc(cutoff)
+        )
+    );
+    assert_eq!(auth_as(&home, &stamped, "a"), (204, None));
+    assert_eq!(
+        auth_as(&home, &unstamped, "a"),
+        (403, Some("revoked".into()))
+    );
+
+    // All four are listed, as JSON and as a table.
+    let (code, out, err) = cli(&["revocations", "--json"]);
+    assert_eq!(code, Some(0), "{err}");
+    let listed: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
+    let mut summary: Vec<String> = listed
+        .iter()
+        .map(|entry| {
+            format!(
+                "{} {} {} {} {}",
+                entry["kind"].as_str().unwrap(),
+                entry["kid"].as_str().unwrap_or("-"),
+                entry["token_id"].as_str().unwrap_or("-"),
+                entry["subject"].as_str().unwrap_or("-"),
+                entry["before"]
+                    .as_u64()
+                    .map_or("-".into(), |b| b.to_string()),
+            )
+        })
+        .collect();
+    summary.sort();
+    assert_eq!(
+        summary,
+        [
+            format!("key_before a - - {cutoff}"),
+            "subject - - bob -".into(),
+            "token a inv-7 - -".into(),
+            "token a leaked-1 - -".into(),
+        ]
+    );
+    let key_entry = listed.iter().find(|e| e["kind"] == "key_before").unwrap();
+    assert_eq!(key_entry["expires"], u64::MAX);
+    let (code, table, err) = cli(&["revocations"]);
+    assert_eq!(code, Some(0), "{err}");
+    let mut rows: Vec<Vec<&str>> = table
+        .lines()
+        .skip(1)
+        .map(|line| line.split_whitespace().collect())
+        .collect();
+    rows.sort();
+    assert_eq!(
+        table
+            .lines()
+            .next()
+            .unwrap()
+            .split_whitespace()
+            .collect::<Vec<_>>(),
+        ["KIND", "WHAT", "CREATED", "EXPIRES"]
+    );
+    assert_eq!(rows.len(), 4, "{table}");
+    let cutoff_text = format!("before={}", mediagate::clock::format_utc(cutoff));
+    assert_eq!(rows[0][..3], ["key_before", "kid=a", cutoff_text.as_str()]);
+    assert_eq!(rows[0][4], "never");
+    assert_eq!(rows[1][..2], ["subject", "subject=\"bob\""]);
+    assert_eq!(rows[2][..3], ["token", "kid=a", "token_id=inv-7"]);
+    assert_eq!(rows[3][..3], ["token", "kid=a", "token_id=leaked-1"]);
+    for row in &rows[1..] {
+        // created, expires: RFC 3339 instants, the expiry after the creation.
+        let created = mediagate::clock::parse_rfc3339(row[row.len() - 2]).unwrap();
+        let expires = mediagate::clock::parse_rfc3339(row[row.len() - 1]).unwrap();
+        assert!(expires > created, "{row:?}");
+    }
+
+    // The wrong secret: refused, exit 1, the secret never printed.
+    let wrong = "d3Jvbmctd3Jvbmctd3Jvbmctd3Jvbmctd3Jvbmc";
+    let output = mediagate(&home)
+        .arg("--config")
+        .arg(&config)
+        .env("MEDIAGATE_INTERNAL__SECRET", wrong)
+        .args(["revoke", "--subject", "carol"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let err = stderr(&output);
+    assert_eq!(
+        err,
+        format!(
+            "mediagate: unix:{}/internal.sock refused: 401 missing or wrong bearer secret (is \
+             internal.secret the same as the server's?)\n",
+            home.path().display()
+        )
+    );
+    assert!(!err.contains(wrong) && !err.contains(STATE_SECRET));
+
+    // No secret configured: a configuration error, nothing sent.
+    let unset = state_toml(&home, "nosecret.toml", None);
+    let output = mediagate(&home)
+        .arg("--config")
+        .arg(&unset)
+        .arg("revocations")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(64));
+    assert!(
+        stderr(&output).starts_with("mediagate: internal.secret is not set"),
+        "{}",
+        stderr(&output)
+    );
+
+    // Usage errors: 64, before anything is sent.
+    for args in [
+        &["revoke"][..],
+        &["revoke", "--token-id", "x", "--subject", "y"],
+        &["revoke", "--kid", "a", "--subject", "y"],
+        &["revoke", "--subject", "y", "--before", "1"],
+        &["revoke", "--key", "a", "--before", "yesterday"],
+        &["uses"],
+    ] {
+        let (code, _, err) = cli(args);
+        assert_eq!(code, Some(64), "{args:?}: {err}");
+    }
+    let (_, _, err) = cli(&["revoke", "--key", "a", "--before", "yesterday"]);
+    assert!(
+        err.contains("--before \"yesterday\": neither unix seconds nor"),
+        "{err}"
+    );
+    // A request the server refuses: its reason is shown, exit 1.
+    let (code, _, err) = cli(&["revoke", "--token-id", "bad id\u{7f}"]);
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains("refused: 400 token_id: 1-64 visible ASCII characters"),
+        "{err}"
+    );
+
+    // Server down: exit 1, naming the address.
+    drop(server);
+    let (code, out, err) = cli(&["revocations"]);
+    assert_eq!((code, out.as_str()), (Some(1), ""));
+    assert!(
+        err.starts_with(&format!(
+            "mediagate: cannot connect to unix:{}/internal.sock: ",
+            home.path().display()
+        )),
+        "{err}"
+    );
+    assert!(err.contains("is `mediagate serve` running"), "{err}");
+}

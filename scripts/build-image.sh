@@ -8,8 +8,8 @@
 # linking, `-C target-feature=+crt-static`. mediagate calls no glibc function that needs NSS
 # modules at run time (no getaddrinfo or getpwnam: listeners are literal addresses or
 # socket paths), which is checked below, so the binary needs no file from a base image.
-# The image holds that one file; same user, entrypoint and environment as
-# deploy/docker/Dockerfile.
+# The image holds that one file and the store's empty directory; same user, entrypoint and
+# environment as deploy/docker/Dockerfile.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -40,16 +40,25 @@ layout=$out/layout
 rm -rf "$layout"
 mkdir -p "$out"
 # The one layer, written by GNU tar (umoci 0.4.7's `insert` writes a layer without tar's
-# padding and end-of-archive blocks): root-owned, 0755, one fixed timestamp.
+# padding and end-of-archive blocks), one fixed timestamp: the binary, root-owned and 0755;
+# and /var/lib/mediagate, the embedded store's directory (XDG_STATE_HOME=/var/lib below makes
+# it the default store.path), 0700 and owned by the image's user, so that a volume mounted
+# there starts out writable by it (Docker and podman copy a new named volume's owner and mode
+# from the image).
 rootfs=$out/rootfs
 rm -rf "$rootfs"
-install -d -m 0755 "$rootfs/usr/local/bin"
+install -d -m 0755 "$rootfs/usr/local/bin" "$rootfs/var/lib"
+install -d -m 0700 "$rootfs/var/lib/mediagate"
 install -m 0755 "$binary" "$rootfs/usr/local/bin/mediagate"
 strip --strip-unneeded "$rootfs/usr/local/bin/mediagate"
 mtime=$(git log -1 --format=%ct 2>/dev/null || date +%s)
-tar --sort=name --owner=0 --group=0 --numeric-owner --mtime="@$mtime" --format=posix \
-  --pax-option=exthdr.name=%d/PaxHeaders/%f,delete=atime,delete=ctime \
-  -C "$rootfs" -cf "$out/layer.tar" usr
+tar_layer() {
+  tar --no-recursion --numeric-owner --mtime="@$mtime" --format=posix \
+    --pax-option=exthdr.name=%d/PaxHeaders/%f,delete=atime,delete=ctime -C "$rootfs" "$@"
+}
+tar_layer --owner=0 --group=0 -cf "$out/layer.tar" \
+  usr usr/local usr/local/bin usr/local/bin/mediagate var var/lib
+tar_layer --owner=65532 --group=65532 -rf "$out/layer.tar" var/lib/mediagate
 tar -tvf "$out/layer.tar" >/dev/null
 
 image=$layout:$version
@@ -64,6 +73,7 @@ umoci config --image "$image" \
   --config.entrypoint /usr/local/bin/mediagate \
   --config.cmd serve \
   --config.env MEDIAGATE_KEYS__DEV_KEY=false \
+  --config.env XDG_STATE_HOME=/var/lib \
   --config.stopsignal SIGTERM \
   --config.label "org.opencontainers.image.title=mediagate" \
   --config.label "org.opencontainers.image.version=$version"

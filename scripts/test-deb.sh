@@ -9,7 +9,10 @@
 # the README says; then mediagate and that nginx running for real (as the unit would run them:
 # user mediagate, nginx workers as www-data through /run/mediagate's group): a link without
 # a token is sent to the session domain, the refresh mints a token, a signed link is served, a
-# forged one is refused. A reinstall keeps the keys. After purge: no file, user or group left.
+# forged one is refused; a single-use link works once, `mediagate uses` shows both requests,
+# `mediagate revoke` takes effect, and both survive a restart of mediagate (the embedded store
+# in /var/lib/mediagate). A reinstall keeps the keys, a remove keeps the store. After purge:
+# no file, user or group left.
 #
 # Run it on a disposable machine (CI): it refuses to touch an installed mediagate.
 set -euo pipefail
@@ -95,6 +98,7 @@ getent passwd mediagate | grep -q ':/nonexistent:/usr/sbin/nologin$' || fail "us
 id -nG www-data | tr ' ' '\n' | grep -qx mediagate || fail "www-data is not in group mediagate"
 mode() { stat -c '%a %U:%G' "$1"; }
 [ "$(mode /etc/mediagate/keys)" = "750 root:mediagate" ] || fail "/etc/mediagate/keys: $(mode /etc/mediagate/keys)"
+[ "$(mode /var/lib/mediagate)" = "700 mediagate:mediagate" ] || fail "/var/lib/mediagate: $(mode /var/lib/mediagate)"
 for key in k1 internal-secret; do
   file=/etc/mediagate/keys/$key
   [ "$(mode "$file")" = "400 mediagate:mediagate" ] || fail "$file: $(mode "$file")"
@@ -132,6 +136,9 @@ for user in www-data nobody; do
 done
 unit=/lib/systemd/system/mediagate.service
 grep -qx 'ExecStart=/usr/bin/mediagate serve' "$unit" || fail "unit's ExecStart"
+grep -qx 'StateDirectory=mediagate' "$unit" && grep -qx 'StateDirectoryMode=0700' "$unit" \
+  || fail "unit has no private StateDirectory for the store"
+grep -qx 'path = "/var/lib/mediagate/state.redb"' "$config" || fail "store.path is not in the StateDirectory"
 systemd-analyze verify "$unit" > "$dir/verify.out" 2>&1 || { cat "$dir/verify.out" >&2; fail "systemd-analyze verify"; }
 
 step "nginx -t with the installed snippets"
@@ -198,21 +205,32 @@ nginx -t -p "$dir" -c "$dir/nginx.conf" > "$dir/nginx-t.out" 2>&1 || { cat "$dir
 step "running mediagate and nginx as installed"
 # What systemd's RuntimeDirectory= would create.
 install -d -m 0750 -o mediagate -g mediagate /run/mediagate
-# setpriv execs mediagate itself (runuser would stay in between and print on SIGTERM).
-setpriv --reuid=mediagate --regid=mediagate --init-groups -- /usr/bin/mediagate --config "$config" serve > "$dir/mediagate.log" 2>&1 &
-pids+=($!)
+# As the unit runs it. setpriv execs mediagate itself (runuser would stay in between and print
+# on SIGTERM).
+start_mediagate() {
+  setpriv --reuid=mediagate --regid=mediagate --init-groups -- /usr/bin/mediagate --config "$config" serve >> "$dir/mediagate.log" 2>&1 &
+  mediagate_pid=$!
+  pids+=($mediagate_pid)
+}
+# SIGTERM, as systemd stops it; waits for the exit.
+stop_mediagate() {
+  kill "$mediagate_pid"
+  wait "$mediagate_pid" 2>/dev/null || true
+}
+start_mediagate
 nginx -p "$dir" -c "$dir/nginx.conf" &
 pids+=($!)
-ready=no
-for _ in $(seq 100); do
-  if /usr/bin/mediagate --config "$config" probe --listener internal --path /readyz >/dev/null 2>&1 \
-     && [ -S "$dir/media.sock" ] && [ -S "$dir/www.sock" ]; then
-    ready=yes
-    break
-  fi
-  sleep 0.1
-done
-[ $ready = yes ] || fail "mediagate or nginx did not come up within 10 s"
+wait_ready() {
+  for _ in $(seq 100); do
+    if /usr/bin/mediagate --config "$config" probe --listener internal --path /readyz >/dev/null 2>&1 \
+       && [ -S "$dir/media.sock" ] && [ -S "$dir/www.sock" ]; then
+      return 0
+    fi
+    sleep 0.1
+  done
+  return 1
+}
+wait_ready || fail "mediagate or nginx did not come up within 10 s"
 
 media() { curl -s -o "$dir/body" -D "$dir/headers" --unix-socket "$dir/media.sock" "http://media.example.org$1"; }
 header() { tr -d '\r' < "$dir/headers" | sed -n "s/^$1: //Ip" | head -1; }
@@ -243,6 +261,49 @@ media "${forged#https://media.example.org}"
 [ "$(status)" = 403 ] && [ "$(header X-Mediagate-Reason)" = bad_signature ] \
   || fail "forged link: status $(status) reason $(header X-Mediagate-Reason)"
 grep -q 'token=' "$dir/media.access.log" && fail "the media access log holds a token"
+
+step "limited-use links and revocation in the embedded store"
+once=$(/usr/bin/mediagate --config "$config" sign /media/a.txt --ttl 5m --uses 1 --id deb-once)
+media "${once#https://media.example.org}"
+[ "$(status)" = 200 ] || fail "single-use link, first use: status $(status) $(header X-Mediagate-Reason)"
+media "${once#https://media.example.org}"
+[ "$(status)" = 403 ] && [ "$(header X-Mediagate-Reason)" = used_up ] \
+  || fail "single-use link, second use: status $(status) reason $(header X-Mediagate-Reason)"
+[ "$(mode /var/lib/mediagate/state.redb)" = "600 mediagate:mediagate" ] \
+  || fail "store file: $(mode /var/lib/mediagate/state.redb 2>&1)"
+# The CLI (as root) asks the running server; the history is written just after the answers.
+recorded=no
+for _ in $(seq 100); do
+  /usr/bin/mediagate --config "$config" uses deb-once > "$dir/uses.out" 2>&1 || fail "mediagate uses: $(cat "$dir/uses.out")"
+  if grep -qx 'token id deb-once of key k1: 2 uses recorded' "$dir/uses.out"; then
+    recorded=yes
+    break
+  fi
+  sleep 0.1
+done
+[ $recorded = yes ] || fail "mediagate uses: $(cat "$dir/uses.out")"
+grep -Eq '^[0-9T:Z-]+ +[^ ]+ +200 +- +curl/' "$dir/uses.out" && grep -Eq ' 403 +used_up +curl/' "$dir/uses.out" \
+  || fail "mediagate uses: $(cat "$dir/uses.out")"
+doomed=$(/usr/bin/mediagate --config "$config" sign /media/a.txt --ttl 5m --id deb-doomed)
+/usr/bin/mediagate --config "$config" revoke --token-id deb-doomed > "$dir/revoke.out" 2>&1 \
+  || fail "mediagate revoke: $(cat "$dir/revoke.out")"
+grep -q '^revoked token id deb-doomed of key k1; in force until ' "$dir/revoke.out" || fail "mediagate revoke: $(cat "$dir/revoke.out")"
+media "${doomed#https://media.example.org}"
+[ "$(status)" = 403 ] && [ "$(header X-Mediagate-Reason)" = revoked ] \
+  || fail "revoked link: status $(status) reason $(header X-Mediagate-Reason)"
+
+step "restarting mediagate: the use and the revocation stay"
+stop_mediagate
+start_mediagate
+wait_ready || fail "mediagate did not come back within 10 s"
+media "${once#https://media.example.org}"
+[ "$(status)" = 403 ] && [ "$(header X-Mediagate-Reason)" = used_up ] \
+  || fail "single-use link after restart: status $(status) reason $(header X-Mediagate-Reason)"
+media "${doomed#https://media.example.org}"
+[ "$(status)" = 403 ] && [ "$(header X-Mediagate-Reason)" = revoked ] \
+  || fail "revoked link after restart: status $(status) reason $(header X-Mediagate-Reason)"
+/usr/bin/mediagate --config "$config" revocations > "$dir/revocations.out" 2>&1 || fail "mediagate revocations: $(cat "$dir/revocations.out")"
+grep -Eq '^token +kid=k1 token_id=deb-doomed ' "$dir/revocations.out" || fail "mediagate revocations: $(cat "$dir/revocations.out")"
 for pid in "${pids[@]}"; do kill "$pid"; wait "$pid" 2>/dev/null || true; done
 pids=()
 
@@ -252,13 +313,18 @@ DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --reinstall "./$deb" > "$d
   || { cat "$dir/install.log" >&2; fail "reinstall"; }
 [ "$(cat /etc/mediagate/keys/* /etc/mediagate/mediagate.toml | md5sum)" = "$sum_before" ] || fail "reinstall changed keys or configuration"
 
+step "removing keeps the store"
+DEBIAN_FRONTEND=noninteractive apt-get remove -y -qq mediagate > "$dir/remove.log" 2>&1 \
+  || { cat "$dir/remove.log" >&2; fail "apt-get remove mediagate"; }
+[ -f /var/lib/mediagate/state.redb ] || fail "remove deleted the store"
+
 step "purging"
 DEBIAN_FRONTEND=noninteractive apt-get purge -y -qq mediagate > "$dir/purge.log" 2>&1 \
   || { cat "$dir/purge.log" >&2; fail "apt-get purge mediagate"; }
 installed=no
 [ "$(dpkg-query -W -f='${db:Status-Status}' mediagate 2>/dev/null || echo not-installed)" = not-installed ] \
   || fail "dpkg still knows mediagate"
-for path in /usr/bin/mediagate /etc/mediagate /etc/nginx/mediagate /run/mediagate \
+for path in /usr/bin/mediagate /etc/mediagate /etc/nginx/mediagate /run/mediagate /var/lib/mediagate \
             /lib/systemd/system/mediagate.service /usr/share/doc/mediagate \
             /usr/share/man/man1/mediagate.1.gz /usr/share/bash-completion/completions/mediagate \
             /usr/share/zsh/vendor-completions/_mediagate /usr/share/fish/vendor_completions.d/mediagate.fish; do

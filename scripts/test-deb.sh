@@ -216,6 +216,11 @@ start_mediagate() {
 stop_mediagate() {
   kill "$mediagate_pid"
   wait "$mediagate_pid" 2>/dev/null || true
+  local running=()
+  for pid in "${pids[@]}"; do
+    [ "$pid" = "$mediagate_pid" ] || running+=("$pid")
+  done
+  pids=("${running[@]}")
 }
 start_mediagate
 nginx -p "$dir" -c "$dir/nginx.conf" &

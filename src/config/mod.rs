@@ -200,14 +200,9 @@ pub struct AccelConfig {
     pub max_expires: u64,
 }
 
-/// Content-Disposition type.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Disposition {
-    /// Show in the browser.
-    Inline,
-    /// Download.
-    Attachment,
-}
+/// Content-Disposition type: the token format's, so a site-wide setting and a per-link one
+/// are the same type.
+pub use crate::token::Disposition;
 
 /// `[refresh]`, in seconds.
 #[derive(Debug, Clone)]

@@ -434,7 +434,7 @@ fn reject_vectors_refused(file: &str) {
                     "path_and_prefix",
                     "neither_path_nor_prefix",
                 ];
-                let by_type = ["methods_", "ip_"];
+                let by_type = ["methods_", "ip_", "disposition_"];
                 if !unrepresentable.contains(&name.as_str())
                     && !by_type.iter().any(|start| name.starts_with(start))
                 {
@@ -675,6 +675,7 @@ fn vector_config(vectors: &Vectors) -> mediagate::config::Config {
     let toml = format!(
         "[keys]\ndev_key = false\nsigning = \"k1\"\n[keys.secrets]\nk1 = \"{}\"\n\
          [token]\ndefault_ttl = \"1h\"\nmax_lifetime = {}\nleeway = {}\n\
+         [accel]\noverrides = [\"filename\", \"disposition\", \"max_age\"]\n\
          [[sites]]\nid = \"vectors\"\nmedia_origin = \"https://media.example.com\"\n",
         vectors.secret("k1").to_base64(),
         vectors.limits.max_lifetime,

@@ -43,6 +43,12 @@ others as v1:
     uses         use limit, 1 to 2^32-1; needs token_id
     max_size     upload tokens only: largest body in bytes, at least 1
     content_types upload tokens only: list of lower-case "type/subtype", ascending, each once
+    filename     download tokens only: the download file name, 1-255 bytes of UTF-8 without
+                 control or bidirectional formatting characters, "/" or "\\", not "." or
+                 "..", no space at either end (quotes, ";" and "%" are fine)
+    disposition  download tokens only: "inline" or "attachment"
+    max_age      download tokens only: Cache-Control max-age seconds, 0 to 2^32-1
+    kept_query   refresh_state tokens only: the media URL's query without the token, raw
 """
 
 import argparse
@@ -54,6 +60,7 @@ import json
 import secrets
 import sys
 import time
+import unicodedata
 
 VERSION_1 = 1  # frozen
 VERSION_2 = 2  # draft: every v1 field plus ISSUED_AT..CONTENT_TYPES
@@ -71,7 +78,16 @@ METHOD_BITS = {"GET": 1, "HEAD": 2, "POST": 4, "PUT": 8, "DELETE": 16, "PATCH": 
 KID, EXPIRES, NOT_BEFORE, PREFIX, HOST, METHODS, IP = 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07
 TOKEN_ID, SUBJECT, DATA, REFRESH = 0x08, 0x09, 0x0A, 0x0B
 ISSUED_AT, USES, MAX_SIZE, CONTENT_TYPES = 0x0C, 0x0D, 0x0E, 0x0F  # version 2 only
-V2_CLAIMS = ("issued_at", "uses", "max_size", "content_types")
+FILENAME, DISPOSITION, MAX_AGE, KEPT_QUERY = 0x14, 0x15, 0x16, 0x17  # version 2 only
+V2_CLAIMS = (
+    "issued_at", "uses", "max_size", "content_types", "filename", "disposition", "max_age",
+    "kept_query",
+)
+DISPOSITIONS = {"inline": 1, "attachment": 2}
+# Bidirectional formatting characters: they make "x<U+202E>fdp.exe" display as "xexe.pdf".
+BIDI_FORMATTING = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+# RFC 3986 query characters besides letters, digits and percent escapes ("&" separates).
+QUERY_CHARS = frozenset(b"-._~!$'()*+,;=:@/?")
 BOUND_PATH = 0x10  # never in the body: introduces the exact path in the MAC input
 
 KID_CHARS = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-")
@@ -278,6 +294,42 @@ def content_types_value(types) -> bytes:
     return raw
 
 
+def filename_value(name) -> bytes:
+    """A download file name (spec section 17.1): refused, never repaired, when it could break
+    out of a header (control characters: CR, LF, NUL, ...) or disguise the file."""
+    raw = name.encode("utf-8") if isinstance(name, str) else b""
+    if not 1 <= len(raw) <= 255:
+        raise MintError("bad filename: 1 to 255 bytes of UTF-8")
+    for c in name:
+        if unicodedata.category(c) == "Cc":
+            raise MintError(f"bad filename: {name!r} has a control character")
+        if c in "/\\":
+            raise MintError(f"bad filename: {name!r} has '/' or '\\' (one name, not a path)")
+        if c in BIDI_FORMATTING:
+            raise MintError(f"bad filename: {name!r} has a bidirectional formatting character")
+    if name in (".", "..") or name.startswith(" ") or name.endswith(" "):
+        raise MintError(f"bad filename: {name!r} (not . or .., no space at either end)")
+    return raw
+
+
+def kept_query_value(query) -> bytes:
+    """The raw query a refresh keeps: 1-255 bytes, non-empty "&"-separated pairs of RFC 3986
+    query characters, "%" only before two hex digits. Nothing is normalised."""
+    raw = query.encode("ascii") if isinstance(query, str) and query.isascii() else b""
+    if not 1 <= len(raw) <= 255:
+        raise MintError("bad kept query: 1 to 255 ASCII bytes")
+    for pair in raw.split(b"&"):
+        if not pair:
+            raise MintError(f"bad kept query: {query!r} has an empty pair")
+        for at, b in enumerate(pair):
+            if b == ord("%"):
+                if not set(pair[at + 1 : at + 3]) <= HEX_DIGITS or len(pair[at + 1 : at + 3]) != 2:
+                    raise MintError(f"bad kept query: {query!r} has a bad percent escape")
+            elif not (chr(b).isalnum() or b in QUERY_CHARS):
+                raise MintError(f"bad kept query: {query!r} has a byte outside the query set")
+    return raw
+
+
 def u64_at_least_1(name: str, value) -> bytes:
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value < 2**64:
         raise MintError(f"bad {name}: between 1 and 2^64-1")
@@ -344,6 +396,24 @@ def encode_body(kid: str, claims: dict) -> bytes:
         body += field(CONTENT_TYPES, content_types_value(claims["content_types"]))
     if ("max_size" in claims or "content_types" in claims) and purpose != "upload":
         raise MintError("max_size and content types belong in upload tokens only")
+    if "filename" in claims:
+        body += field(FILENAME, filename_value(claims["filename"]))
+    if "disposition" in claims:
+        if claims["disposition"] not in DISPOSITIONS:
+            raise MintError(f"bad disposition {claims['disposition']!r}: inline or attachment")
+        body += field(DISPOSITION, bytes([DISPOSITIONS[claims["disposition"]]]))
+    if "max_age" in claims:
+        age = claims["max_age"]
+        if isinstance(age, bool) or not isinstance(age, int) or not 0 <= age < 2**32:
+            raise MintError("bad max_age: between 0 and 2^32-1 seconds")
+        body += field(MAX_AGE, age.to_bytes(4, "big"))
+    if any(name in claims for name in ("filename", "disposition", "max_age")) \
+            and purpose != "download":
+        raise MintError("filename, disposition and max_age belong in download tokens only")
+    if "kept_query" in claims:
+        if purpose != "refresh_state":
+            raise MintError("a kept query belongs in refresh_state tokens only")
+        body += field(KEPT_QUERY, kept_query_value(claims["kept_query"]))
 
     if "path" in claims and not is_canonical(claims["path"]):
         raise MintError("exact path is not canonical")
@@ -356,7 +426,8 @@ def encode_body(kid: str, claims: dict) -> bytes:
 
 REQUEST_KEYS = {
     "path", "prefix", "ttl", "methods", "ip", "host", "subject", "token_id", "data", "not_before",
-    "purpose", "uses", "max_size", "content_types", "issued_at",
+    "purpose", "uses", "max_size", "content_types", "issued_at", "filename", "disposition",
+    "max_age",
 }
 TTL_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -452,8 +523,15 @@ def v2_request(request: dict, claims: dict, now: int) -> None:
         claims["max_size"] = request["max_size"]
     if "content_types" in request:
         claims["content_types"] = canonical_content_types(request["content_types"])
+    overrides = [name for name in ("filename", "disposition", "max_age") if name in request]
+    if overrides and upload:
+        raise MintError("filename, disposition and max_age need a download token")
+    for name in overrides:
+        claims[name] = request[name]
+    if "max_age" in request:
+        claims["max_age"] = parse_ttl(request["max_age"])
     if upload or uses is not None or "max_size" in request or "content_types" in request \
-            or request.get("issued_at", False):
+            or overrides or request.get("issued_at", False):
         claims["issued_at"] = now
 
 
@@ -548,6 +626,9 @@ def main() -> None:
         "--content-type", action="append", default=[], help="upload slots: allowed media type"
     )
     parser.add_argument("--issued-at", action="store_true", help="stamp the mint time (v2)")
+    parser.add_argument("--filename", help="download links: the name to save the file as (v2)")
+    parser.add_argument("--disposition", choices=sorted(DISPOSITIONS), help="inline or attachment (v2)")
+    parser.add_argument("--max-age", help="download links: browser cache lifetime, e.g. 1h (v2)")
     args = parser.parse_args()
     sys.stdout.reconfigure(encoding="utf-8")
 
@@ -573,6 +654,9 @@ def main() -> None:
             "max_size": parse_size(args.max_size) if args.max_size else None,
             "content_types": [t for item in args.content_type for t in item.split(",")] or None,
             "issued_at": args.issued_at or None,
+            "filename": args.filename,
+            "disposition": args.disposition,
+            "max_age": args.max_age,
         }
         request = {name: value for name, value in request.items() if value is not None}
         claims = claims_from_request(request, now, max_lifetime=2**63)  # verifiers cap it

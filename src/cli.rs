@@ -44,6 +44,8 @@ pub struct Cli {
 }
 
 /// Subcommands.
+// Parsed once per run; boxing `sign`'s many flags would only make callers clumsier.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the sidecar: /auth and /accel for the media domain, /refresh and /mint internally.
@@ -228,6 +230,18 @@ pub struct SignArgs {
     /// needs it, so a revocation by time can cover it.
     #[arg(long)]
     pub issued_at: bool,
+    /// Download links only: the name the browser saves the file as (UTF-8, e.g.
+    /// "Résumé 2026.pdf"). Needs "filename" in accel.overrides.
+    #[arg(long, value_name = "NAME")]
+    pub filename: Option<String>,
+    /// Download links only: "inline" (show) or "attachment" (save). Needs "disposition" in
+    /// accel.overrides.
+    #[arg(long, value_name = "KIND")]
+    pub disposition: Option<String>,
+    /// Download links only: how long the browser may keep the file: 30s, 10m, 1h, 7d
+    /// (Cache-Control: private, max-age=N). Needs "max_age" in accel.overrides.
+    #[arg(long, value_name = "DURATION")]
+    pub max_age: Option<String>,
     /// Site id whose media origin starts the URL (and, with several sites, whose media host
     /// the token is bound to). Default: the first site.
     #[arg(long)]
@@ -296,6 +310,12 @@ pub fn sign(config: &Config, args: &SignArgs) -> anyhow::Result<Signed> {
         .flat_map(|list| list.split(','))
         .map(str::to_owned)
         .collect();
+    let max_age = args
+        .max_age
+        .as_deref()
+        .map(Duration::parse)
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
     let input = MintInput {
         path: args.path.clone(),
         prefix: args.prefix,
@@ -311,6 +331,9 @@ pub fn sign(config: &Config, args: &SignArgs) -> anyhow::Result<Signed> {
         max_size,
         content_types: (!args.content_types.is_empty()).then_some(content_types),
         issued_at: args.issued_at,
+        filename: args.filename.clone(),
+        disposition: args.disposition.clone(),
+        max_age,
         ..MintInput::default()
     };
     let (request, site) = input.resolve(config)?;
@@ -622,6 +645,9 @@ fn hint(reason: Reason, token: Option<&Token<'_>>) -> &'static str {
         Reason::MissingToken => "no token parameter in the URL",
         Reason::BadPath => "the request path is not canonical",
         Reason::UnknownHost => "the host is not a configured media host",
+        Reason::OverrideNotAllowed => {
+            "the token carries a response override (filename, disposition, max-age) that accel.overrides does not list"
+        }
         _ => "see docs/token-format.md, section 11",
     }
 }
@@ -727,6 +753,44 @@ fn describe(out: &mut String, token: &Token<'_>, config: Option<&Config>, now: u
             },
         ),
     );
+    if token.purpose == Purpose::Download {
+        line(
+            "filename",
+            token
+                .filename
+                .map_or_else(none, |name| format!("{name:?} (per-link download name)")),
+        );
+        line(
+            "disposition",
+            token
+                .disposition
+                .map_or_else(none, |kind| kind.as_str().into()),
+        );
+        line(
+            "max-age",
+            token.max_age.map_or_else(none, |seconds| {
+                format!("{seconds} s (Cache-Control: private, max-age={seconds})")
+            }),
+        );
+        if token.has_overrides() {
+            if let Some(config) = config {
+                line(
+                    "overrides",
+                    if config.accel.overrides.admit(token) {
+                        "allowed by accel.overrides".into()
+                    } else {
+                        "NOT allowed by accel.overrides: refused as override_not_allowed".into()
+                    },
+                );
+            }
+        }
+    }
+    if token.purpose == Purpose::RefreshState {
+        line(
+            "kept query",
+            token.kept_query.map_or_else(none, str::to_owned),
+        );
+    }
     if token.purpose == Purpose::Upload {
         line(
             "max size",

@@ -47,6 +47,13 @@ pub const TOKEN_ID: HeaderName = HeaderName::from_static("x-mediagate-token-id")
 pub const EXPIRES_IN: HeaderName = HeaderName::from_static("x-mediagate-expires-in");
 /// `X-Mediagate-Data`: the token's opaque data, base64url.
 pub const DATA: HeaderName = HeaderName::from_static("x-mediagate-data");
+/// `X-Mediagate-Content-Disposition`: auth mode's per-link `Content-Disposition` (token
+/// fields `filename`/`disposition`), which `protect.conf` sends with the file.
+pub const OVERRIDE_DISPOSITION: HeaderName =
+    HeaderName::from_static("x-mediagate-content-disposition");
+/// `X-Mediagate-Cache-Control`: auth mode's per-link `Cache-Control` (token field `max_age`),
+/// which `http.conf`'s `$mediagate_cache_control` sends with a successful response.
+pub const OVERRIDE_CACHE_CONTROL: HeaderName = HeaderName::from_static("x-mediagate-cache-control");
 /// `X-Mediagate-Reservation`: the settle handle of an upload slot's reservation
 /// ([`crate::upload::Reservation::handle`]), which nginx hands back to `/settle`.
 pub const RESERVATION: HeaderName = HeaderName::from_static("x-mediagate-reservation");
@@ -97,10 +104,31 @@ pub fn media_response(
 ) -> Response<Body> {
     let accel = &config.accel;
     match (outcome, mode) {
-        (Outcome::Allow { token, source, .. }, Mode::Auth) => {
+        (
+            Outcome::Allow {
+                path,
+                token,
+                source,
+                ..
+            },
+            Mode::Auth,
+        ) => {
             let mut response = empty(StatusCode::NO_CONTENT);
             grant_headers(&mut response, token.as_ref(), now);
             cache_headers(&mut response, token.as_ref(), *source, accel, now);
+            // Only the token's own overrides: the site-wide accel.content_disposition stays an
+            // accel-mode setting, as it always was.
+            if let Some(token) = token.as_ref() {
+                let headers = response.headers_mut();
+                if token.filename.is_some() || token.disposition.is_some() {
+                    if let Some(value) = disposition_header(accel, path, Some(token)) {
+                        headers.insert(OVERRIDE_DISPOSITION, value);
+                    }
+                }
+                if token.max_age.is_some() {
+                    headers.insert(OVERRIDE_CACHE_CONTROL, cache_control(Some(token)));
+                }
+            }
             response
         }
         (
@@ -346,11 +374,11 @@ fn accel_response(
         return deny(StatusCode::FORBIDDEN, Reason::BadPath);
     };
     headers.insert(ACCEL_REDIRECT, target);
-    headers.insert(CACHE_CONTROL, HeaderValue::from_static("private"));
-    if let Some(kind) = accel.content_disposition {
-        if let Ok(value) = HeaderValue::from_str(&content_disposition(kind, canonical)) {
-            headers.insert(hyper::header::CONTENT_DISPOSITION, value);
-        }
+    // nginx keeps Content-Disposition and Cache-Control of an X-Accel-Redirect answer for the
+    // file it then serves (ngx_http_upstream_headers_in marks both "redirect").
+    headers.insert(CACHE_CONTROL, cache_control(token));
+    if let Some(value) = disposition_header(accel, canonical, token) {
+        headers.insert(hyper::header::CONTENT_DISPOSITION, value);
     }
     if let Some(rate) = accel.limit_rate {
         headers.insert(ACCEL_LIMIT_RATE, HeaderValue::from(rate));
@@ -367,26 +395,72 @@ fn accel_response(
     response
 }
 
-/// `inline; filename="report.pdf"; filename*=UTF-8''r%C3%A9port.pdf` (RFC 6266): an ASCII
-/// fallback for old clients and the exact UTF-8 name for everyone else.
+/// `Cache-Control` of an allowed file: `private` (a browser may keep it, a shared cache
+/// never: the URL holds a token), with the token's `max-age` when it has one.
+fn cache_control(token: Option<&Verified<'_>>) -> HeaderValue {
+    match token.and_then(|token| token.max_age) {
+        Some(seconds) => {
+            let mut text = b"private, max-age=".to_vec();
+            decimal::push(&mut text, u64::from(seconds));
+            // ASCII letters, digits, ',', ' ' and '=': always a valid header value.
+            HeaderValue::from_maybe_shared(Bytes::from(text))
+                .unwrap_or(HeaderValue::from_static("private"))
+        }
+        None => HeaderValue::from_static("private"),
+    }
+}
+
+/// The `Content-Disposition` of an allowed file, if any. A token with a file name or a
+/// disposition decides it (type: the token's, else the site's `accel.content_disposition`,
+/// else `attachment`, since a name is mostly given for saving; name: the token's, else the
+/// path's last segment); otherwise the site's `accel.content_disposition` alone.
+fn disposition_header(
+    accel: &AccelConfig,
+    canonical: &str,
+    token: Option<&Verified<'_>>,
+) -> Option<HeaderValue> {
+    let path_name = || canonical.rsplit('/').next().unwrap_or_default();
+    let value = match token.filter(|token| token.filename.is_some() || token.disposition.is_some())
+    {
+        Some(token) => content_disposition_named(
+            token
+                .disposition
+                .or(accel.content_disposition)
+                .unwrap_or(Disposition::Attachment),
+            token.filename.unwrap_or_else(path_name),
+        ),
+        None => content_disposition_named(accel.content_disposition?, path_name()),
+    };
+    // Built from attr-chars, percent escapes and the sanitised fallback only.
+    HeaderValue::from_str(&value).ok()
+}
+
+/// `inline; filename="report.pdf"; filename*=UTF-8''r%C3%A9port.pdf` (RFC 6266) for the last
+/// segment of a canonical path.
 pub fn content_disposition(kind: Disposition, canonical: &str) -> String {
-    let name = canonical.rsplit('/').next().unwrap_or_default();
+    content_disposition_named(kind, canonical.rsplit('/').next().unwrap_or_default())
+}
+
+/// `Content-Disposition` for the download name `name` (RFC 6266, RFC 8187): the exact UTF-8
+/// name in `filename*`, every byte but letters, digits and `-._~` percent-encoded, and an
+/// ASCII fallback in `filename="…"` for old clients, in which every character that is not
+/// printable ASCII, and `"`, `\\`, `;` and `%`, becomes `_`. So no CR, LF, NUL, quote or `;`
+/// of a name ever reaches the header as itself, whatever the name: quotes and backslashes
+/// would end or escape the quoted string, `;` starts a parameter for parsers that ignore
+/// quoting, and some clients percent-decode `filename` (RFC 6266 appendix D).
+pub fn content_disposition_named(kind: Disposition, name: &str) -> String {
     let fallback: String = name
         .chars()
-        .map(|c| {
-            if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' {
-                c
-            } else {
-                '_'
-            }
+        .map(|c| match c {
+            '"' | '\\' | ';' | '%' => '_',
+            ' ' => ' ',
+            c if c.is_ascii_graphic() => c,
+            _ => '_',
         })
         .collect();
-    let kind = match kind {
-        Disposition::Inline => "inline",
-        Disposition::Attachment => "attachment",
-    };
     format!(
-        "{kind}; filename=\"{fallback}\"; filename*=UTF-8''{}",
+        "{}; filename=\"{fallback}\"; filename*=UTF-8''{}",
+        kind.as_str(),
         path::encode_component(name)
     )
 }
@@ -401,6 +475,38 @@ mod tests {
             content_disposition(Disposition::Attachment, "/media/ré\"port 1.pdf"),
             "attachment; filename=\"r__port 1.pdf\"; filename*=UTF-8''r%C3%A9%22port%201.pdf"
         );
+    }
+
+    #[test]
+    fn hostile_names_never_reach_the_header_as_themselves() {
+        assert_eq!(
+            content_disposition_named(Disposition::Attachment, "Résumé 2026 \"final\".pdf"),
+            "attachment; filename=\"R_sum_ 2026 _final_.pdf\"; \
+             filename*=UTF-8''R%C3%A9sum%C3%A9%202026%20%22final%22.pdf"
+        );
+        assert_eq!(
+            content_disposition_named(Disposition::Inline, "a\"; filename=\"evil.exe"),
+            "inline; filename=\"a__ filename=_evil.exe\"; \
+             filename*=UTF-8''a%22%3B%20filename%3D%22evil.exe"
+        );
+        assert_eq!(
+            content_disposition_named(Disposition::Inline, "100%41\\x.pdf"),
+            "inline; filename=\"100_41_x.pdf\"; filename*=UTF-8''100%2541%5Cx.pdf"
+        );
+        // Even a name the token format refuses (control characters) cannot break the line.
+        let value = content_disposition_named(Disposition::Attachment, "a\r\nSet-Cookie: x\0");
+        assert!(!value.bytes().any(|b| b.is_ascii_control()), "{value:?}");
+        assert!(HeaderValue::from_str(&value).is_ok());
+        for name in ["a\"b", "a;b", "a%b", "a\\b", "é\u{202e}"] {
+            let value = content_disposition_named(Disposition::Inline, name);
+            let fallback = value.split('"').nth(1).unwrap();
+            assert!(
+                !fallback.contains(['"', ';', '%', '\\']) && fallback.is_ascii(),
+                "{value}"
+            );
+            assert_eq!(value.matches('"').count(), 2, "{value}");
+            assert_eq!(value.matches(';').count(), 2, "{value}");
+        }
     }
 
     #[test]

@@ -136,7 +136,7 @@ pub fn decide<'a>(
             site: None,
         };
     };
-    let (raw_path, _) = path::split_uri(request.uri);
+    let (raw_path, query) = path::split_uri(request.uri);
     let Ok(canonical) = path::canonicalize(raw_path) else {
         return Outcome::deny(Reason::BadPath, site);
     };
@@ -156,7 +156,14 @@ pub fn decide<'a>(
     let (text, source) = match request_token(config, request) {
         Ok(Some(found)) => found,
         Ok(None) => {
-            return refresh_or_deny(config, site, &canonical, Reason::MissingToken, None, now)
+            return refresh_or_deny(
+                config,
+                site,
+                (&canonical, query),
+                Reason::MissingToken,
+                None,
+                now,
+            )
         }
         Err(TokenProblem::Malformed) => return Outcome::deny(Reason::Malformed, site),
         Err(TokenProblem::Challenge) => {
@@ -190,6 +197,12 @@ pub fn decide<'a>(
         Ok(token) if token.host.is_none() && config.sites.len() > 1 => {
             Outcome::deny(Reason::WrongHost, site)
         }
+        // A per-link override the operator did not opt into: serving without it would hand
+        // out something other than what was minted, honouring it would let any minter shape
+        // this site's responses. Not refreshable: a refresh cannot change what was asked.
+        Ok(token) if !config.accel.overrides.admit(&token) => {
+            Outcome::deny(Reason::OverrideNotAllowed, site)
+        }
         // Revoked is final: a refresh would only hand the same holder a new link.
         Ok(token) if revoked.covers(revocable(&token)) => Outcome::deny(Reason::Revoked, site),
         Ok(token) => Outcome::Allow {
@@ -204,7 +217,14 @@ pub fn decide<'a>(
             let previous = denied
                 .authentic
                 .and_then(|authentic| authentic.token().refresh);
-            refresh_or_deny(config, site, &canonical, denied.reason, previous, now)
+            refresh_or_deny(
+                config,
+                site,
+                (&canonical, query),
+                denied.reason,
+                previous,
+                now,
+            )
         }
     }
 }
@@ -310,12 +330,48 @@ fn is_token68(text: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"-._~+/".contains(&b))
 }
 
+/// Why a media URL's query cannot be kept through a refresh (see [`kept_query`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the query cannot be kept exactly (longer than 255 bytes, an empty pair, or a byte outside the URL query characters)")]
+pub struct QueryNotKept;
+
+/// The media URL's query without the token parameter, raw, for the refresh state (token
+/// field `kept_query`): `Ok(None)` when nothing else is left, [`QueryNotKept`] when the rest cannot
+/// be kept as it is ([`token::is_kept_query`]: longer than 255 bytes, an empty pair such as
+/// `a=1&&b=2`, a byte outside the URL query characters). Every pair named exactly `param` is
+/// left out (other spellings of it never get this far: reading the token refuses them), so the
+/// refreshed URL carries exactly one token. Nothing is decoded or re-encoded.
+pub fn kept_query(query: Option<&str>, param: &str) -> Result<Option<String>, QueryNotKept> {
+    let Some(query) = query.filter(|query| !query.is_empty()) else {
+        return Ok(None);
+    };
+    let kept: Vec<&str> = query
+        .split('&')
+        .filter(|pair| pair.split_once('=').map_or(*pair, |(name, _)| name) != param)
+        .collect();
+    if kept.is_empty() {
+        return Ok(None);
+    }
+    let kept = kept.join("&");
+    if token::is_kept_query(kept.as_bytes()) {
+        Ok(Some(kept))
+    } else {
+        Err(QueryNotKept)
+    }
+}
+
 /// A refreshable failure becomes a redirect to the session domain, unless the site has none
 /// or the browser is already going round in circles.
+///
+/// The rest of the media URL's query is signed into the state, so the refreshed link is the
+/// link the browser asked for. A query that cannot be kept exactly ([`kept_query`]) fails
+/// closed, as a path too long for the round trip does: a refreshed URL without some of its
+/// parameters is another request (another range of a manifest, another response type), and
+/// handing it out silently would be repairing the link, not healing it.
 fn refresh_or_deny<'a>(
     config: &Config,
     site: &'a Site,
-    canonical: &str,
+    (canonical, query): (&str, Option<&str>),
     reason: Reason,
     previous: Option<RefreshMarker>,
     now: u64,
@@ -332,7 +388,10 @@ fn refresh_or_deny<'a>(
     if encoded.len() > path::MAX_PATH_LEN {
         return Outcome::deny(reason, site);
     }
-    match mint::refresh_state(config, &site.id, canonical, marker, now) {
+    let Ok(kept) = kept_query(query, &config.token.param) else {
+        return Outcome::deny(reason, site);
+    };
+    match mint::refresh_state(config, &site.id, canonical, marker, kept.as_deref(), now) {
         Ok(state) => Outcome::Refresh {
             location: format!(
                 "{}{}{encoded}?state={state}",
@@ -372,4 +431,61 @@ fn next_marker(
         _ => fresh,
     };
     (marker.attempt <= config.refresh.max_attempts).then_some(marker)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{kept_query, QueryNotKept};
+
+    #[test]
+    fn the_kept_query_is_the_raw_query_without_the_token_parameter() {
+        let kept = |query| kept_query(query, "token");
+        assert_eq!(kept(None), Ok(None));
+        assert_eq!(kept(Some("")), Ok(None));
+        assert_eq!(kept(Some("token=stale")), Ok(None));
+        assert_eq!(kept(Some("token")), Ok(None));
+        assert_eq!(
+            kept(Some("x=1&y=a%20b&token=stale")),
+            Ok(Some("x=1&y=a%20b".into()))
+        );
+        assert_eq!(
+            kept(Some("token=stale&x=1&y=a%20b")),
+            Ok(Some("x=1&y=a%20b".into()))
+        );
+        // Kept as received: no decoding, no re-encoding, order unchanged.
+        assert_eq!(
+            kept(Some("b=%2f&a=+&token=t&c")),
+            Ok(Some("b=%2f&a=+&c".into()))
+        );
+        // `tokens` and `xtoken` are other parameters.
+        assert_eq!(
+            kept(Some("tokens=1&xtoken=2&token=t")),
+            Ok(Some("tokens=1&xtoken=2".into()))
+        );
+    }
+
+    #[test]
+    fn a_query_that_cannot_be_kept_exactly_is_refused_not_repaired() {
+        let long = format!("x={}&token=t", "a".repeat(254));
+        for query in [
+            "x=1&&token=t",
+            "x=1&token=t&",
+            "&x=1",
+            "x=a b&token=t",
+            "x=%zz",
+            "x=\u{e9}",
+            long.as_str(),
+        ] {
+            assert_eq!(
+                kept_query(Some(query), "token"),
+                Err(QueryNotKept),
+                "{query:?}"
+            );
+        }
+        let fits = format!("x={}&token=t", "a".repeat(253));
+        assert_eq!(
+            kept_query(Some(&fits), "token").unwrap().unwrap().len(),
+            255
+        );
+    }
 }

@@ -9,7 +9,7 @@
 //!   paths, lifetime cap, field rules). `sign`, `/mint` and the refresh flow share it.
 //!
 //! Version 2 (spec §17) is chosen here, never asked for: a token with a use limit, upload
-//! limits or a forced issued-at is v2 and carries `issued_at = now`; every other token stays
+//! limits, a response override or a forced issued-at is v2 and carries `issued_at = now`; every other token stays
 //! v1, byte for byte what earlier releases minted. Upload tokens are single-use unless told
 //! otherwise, and a counted token without a token id gets a random one.
 
@@ -18,7 +18,7 @@ use serde::Deserialize;
 use crate::config::{Config, Duration, Site};
 use crate::keys::Key;
 use crate::path;
-use crate::token::{self, Claims, IpNet, Methods, Purpose, RefreshMarker, Scope};
+use crate::token::{self, Claims, Disposition, IpNet, Methods, Purpose, RefreshMarker, Scope};
 
 /// What a front end may ask for: a `refresh_state` is minted by the refresh flow only.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -84,6 +84,15 @@ pub struct MintInput {
     /// (revocation of "everything key K signed before T" can then place it).
     #[serde(default)]
     pub issued_at: bool,
+    /// Download tokens only: the file name the browser saves the file as (UTF-8; needs
+    /// `"filename"` in `accel.overrides`).
+    pub filename: Option<String>,
+    /// Download tokens only: `"inline"` or `"attachment"` (needs `"disposition"` in
+    /// `accel.overrides`).
+    pub disposition: Option<String>,
+    /// Download tokens only: how long the browser may keep the file (`3600`, `"1h"`; at most
+    /// 2^32-1 seconds; needs `"max_age"` in `accel.overrides`).
+    pub max_age: Option<Duration>,
 }
 
 impl MintInput {
@@ -138,6 +147,24 @@ impl MintInput {
             .map(|types| token::canonical_content_types(types.iter().map(String::as_str)))
             .transpose()
             .map_err(MintError::Input)?;
+        let disposition = self
+            .disposition
+            .as_deref()
+            .map(str::parse::<Disposition>)
+            .transpose()
+            .map_err(MintError::Input)?;
+        let max_age = self
+            .max_age
+            .map(|age| {
+                u32::try_from(age.0).map_err(|_| {
+                    MintError::Input(format!(
+                        "max_age {} seconds is more than a token carries (at most {})",
+                        age.0,
+                        u32::MAX
+                    ))
+                })
+            })
+            .transpose()?;
         let host = match (&self.host, site) {
             (Some(host), _) => Some(host.clone()),
             (None, Some(site)) if config.sites.len() > 1 => Some(site.media_host.clone()),
@@ -160,6 +187,9 @@ impl MintInput {
             max_size: self.max_size,
             content_types,
             issued_at: self.issued_at,
+            filename: self.filename.clone(),
+            disposition,
+            max_age,
         };
         Ok((request, site))
     }
@@ -201,6 +231,12 @@ pub struct MintRequest {
     pub content_types: Option<String>,
     /// Force an issued-at (and so version 2) on a token that would otherwise be v1.
     pub issued_at: bool,
+    /// Download tokens only: the download file name.
+    pub filename: Option<String>,
+    /// Download tokens only: inline or attachment.
+    pub disposition: Option<Disposition>,
+    /// Download tokens only: `Cache-Control: private, max-age=N` seconds.
+    pub max_age: Option<u32>,
 }
 
 /// A minted token and where it points.
@@ -255,6 +291,14 @@ pub enum MintError {
     /// `content_types`) or an upload token a method other than POST and PUT.
     #[error("{0}")]
     NotForPurpose(&'static str),
+    /// Occurs when a response override is asked for that `accel.overrides` does not list:
+    /// the verifier would refuse the token (`override_not_allowed`).
+    #[error("{0} is not among accel.overrides: this deployment refuses tokens that carry it")]
+    OverrideNotAllowed(&'static str),
+    /// Occurs when a download file name breaks the rules of spec §17.1 (control characters,
+    /// `/`, `\`, bidirectional formatting characters, ...).
+    #[error("filename {0:?}: {1}")]
+    BadFilename(String, &'static str),
     /// Occurs when the operating system cannot provide random bytes for a token id.
     #[error("no randomness available to generate a token id")]
     NoRandomness,
@@ -349,6 +393,25 @@ pub fn mint(config: &Config, request: &MintRequest, now: u64) -> Result<Minted, 
             "an upload token allows POST and/or PUT only",
         ));
     }
+    let overrides =
+        request.filename.is_some() || request.disposition.is_some() || request.max_age.is_some();
+    if overrides && request.purpose != Purpose::Download {
+        return Err(MintError::NotForPurpose(
+            "filename, disposition and max_age shape a download: they need a download token",
+        ));
+    }
+    if let Some(refused) = config.accel.overrides.refused(
+        request.filename.is_some(),
+        request.disposition.is_some(),
+        request.max_age.is_some(),
+    ) {
+        return Err(MintError::OverrideNotAllowed(refused));
+    }
+    if let Some(name) = &request.filename {
+        if let Some(problem) = token::download_name_problem(name.as_bytes()) {
+            return Err(MintError::BadFilename(name.clone(), problem));
+        }
+    }
     // Upload slots are single-use unless told otherwise (issue 9).
     let uses = match request.uses.or(upload.then_some(1)) {
         Some(0) => return Err(MintError::ZeroUses),
@@ -364,6 +427,7 @@ pub fn mint(config: &Config, request: &MintRequest, now: u64) -> Result<Minted, 
         || uses.is_some()
         || request.max_size.is_some()
         || request.content_types.is_some()
+        || overrides
         || request.issued_at;
     let scope = if request.prefix {
         Scope::Prefix(canonical.clone())
@@ -376,6 +440,9 @@ pub fn mint(config: &Config, request: &MintRequest, now: u64) -> Result<Minted, 
         uses,
         max_size: request.max_size,
         content_types: request.content_types.clone(),
+        filename: request.filename.clone(),
+        disposition: request.disposition,
+        max_age: request.max_age,
         not_before: request.not_before,
         // Never lower-cased here: one spelling, refused when it is not nginx's `$host`.
         host: request.host.clone(),
@@ -401,12 +468,14 @@ pub fn mint(config: &Config, request: &MintRequest, now: u64) -> Result<Minted, 
 }
 
 /// Signs a refresh `state` bound to `canonical_path` for the site `site_id`, with the signing
-/// key (the media side starting a chain).
+/// key (the media side starting a chain). `kept_query` is the media URL's query without the
+/// token parameter, raw ([`token::is_kept_query`]), which the refreshed URL gets back.
 pub fn refresh_state(
     config: &Config,
     site_id: &str,
     canonical_path: &str,
     marker: RefreshMarker,
+    kept_query: Option<&str>,
     now: u64,
 ) -> Result<String, MintError> {
     refresh_state_signed_by(
@@ -415,6 +484,7 @@ pub fn refresh_state(
         site_id,
         canonical_path,
         marker,
+        kept_query,
         now,
     )
 }
@@ -427,6 +497,7 @@ pub fn refresh_state_signed_by(
     site_id: &str,
     canonical_path: &str,
     marker: RefreshMarker,
+    kept_query: Option<&str>,
     now: u64,
 ) -> Result<String, MintError> {
     let claims = Claims {
@@ -434,6 +505,8 @@ pub fn refresh_state_signed_by(
         // The site id travels in the subject field: it selects configuration, never a URL.
         subject: Some(site_id.to_owned()),
         refresh: Some(marker),
+        // Signed, so nobody between the two sides can add a parameter to the way back.
+        kept_query: kept_query.map(str::to_owned),
         ..Claims::download(
             Scope::Exact(canonical_path.to_owned()),
             now + config.refresh.state_ttl,

@@ -237,6 +237,11 @@ fn wording(reason: Option<Reason>) -> (&'static str, &'static str, &'static str)
             "This upload link does not accept this type of file.",
             "Choose a file of an accepted type, or send it with its right Content-Type.",
         ),
+        Some(Reason::OverrideNotAllowed) => (
+            "Link not accepted here",
+            "This link asks for something this site does not allow.",
+            "Ask whoever sent you the link for a new one.",
+        ),
         Some(Reason::StoreUnavailable) => (
             "Temporarily unavailable",
             "This link could not be checked right now.",

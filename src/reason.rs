@@ -87,6 +87,9 @@ reasons! {
     /// An upload's `Content-Type` is missing or not among the slot's media types (415 at
     /// nginx).
     ContentType = "content_type",
+    /// The token carries a per-link response override (download name, disposition, cache
+    /// max-age) that this deployment does not allow (`accel.overrides`).
+    OverrideNotAllowed = "override_not_allowed",
 }
 
 impl Reason {

@@ -6,8 +6,9 @@
 //! application's optional narrowing ("grant") headers. We re-derive the media path from the
 //! refresh URL, check the signed `state` the media side issued for exactly that path and site,
 //! check that the session server forwarding it is that site's, mint a token and send the
-//! browser back. Every redirect target is assembled from configuration and the canonical path:
-//! nothing from the request is copied into a URL.
+//! browser back. Every redirect target is assembled from configuration, the canonical path and
+//! the query the verified state keeps (which the media side signed): nothing else from the
+//! request is copied into a URL.
 //!
 //! Nothing of the state is read before its tag is checked: the site is found from the
 //! forwarding server and the refresh URL's path, and the state must then verify for it.
@@ -40,6 +41,9 @@ pub struct RefreshTarget<'c> {
     pub path: String,
     /// The state's marker (attempt, chain start).
     pub marker: RefreshMarker,
+    /// The media URL's other query parameters, raw, from the verified state only: the
+    /// refreshed URL gets them back, and nobody can add to them.
+    pub kept_query: Option<String>,
     /// The key that signed the state: the media side knows it, so tokens minted with it can
     /// always be verified there (a refresh can never loop on `unknown_key`).
     key: &'c Key,
@@ -81,11 +85,12 @@ pub fn check_target<'c>(
             continue;
         };
         match verify_state(config, site, state, &canonical, now) {
-            Ok((marker, key)) => {
+            Ok((marker, kept_query, key)) => {
                 return Ok(RefreshTarget {
                     site,
                     path: canonical.into_owned(),
                     marker,
+                    kept_query,
                     key,
                 })
             }
@@ -95,14 +100,15 @@ pub fn check_target<'c>(
     Err(reason)
 }
 
-/// Verifies `state` as this side's refresh state for `site` and `canonical`.
+/// Verifies `state` as this side's refresh state for `site` and `canonical`: its marker, its
+/// kept query and the key that signed it.
 fn verify_state<'c>(
     config: &'c Config,
     site: &Site,
     state: &str,
     canonical: &str,
     now: u64,
-) -> Result<(RefreshMarker, &'c Key), Reason> {
+) -> Result<(RefreshMarker, Option<String>, &'c Key), Reason> {
     let mut buf = TokenBuf::new();
     let request = Request {
         path: canonical,
@@ -127,8 +133,15 @@ fn verify_state<'c>(
     if marker.attempt > config.refresh.max_attempts {
         return Err(Reason::RefreshLoop);
     }
+    // The media side never keeps the token parameter; a kept query naming it (in any
+    // spelling, e.g. after token.param changed) would make the refreshed URL ambiguous.
+    if let Some(kept) = verified.kept_query {
+        if path::query_param(kept, &config.token.param) != Ok(None) {
+            return Err(Reason::BadState);
+        }
+    }
     let key = config.keys.get(verified.kid).ok_or(Reason::BadState)?;
-    Ok((marker, key))
+    Ok((marker, verified.kept_query.map(str::to_owned), key))
 }
 
 /// Mints a fresh token for an approved refresh and returns the media URL to redirect to.
@@ -172,8 +185,14 @@ pub fn approve(
         ..Claims::download(scope, now + ttl)
     };
     let token = token::sign(&claims, target.key).map_err(|_| Reason::BadRequest)?;
+    // The kept query comes from the verified state only, byte for byte as the media side
+    // received it; the fresh token goes last.
+    let kept = target
+        .kept_query
+        .as_deref()
+        .map_or_else(String::new, |kept| format!("{kept}&"));
     Ok(format!(
-        "{}{}?{}={token}",
+        "{}{}?{kept}{}={token}",
         target.site.media_origin,
         path::encode_path(&target.path),
         config.token.param,
@@ -216,6 +235,7 @@ pub fn login_location(
         &target.site.id,
         &target.path,
         marker,
+        target.kept_query.as_deref(),
         now,
     )
     .map_err(|_| Reason::BadState)?;

@@ -1418,3 +1418,71 @@ fn state_commands_revoke_list_and_show_history_through_the_running_server() {
     );
     assert!(err.contains("is `mediagate serve` running"), "{err}");
 }
+
+/// Issue 11: `sign --filename --disposition --max-age` mints the per-link overrides the
+/// configuration allows (and refuses the others and hostile names), and `inspect` shows them.
+#[test]
+fn sign_mints_allowed_response_overrides_and_inspect_shows_them() {
+    let home = TempDir::new("cli-overrides");
+    let config = home.write(
+        "mediagate.toml",
+        "[accel]\noverrides = [\"filename\", \"disposition\"]\n",
+    );
+    let sign = |args: &[&str]| {
+        mediagate(&home)
+            .arg("--config")
+            .arg(&config)
+            .args(["sign", "/media/report.pdf"])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let signed = sign(&[
+        "--filename",
+        "Résumé 2026 \"final\".pdf",
+        "--disposition",
+        "inline",
+    ]);
+    assert!(signed.status.success(), "{}", stderr(&signed));
+    let url = stdout(&signed).trim().to_owned();
+    let inspected = mediagate(&home)
+        .arg("--config")
+        .arg(&config)
+        .args(["inspect", &url])
+        .output()
+        .unwrap();
+    let text = stdout(&inspected);
+    for expected in [
+        "version     2 (draft)",
+        "filename    \"Résumé 2026 \\\"final\\\".pdf\" (per-link download name)",
+        "disposition inline",
+        "max-age     -",
+        "overrides   allowed by accel.overrides",
+        "verdict     valid now",
+    ] {
+        assert!(text.contains(expected), "{expected:?} in:\n{text}");
+    }
+    for (args, message) in [
+        (
+            &["--max-age", "1h"][..],
+            "max_age is not among accel.overrides",
+        ),
+        (
+            &["--disposition", "Inline"],
+            "is not \"inline\" or \"attachment\"",
+        ),
+        (
+            &["--filename", "a\r\nSet-Cookie: x=1"],
+            "a file name has no control characters",
+        ),
+        (&["--filename", "../a.pdf"], "it is one name, not a path"),
+    ] {
+        let output = sign(args);
+        assert!(!output.status.success(), "{args:?}: {}", stdout(&output));
+        assert!(
+            stderr(&output).contains(message),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+    }
+}

@@ -312,8 +312,11 @@ fn auth_answers_hostile_uris_with_the_exact_decision() {
             denied(403, "malformed"),
         ),
         ("/media/%ff%fe", denied(403, "bad_path")),
+        // 500 parameters are too many for a refresh to keep (issue 11: the refreshed URL keeps
+        // the query exactly or is not handed out), so no redirect: the plain denial.
+        (many_params.as_str(), denied(403, "missing_token")),
         (
-            many_params.as_str(),
+            "/media/a.pdf?x=1&y=a%20b",
             refresh("missing_token", "/media/a.pdf"),
         ),
         (long.as_str(), denied(403, "bad_path")),
@@ -418,7 +421,8 @@ fn mint_api_requires_the_secret_and_returns_a_working_url() {
             r#"{"path": "/a", "evil": 1}"#,
             "bad JSON: unknown field `evil`, expected one of `path`, `prefix`, `ttl`, \
              `methods`, `ip`, `host`, `subject`, `token_id`, `data`, `not_before`, `site`, \
-             `purpose`, `uses`, `max_size`, `content_types`, `issued_at` at line 1 column 21",
+             `purpose`, `uses`, `max_size`, `content_types`, `issued_at`, `filename`, \
+             `disposition`, `max_age` at line 1 column 21",
         ),
         ("not json", "bad JSON: expected ident at line 1 column 2"),
     ] {

@@ -16,6 +16,8 @@
 //! - `store_redis`: the Redis store against real `redis-server`s, standalone and a 3-node Cluster.
 //! - `uses`: limited-use links and revocation through real nginx (issue 9).
 //! - `uploads`: upload slots through real nginx, to a handler and to DAV (issue 9).
+//! - `overrides`: per-link response overrides and the refresh keeping other query parameters,
+//!   through real nginx (issue 11).
 //! - `tokensrc`: where the token comes from (query or `Authorization` header), in-process and
 //!   through real nginx (issue 11).
 
@@ -25,6 +27,7 @@ mod denials;
 mod deploy;
 mod e2e;
 mod edges;
+mod overrides;
 mod paths;
 mod proxies;
 mod reload;

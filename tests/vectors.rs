@@ -18,7 +18,8 @@ use mediagate::keys::{Key, KeyRing, Secret};
 use mediagate::path::{self, PathError};
 use mediagate::reason::Reason;
 use mediagate::token::{
-    self, mac, Claims, IpNet, Limits, Methods, Purpose, RefreshMarker, Request, Scope, TokenBuf,
+    self, mac, Claims, Disposition, IpNet, Limits, Methods, Purpose, RefreshMarker, Request, Scope,
+    TokenBuf,
 };
 
 #[derive(Deserialize)]
@@ -111,6 +112,14 @@ struct ClaimsVector {
     /// v2, upload: media types in the order the vector gives them (joined with `,`, not
     /// sorted: the reject vectors hold lists a minter must refuse).
     content_types: Option<Vec<String>>,
+    /// v2, download: the download file name.
+    filename: Option<String>,
+    /// v2, download: `inline` or `attachment`.
+    disposition: Option<String>,
+    /// v2, download: `Cache-Control` max-age seconds.
+    max_age: Option<u32>,
+    /// v2, refresh state: the kept query.
+    kept_query: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -249,6 +258,14 @@ impl ClaimsVector {
             uses: self.uses,
             max_size: self.max_size,
             content_types: self.content_types.as_ref().map(|types| types.join(",")),
+            filename: self.filename.clone(),
+            disposition: self
+                .disposition
+                .as_deref()
+                .map(str::parse::<Disposition>)
+                .transpose()?,
+            max_age: self.max_age,
+            kept_query: self.kept_query.clone(),
         })
     }
 }
@@ -382,6 +399,10 @@ fn mint_vectors_decode(file: &str) {
             && decoded.uses == claims.uses
             && decoded.max_size == claims.max_size
             && decoded.content_types == claims.content_types.as_deref()
+            && decoded.filename == claims.filename.as_deref()
+            && decoded.disposition == claims.disposition
+            && decoded.max_age == claims.max_age
+            && decoded.kept_query == claims.kept_query.as_deref()
             && decoded.version == claims.version()
             && format!("{:02x}", decoded.version) == vector.body_hex[..2];
         if !same {
@@ -413,7 +434,7 @@ fn reject_vectors_refused(file: &str) {
                     "path_and_prefix",
                     "neither_path_nor_prefix",
                 ];
-                let by_type = ["methods_", "ip_"];
+                let by_type = ["methods_", "ip_", "disposition_"];
                 if !unrepresentable.contains(&name.as_str())
                     && !by_type.iter().any(|start| name.starts_with(start))
                 {
@@ -654,6 +675,7 @@ fn vector_config(vectors: &Vectors) -> mediagate::config::Config {
     let toml = format!(
         "[keys]\ndev_key = false\nsigning = \"k1\"\n[keys.secrets]\nk1 = \"{}\"\n\
          [token]\ndefault_ttl = \"1h\"\nmax_lifetime = {}\nleeway = {}\n\
+         [accel]\noverrides = [\"filename\", \"disposition\", \"max_age\"]\n\
          [[sites]]\nid = \"vectors\"\nmedia_origin = \"https://media.example.com\"\n",
         vectors.secret("k1").to_base64(),
         vectors.limits.max_lifetime,

@@ -198,16 +198,55 @@ pub struct AccelConfig {
     pub buffering: Option<bool>,
     /// Cap for X-Accel-Expires, seconds (0 = not sent).
     pub max_expires: u64,
+    /// Which per-link response overrides tokens may carry (`accel.overrides`).
+    pub overrides: Overrides,
 }
 
-/// Content-Disposition type.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Disposition {
-    /// Show in the browser.
-    Inline,
-    /// Download.
-    Attachment,
+/// `accel.overrides`: the per-link response overrides (token format v2 fields `0x14`-`0x16`)
+/// this deployment honours. Default: none. A token carrying one that is not allowed is
+/// refused (`override_not_allowed`): serving it without the override would hand out
+/// something other than what was minted, and honouring it would let any minter shape
+/// responses the operator never opted into.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Overrides {
+    /// `"filename"`: the download file name.
+    pub filename: bool,
+    /// `"disposition"`: inline or attachment.
+    pub disposition: bool,
+    /// `"max_age"`: `Cache-Control: private, max-age=N`.
+    pub max_age: bool,
 }
+
+impl Overrides {
+    /// The names `accel.overrides` takes, in documentation order.
+    pub const NAMES: [&'static str; 3] = ["filename", "disposition", "max_age"];
+
+    /// The first override the fields carry that is not allowed, by its configuration name;
+    /// `None` when everything they carry is allowed.
+    pub fn refused(self, filename: bool, disposition: bool, max_age: bool) -> Option<&'static str> {
+        [
+            (filename && !self.filename, "filename"),
+            (disposition && !self.disposition, "disposition"),
+            (max_age && !self.max_age, "max_age"),
+        ]
+        .into_iter()
+        .find_map(|(refused, name)| refused.then_some(name))
+    }
+
+    /// True when every override `token` carries is allowed.
+    pub fn admit(self, token: &crate::token::Token<'_>) -> bool {
+        self.refused(
+            token.filename.is_some(),
+            token.disposition.is_some(),
+            token.max_age.is_some(),
+        )
+        .is_none()
+    }
+}
+
+/// Content-Disposition type: the token format's, so a site-wide setting and a per-link one
+/// are the same type.
+pub use crate::token::Disposition;
 
 /// `[refresh]`, in seconds.
 #[derive(Debug, Clone)]
@@ -502,6 +541,23 @@ fn validate_with(raw: &RawConfig, dev_key: DevKey, getenv: Getenv) -> Result<Con
             None
         }
     };
+    let mut overrides = Overrides::default();
+    for name in &raw.accel.overrides {
+        let slot = match name.as_str() {
+            "filename" => &mut overrides.filename,
+            "disposition" => &mut overrides.disposition,
+            "max_age" => &mut overrides.max_age,
+            other => {
+                check(Err(format!(
+                    "accel.overrides: {other:?} is not one of \"filename\", \"disposition\", \"max_age\""
+                )));
+                continue;
+            }
+        };
+        if std::mem::replace(slot, true) {
+            check(Err(format!("accel.overrides: {name:?} is listed twice")));
+        }
+    }
     let buffering = match raw.accel.buffering.as_str() {
         "default" => None,
         "yes" => Some(true),
@@ -627,6 +683,7 @@ fn validate_with(raw: &RawConfig, dev_key: DevKey, getenv: Getenv) -> Result<Con
             limit_rate: (raw.accel.limit_rate > 0).then_some(raw.accel.limit_rate),
             buffering,
             max_expires: raw.accel.max_expires.0,
+            overrides,
         },
         refresh: RefreshConfig {
             state_ttl: raw.refresh.state_ttl.0,

@@ -79,6 +79,7 @@ pub struct RawAccel {
     pub limit_rate: u64,
     pub buffering: String,
     pub max_expires: Duration,
+    pub overrides: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

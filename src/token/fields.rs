@@ -1,5 +1,6 @@
-//! Value types of token fields that are more than bytes: method sets, IP networks and the
-//! refresh marker. Each knows its exact wire encoding.
+//! Value types of token fields that are more than bytes: method sets, IP networks, the
+//! refresh marker, and the v2 response overrides (disposition, download name). Each knows its
+//! exact wire encoding.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -249,9 +250,146 @@ impl RefreshMarker {
     }
 }
 
+/// How the browser presents a file: the type of `Content-Disposition` (RFC 6266). One byte on
+/// the wire (v2 field `0x15`); also the type of the site-wide `accel.content_disposition`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Disposition {
+    /// Show in the browser.
+    Inline = 1,
+    /// Download (save as).
+    Attachment = 2,
+}
+
+impl Disposition {
+    /// Parses the wire byte; `None` for anything but 1 and 2.
+    pub fn from_byte(byte: u8) -> Option<Disposition> {
+        match byte {
+            1 => Some(Disposition::Inline),
+            2 => Some(Disposition::Attachment),
+            _ => None,
+        }
+    }
+
+    /// The header's type token: `inline` or `attachment`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Disposition::Inline => "inline",
+            Disposition::Attachment => "attachment",
+        }
+    }
+}
+
+impl FromStr for Disposition {
+    type Err = String;
+
+    /// `inline` or `attachment`, exactly (lower case): minting refuses other spellings.
+    fn from_str(text: &str) -> Result<Disposition, String> {
+        match text {
+            "inline" => Ok(Disposition::Inline),
+            "attachment" => Ok(Disposition::Attachment),
+            other => Err(format!(
+                "disposition {other:?} is not \"inline\" or \"attachment\""
+            )),
+        }
+    }
+}
+
+/// Why `name` may not be a download file name (v2 field `0x14`), or `None` when it may. The
+/// single definition for minting and decoding (spec §17.1). The name reaches a response
+/// header, so everything that could break out of `Content-Disposition` or fool the person
+/// saving the file is refused, never repaired:
+///
+/// - 1-255 bytes of UTF-8;
+/// - no control character (C0, DEL, C1): CR, LF and NUL never reach a header;
+/// - no `/` or `\`: a download name is one name, never a path;
+/// - no bidirectional formatting character (U+061C, U+200E, U+200F, U+202A-U+202E,
+///   U+2066-U+2069): `invoice\u{202e}fdp.exe` would display as `invoiceexe.pdf`;
+/// - not `.` or `..`, and no space at either end (browsers trim or refuse those differently).
+///
+/// Quotes, `;`, `%` and every other character are allowed in the name: the header carries
+/// the exact name percent-encoded in `filename*`, and its ASCII fallback replaces them (see
+/// `decision::content_disposition`), so none of them reaches the header as itself.
+pub fn download_name_problem(name: &[u8]) -> Option<&'static str> {
+    const LIMIT: usize = 255;
+    if name.is_empty() || name.len() > LIMIT {
+        return Some("a file name has 1 to 255 bytes");
+    }
+    let Ok(name) = std::str::from_utf8(name) else {
+        return Some("a file name is UTF-8");
+    };
+    for c in name.chars() {
+        if c.is_control() {
+            return Some("a file name has no control characters (CR, LF, NUL, ...)");
+        }
+        if c == '/' || c == '\\' {
+            return Some("a file name has no '/' or '\\' (it is one name, not a path)");
+        }
+        if matches!(c, '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+        {
+            return Some(
+                "a file name has no bidirectional formatting characters (they disguise extensions)",
+            );
+        }
+    }
+    if name == "." || name == ".." {
+        return Some("a file name is not \".\" or \"..\"");
+    }
+    if name.starts_with(' ') || name.ends_with(' ') {
+        return Some("a file name does not start or end with a space");
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn download_names_refuse_what_could_leave_the_header_or_disguise_the_file() {
+        for good in [
+            "Résumé 2026 \"final\".pdf",
+            "a;b.txt",
+            "100%.pdf",
+            "x",
+            "日本語.txt",
+            "a..b",
+            "...",
+        ] {
+            assert_eq!(download_name_problem(good.as_bytes()), None, "{good:?}");
+        }
+        for bad in [
+            &b""[..],
+            b"a\r\nSet-Cookie: x=1",
+            b"a\nb",
+            b"a\rb",
+            b"a\0b",
+            b"a\x7fb",
+            "a\u{85}b".as_bytes(),
+            b"../etc/passwd",
+            b"a\\b",
+            "invoice\u{202e}fdp.exe".as_bytes(),
+            "a\u{2066}b".as_bytes(),
+            b".",
+            b"..",
+            b" a.pdf",
+            b"a.pdf ",
+            b"\xff.pdf",
+            &[b'a'; 256],
+        ] {
+            assert!(download_name_problem(bad).is_some(), "{bad:?}");
+        }
+        assert_eq!(download_name_problem(&[b'a'; 255]), None);
+    }
+
+    #[test]
+    fn disposition_has_two_bytes_and_two_spellings() {
+        assert_eq!(Disposition::from_byte(1), Some(Disposition::Inline));
+        assert_eq!(Disposition::from_byte(2), Some(Disposition::Attachment));
+        assert!(Disposition::from_byte(0).is_none() && Disposition::from_byte(3).is_none());
+        assert_eq!("attachment".parse(), Ok(Disposition::Attachment));
+        assert!("Inline".parse::<Disposition>().is_err());
+    }
 
     #[test]
     fn methods_parse_and_print() {

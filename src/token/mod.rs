@@ -3,7 +3,7 @@
 //!
 //! - [`wire`]: field layout, limits, zero-copy decoding.
 //! - [`mac`]: which bytes are signed, and the tag.
-//! - [`fields`]: method sets, IP networks, refresh markers.
+//! - [`fields`]: method sets, IP networks, refresh markers, dispositions and download names.
 //! - [`mod@verify`]: checks a token against a request, in a fixed order, to one [`Reason`].
 //!
 //! The normative description is `docs/token-format.md`; `tests/vectors/tokens.json` pins it.
@@ -15,11 +15,11 @@ pub mod mac;
 pub mod verify;
 pub mod wire;
 
-pub use fields::{IpNet, Methods, RefreshMarker};
+pub use fields::{download_name_problem, Disposition, IpNet, Methods, RefreshMarker};
 pub use verify::{verify, Authentic, Denied, Limits, Request, Verified};
 pub use wire::{
-    canonical_content_types, decode, is_canonical_content_types, is_canonical_media_type, is_kid,
-    Claims, Malformed, Scope, Token, TokenBuf,
+    canonical_content_types, decode, is_canonical_content_types, is_canonical_media_type,
+    is_kept_query, is_kid, Claims, Malformed, Scope, Token, TokenBuf,
 };
 
 use crate::keys::Key;

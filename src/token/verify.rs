@@ -1,9 +1,12 @@
 //! Verification: one token against one request, checked in a fixed order so that every
 //! failure maps to exactly one [`Reason`].
 //!
-//! Order: structure, purpose, key, MAC, expiry, not-before, lifetime cap, host, scope, method,
-//! client IP. The MAC comes before any claim is trusted, so a reason such as `expired` is only
-//! ever reported for an authentic token.
+//! Order: structure, purpose, key, MAC, key purpose, expiry, not-before, lifetime cap, host,
+//! scope, method, client IP. The MAC comes before any claim is trusted, so a reason such as
+//! `expired` is only ever reported for an authentic token. The key-purpose check comes right
+//! after the MAC: `key_purpose` then means that a holder of the key really signed a token of a
+//! purpose the key is not allowed (an alert worth raising), never that someone typed a key id
+//! into a forged token.
 //!
 //! Trust is a type, not a convention. [`decode`] yields a [`Token`]: bytes anyone could have
 //! written. Only [`verify`] makes an [`Authentic`] (the tag matched one of our keys; its fields
@@ -69,7 +72,8 @@ impl<'a> Deref for Verified<'a> {
 
 /// A failed verification: the reason, and the token when its tag matched one of our keys
 /// (reasons after the MAC: `expired`, `out_of_scope`, ...). For `malformed`,
-/// `wrong_purpose`, `unknown_key` and `bad_signature` nothing of the token is passed on.
+/// `wrong_purpose`, `unknown_key`, `bad_signature` and `key_purpose` nothing of the token is
+/// passed on: a key used beyond its purposes has no say in any later decision.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Denied<'a> {
     /// Why.
@@ -113,6 +117,9 @@ pub fn verify<'a>(
     };
     if !mac::tag_matches(key, token.body, bound_path, token.tag) {
         return Err(Denied::unauthenticated(Reason::BadSignature));
+    }
+    if !key.allows(token.purpose) {
+        return Err(Denied::unauthenticated(Reason::KeyPurpose));
     }
     match check_claims(&token, request, limits, now) {
         Ok(()) => Ok(Verified(token)),

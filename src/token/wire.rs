@@ -8,9 +8,10 @@
 //! tag   = first 16 bytes of HMAC-SHA256 over the MAC input (see `mac.rs`)
 //! ```
 //!
-//! Version 2 has every v1 field plus issued-at, a use limit, and the upload limits (maximum
-//! size, content types). The same claims have exactly one encoding: a body is v2 exactly when
-//! it carries a v2-only field.
+//! Version 2 has every v1 field plus issued-at, a use limit, the upload limits (maximum
+//! size, content types) and a file version, and the `api` purpose. The same claims have
+//! exactly one encoding: a body is v2 exactly when it carries a v2-only field (every id from
+//! `0x0c` on) or a v2-only purpose.
 //!
 //! `docs/token-format.md` is the normative description (§17 for v2); this file and that one
 //! change together.
@@ -18,7 +19,7 @@
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 
-use super::fields::{IpNet, Methods, RefreshMarker};
+use super::fields::{FileVersion, IpNet, Methods, RefreshMarker};
 use super::Purpose;
 use crate::path;
 
@@ -26,7 +27,7 @@ use crate::path;
 pub const VERSION: u8 = VERSION_1;
 /// Version 1: frozen (spec §1-§16).
 pub const VERSION_1: u8 = 1;
-/// Version 2: a draft (spec §17); every v1 field plus ids `0x0c`-`0x0f`.
+/// Version 2: a draft (spec §17); every v1 field plus ids `0x0c`-`0x0f` and above `0x10`.
 pub const VERSION_2: u8 = 2;
 /// Tag length in bytes: HMAC-SHA256 truncated to 128 bits (see the spec for why that is enough).
 pub const TAG_LEN: usize = 16;
@@ -69,10 +70,21 @@ pub mod id {
     pub const CONTENT_TYPES: u8 = 0x0f;
     /// The highest id of a v1 body.
     pub const LAST_V1: u8 = REFRESH;
-    /// The highest id of a v2 body.
-    pub const LAST_V2: u8 = CONTENT_TYPES;
+    /// The first v2-only id: every id from here on (`0x10` is never in a body) is v2-only.
+    pub const FIRST_V2: u8 = ISSUED_AT;
     /// Never on the wire: the exact request path, appended to the MAC input only.
     pub const BOUND_PATH: u8 = 0x10;
+    /// v2: the version of the one file an exact-path download token is bound to (8 bytes,
+    /// [`super::FileVersion`]).
+    pub const FILE_VERSION: u8 = 0x13;
+
+    /// True when `field` is a body field of `version` (which is 1 or 2).
+    pub fn is_known(version: u8, field: u8) -> bool {
+        match version {
+            super::VERSION_1 => (KID..=LAST_V1).contains(&field),
+            _ => (KID..=CONTENT_TYPES).contains(&field) || field == FILE_VERSION,
+        }
+    }
 }
 
 /// Field length limits (inclusive), enforced both when minting and when decoding.
@@ -130,6 +142,8 @@ pub struct Claims {
     /// v2, upload tokens only: allowed media types, the wire form (lower case, ascending,
     /// comma-separated, e.g. `image/jpeg,image/png`); see [`canonical_content_types`].
     pub content_types: Option<String>,
+    /// v2, exact-path download tokens only: the version of the file the token is bound to.
+    pub file_version: Option<FileVersion>,
 }
 
 /// The path scope of a token being minted.
@@ -202,6 +216,8 @@ pub struct Token<'a> {
     /// v2, upload tokens only: the allowed media types as carried (lower case, ascending,
     /// comma-separated); see [`Token::content_types_iter`] and [`Token::content_type_allowed`].
     pub content_types: Option<&'a str>,
+    /// v2, exact-path download tokens only: the file version the token is bound to.
+    pub file_version: Option<FileVersion>,
     /// The body bytes the MAC covers.
     pub body: &'a [u8],
     /// The tag.
@@ -269,16 +285,19 @@ impl Claims {
             uses: None,
             max_size: None,
             content_types: None,
+            file_version: None,
         }
     }
 
-    /// True when any v2-only field is set: such claims are encoded as version 2, all others
-    /// as version 1 (one encoding per set of claims).
+    /// True when any v2-only field or a v2-only purpose is set: such claims are encoded as
+    /// version 2, all others as version 1 (one encoding per set of claims).
     pub fn needs_v2(&self) -> bool {
-        self.issued_at.is_some()
+        self.purpose.is_v2_only()
+            || self.issued_at.is_some()
             || self.uses.is_some()
             || self.max_size.is_some()
             || self.content_types.is_some()
+            || self.file_version.is_some()
     }
 
     /// The version [`Claims::encode_body`] writes.
@@ -338,15 +357,21 @@ impl Claims {
         if let Some(content_types) = &self.content_types {
             push_field(&mut body, id::CONTENT_TYPES, content_types.as_bytes())?;
         }
+        if let Some(version) = self.file_version {
+            push_field(&mut body, id::FILE_VERSION, &version.to_bytes())?;
+        }
         // The rules across fields, exactly as the decoder checks them.
         V2Facts {
             version: self.version(),
             purpose: self.purpose,
+            has_v2_field: self.needs_v2(),
             expires: self.expires,
             issued_at: self.issued_at,
             has_uses: self.uses.is_some(),
             has_token_id: self.token_id.is_some(),
             has_upload_limits: self.max_size.is_some() || self.content_types.is_some(),
+            has_file_version: self.file_version.is_some(),
+            has_prefix: matches!(self.scope, Scope::Prefix(_)),
         }
         .check()?;
         if let Scope::Exact(path) = &self.scope {
@@ -438,12 +463,12 @@ fn parse(raw: &[u8]) -> Result<Token<'_>, Malformed> {
     let (body, tag) = raw.split_at(raw.len() - TAG_LEN);
     // Dispatch on the version: it decides which ids exist (spec §16).
     let version = body[0];
-    let last_known_id = match version {
-        VERSION_1 => id::LAST_V1,
-        VERSION_2 => id::LAST_V2,
-        _ => return Err(Malformed("unknown version")),
-    };
-    let purpose = Purpose::from_byte(body[1]).ok_or(Malformed("unknown purpose"))?;
+    if version != VERSION_1 && version != VERSION_2 {
+        return Err(Malformed("unknown version"));
+    }
+    let purpose = Purpose::from_byte(body[1])
+        .filter(|purpose| version == VERSION_2 || !purpose.is_v2_only())
+        .ok_or(Malformed("unknown purpose"))?;
     let mut token = Token {
         version,
         purpose,
@@ -462,6 +487,7 @@ fn parse(raw: &[u8]) -> Result<Token<'_>, Malformed> {
         uses: None,
         max_size: None,
         content_types: None,
+        file_version: None,
         body,
         tag,
     };
@@ -477,7 +503,7 @@ fn parse(raw: &[u8]) -> Result<Token<'_>, Malformed> {
             .get(..len)
             .ok_or(Malformed("field runs past the end"))?;
         rest = &tail[len..];
-        if *field > last_known_id {
+        if !id::is_known(version, *field) {
             return Err(Malformed("unknown field"));
         }
         validate_field(*field, value)?;
@@ -497,6 +523,7 @@ fn parse(raw: &[u8]) -> Result<Token<'_>, Malformed> {
             id::USES => token.uses = Some(be_u32(value)),
             id::MAX_SIZE => token.max_size = Some(be_u64(value)),
             id::CONTENT_TYPES => token.content_types = Some(ascii(value)),
+            id::FILE_VERSION => token.file_version = FileVersion::from_wire(value),
             _ => return Err(Malformed("unknown field")),
         }
     }
@@ -509,11 +536,16 @@ fn parse(raw: &[u8]) -> Result<Token<'_>, Malformed> {
     V2Facts {
         version,
         purpose,
+        // Ids ascend, so the last one is the largest: one range check covers every v2-only
+        // id, including those later drafts add.
+        has_v2_field: last_id >= id::FIRST_V2 || purpose.is_v2_only(),
         expires: token.expires,
         issued_at: token.issued_at,
         has_uses: token.uses.is_some(),
         has_token_id: token.token_id.is_some(),
         has_upload_limits: token.max_size.is_some() || token.content_types.is_some(),
+        has_file_version: token.file_version.is_some(),
+        has_prefix: token.prefix.is_some(),
     }
     .check()?;
     Ok(token)
@@ -524,19 +556,23 @@ fn parse(raw: &[u8]) -> Result<Token<'_>, Malformed> {
 struct V2Facts {
     version: u8,
     purpose: Purpose,
+    /// A v2-only field (any id from `0x0c` on) or a v2-only purpose.
+    has_v2_field: bool,
     expires: u64,
     issued_at: Option<u64>,
     has_uses: bool,
     has_token_id: bool,
     has_upload_limits: bool,
+    has_file_version: bool,
+    has_prefix: bool,
 }
 
 impl V2Facts {
     fn check(&self) -> Result<(), Malformed> {
-        let has_v2_field = self.issued_at.is_some() || self.has_uses || self.has_upload_limits;
+        let has_v2_field = self.has_v2_field;
         if self.version == VERSION_1 {
-            // Unreachable from both callers (v1 bodies cannot carry ids 0x0c-0x0f and claims
-            // with such a field encode as v2); kept so the rule reads complete.
+            // Unreachable from both callers (v1 bodies cannot carry v2-only ids or purposes
+            // and claims with one encode as v2); kept so the rule reads complete.
             return match has_v2_field {
                 true => Err(Malformed("v2 fields in a v1 body")),
                 false => Ok(()),
@@ -558,6 +594,12 @@ impl V2Facts {
         if self.has_upload_limits && self.purpose != Purpose::Upload {
             return Err(Malformed(
                 "max_size and content types belong in upload tokens only",
+            ));
+        }
+        // A version names one file: a prefix covers many, and only downloads read a file.
+        if self.has_file_version && (self.purpose != Purpose::Download || self.has_prefix) {
+            return Err(Malformed(
+                "a file version belongs in exact-path download tokens only",
             ));
         }
         Ok(())
@@ -597,6 +639,7 @@ fn validate_field(field: u8, value: &[u8]) -> Result<(), Malformed> {
             value.len() <= limit::CONTENT_TYPES
                 && std::str::from_utf8(value).is_ok_and(is_canonical_content_types)
         }
+        id::FILE_VERSION => value.len() == 8,
         _ => return Err(Malformed("unknown field")),
     };
     if ok {
@@ -630,6 +673,7 @@ fn field_error(field: u8) -> &'static str {
         id::ISSUED_AT => "bad issued-at",
         id::USES => "bad uses: a u32 of at least 1",
         id::MAX_SIZE => "bad max_size: a u64 of at least 1",
+        id::FILE_VERSION => "bad file version: exactly 8 bytes",
         _ => "bad content types: lower-case type/subtype names, ascending, comma-separated, no duplicates, no parameters, 1-255 bytes",
     }
 }

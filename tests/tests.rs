@@ -16,6 +16,8 @@
 //! - `store_redis`: the Redis store against real `redis-server`s, standalone and a 3-node Cluster.
 //! - `uses`: limited-use links and revocation through real nginx (issue 9).
 //! - `uploads`: upload slots through real nginx, to a handler and to DAV (issue 9).
+//! - `purposes`: per-purpose keys and links bound to a file version (issue 11), in-process
+//!   and through real nginx.
 //! - `tokensrc`: where the token comes from (query or `Authorization` header), in-process and
 //!   through real nginx (issue 11).
 
@@ -27,6 +29,7 @@ mod e2e;
 mod edges;
 mod paths;
 mod proxies;
+mod purposes;
 mod reload;
 mod server;
 mod shared_store;

@@ -172,3 +172,78 @@ pub fn check_claims(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::{Key, Purposes, Secret};
+    use crate::token::{sign, Claims, Scope};
+
+    #[test]
+    fn a_key_not_allowed_the_purpose_is_refused_after_the_mac_and_passes_nothing_on() {
+        let secret = Secret::new(vec![9; 32]);
+        let api_only = Purposes::of([Purpose::Api]).unwrap();
+        let key = Key::new("api", &secret).unwrap();
+        let ring = KeyRing::new(vec![key.clone().with_purposes(api_only)], "api").unwrap();
+        let limits = Limits {
+            leeway: 30,
+            max_lifetime: 3600,
+        };
+        let request = Request {
+            path: "/media/a.pdf",
+            method: "GET",
+            host: None,
+            client_ip: None,
+        };
+        let now = 1_800_000_000;
+        // Signed by the key's holder with a purpose the ring does not allow it.
+        let download = sign(
+            &Claims::download(Scope::Exact("/media/a.pdf".into()), now + 60),
+            &key,
+        )
+        .unwrap();
+        let mut buf = TokenBuf::new();
+        let denied = verify(
+            &download,
+            &mut buf,
+            Purpose::Download,
+            &request,
+            &ring,
+            limits,
+            now,
+        )
+        .unwrap_err();
+        assert_eq!(
+            (denied.reason, denied.authentic),
+            (Reason::KeyPurpose, None)
+        );
+        // A forged tag under the same key id stays bad_signature: only a real signature
+        // raises key_purpose.
+        let mut forged = download.clone();
+        let last = forged.pop().unwrap();
+        forged.push(if last == 'A' { 'Q' } else { 'A' });
+        let mut buf = TokenBuf::new();
+        let denied = verify(
+            &forged,
+            &mut buf,
+            Purpose::Download,
+            &request,
+            &ring,
+            limits,
+            now,
+        )
+        .unwrap_err();
+        assert_eq!(denied.reason, Reason::BadSignature);
+        // The allowed purpose verifies.
+        let api = sign(
+            &Claims {
+                purpose: Purpose::Api,
+                ..Claims::download(Scope::Exact("/media/a.pdf".into()), now + 60)
+            },
+            &key,
+        )
+        .unwrap();
+        let mut buf = TokenBuf::new();
+        assert!(verify(&api, &mut buf, Purpose::Api, &request, &ring, limits, now).is_ok());
+    }
+}

@@ -1107,6 +1107,90 @@ mod tests {
         assert_eq!(decode(&text, &mut buf).unwrap().methods(), Methods::READ);
     }
 
+    #[test]
+    fn the_api_purpose_exists_in_version_2_only_and_makes_claims_v2() {
+        // Purpose 4 in a v1 body is an unknown purpose: v1 is frozen.
+        assert_eq!(
+            decode_body(&body(1, 4, &[])),
+            Err(Malformed("unknown purpose"))
+        );
+        // In v2 it is enough on its own: it is the v2-only part.
+        assert_eq!(decode_body(&body(2, 4, &[])), Ok(()));
+        assert_eq!(
+            decode_body(&body(2, 5, &[])),
+            Err(Malformed("unknown purpose"))
+        );
+        let claims = Claims {
+            purpose: Purpose::Api,
+            ..Claims::download(Scope::Prefix("/api/v1/".into()), EXP)
+        };
+        assert_eq!(claims.version(), VERSION_2);
+        let mut buf = TokenBuf::new();
+        let text = sign(&claims, &key()).unwrap();
+        let token = decode(&text, &mut buf).unwrap();
+        assert_eq!((token.version, token.purpose), (VERSION_2, Purpose::Api));
+        assert_eq!(token.methods(), Methods::READ);
+    }
+
+    #[test]
+    fn a_file_version_is_eight_bytes_in_exact_path_download_tokens_only() {
+        let version = [1, 2, 3, 4, 5, 6, 7, 8];
+        assert_eq!(
+            decode_body(&body(2, 1, &[(id::FILE_VERSION, &version)])),
+            Ok(())
+        );
+        // An id above 0x10 makes the body v2 by itself; in v1 it is unknown.
+        assert_eq!(
+            decode_body(&body(1, 1, &[(id::FILE_VERSION, &version)])),
+            Err(Malformed("unknown field"))
+        );
+        for bad in [&version[..7], &[0; 9][..]] {
+            assert_eq!(
+                decode_body(&body(2, 1, &[(id::FILE_VERSION, bad)])),
+                Err(Malformed("bad file version: exactly 8 bytes"))
+            );
+        }
+        let misplaced = Err(Malformed(
+            "a file version belongs in exact-path download tokens only",
+        ));
+        for purpose in [2, 3, 4] {
+            assert_eq!(
+                decode_body(&body(2, purpose, &[(id::FILE_VERSION, &version)])),
+                misplaced
+            );
+        }
+        assert_eq!(
+            decode_body(&body(
+                2,
+                1,
+                &[(id::PREFIX, b"/media/"), (id::FILE_VERSION, &version)]
+            )),
+            misplaced
+        );
+        // Unassigned ids between the binding id and 0x13 stay unknown.
+        for unassigned in [0x11, 0x12, 0x14, 0xff] {
+            assert_eq!(
+                decode_body(&body(2, 1, &[(unassigned, b"x")])),
+                Err(Malformed("unknown field")),
+                "{unassigned:#x}"
+            );
+        }
+        let bound = Claims {
+            file_version: Some(FileVersion::from_bytes(version)),
+            ..Claims::download(Scope::Exact("/media/a.pdf".into()), EXP)
+        };
+        let mut buf = TokenBuf::new();
+        let text = sign(&bound, &key()).unwrap();
+        let token = decode(&text, &mut buf).unwrap();
+        assert_eq!(token.version, VERSION_2);
+        assert_eq!(token.file_version, Some(FileVersion::from_bytes(version)));
+        let prefix = Claims {
+            scope: Scope::Prefix("/media/".into()),
+            ..bound
+        };
+        assert_eq!(prefix.encode_body("k1").map(|_| ()), misplaced);
+    }
+
     proptest::proptest! {
         /// Any claims the encoder accepts decode back to exactly those claims, in the
         /// version the encoder chose.

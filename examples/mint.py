@@ -22,7 +22,7 @@ As a library:
 
 Claims (all but `expires` and one of `path` / `prefix` are optional):
 
-    purpose      "download" (default), "upload" or "refresh_state"
+    purpose      "download" (default), "upload", "refresh_state" or "api" (v2 only)
     expires      unix seconds; the token is expired when now >= expires
     not_before   unix seconds
     path         one exact canonical path (bound through the MAC, not carried in the token)
@@ -49,6 +49,10 @@ others as v1:
     disposition  download tokens only: "inline" or "attachment"
     max_age      download tokens only: Cache-Control max-age seconds, 0 to 2^32-1
     kept_query   refresh_state tokens only: the media URL's query without the token, raw
+    file_version_hex exact-path download tokens only: the bound file version, 8 bytes as 16
+                 hex digits (mediagate computes it from the file, see `sign --bind-version`)
+
+The purpose "api" exists in version 2 only: an API token is always minted as v2.
 """
 
 import argparse
@@ -71,17 +75,19 @@ DOMAIN = b"mediagate\x00"  # MAC domain-separation prefix
 MIN_SECRET_LEN = 32
 MAX_PATH_LEN = 4096
 
-PURPOSES = {"download": 1, "upload": 2, "refresh_state": 3}
+PURPOSES = {"download": 1, "upload": 2, "refresh_state": 3, "api": 4}
+V2_PURPOSES = ("api",)  # a v1 body never carries these
 METHOD_BITS = {"GET": 1, "HEAD": 2, "POST": 4, "PUT": 8, "DELETE": 16, "PATCH": 32, "OPTIONS": 64}
 
 # Field ids: each field is id:u8 len:u8 value, in strictly ascending id order.
 KID, EXPIRES, NOT_BEFORE, PREFIX, HOST, METHODS, IP = 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07
 TOKEN_ID, SUBJECT, DATA, REFRESH = 0x08, 0x09, 0x0A, 0x0B
 ISSUED_AT, USES, MAX_SIZE, CONTENT_TYPES = 0x0C, 0x0D, 0x0E, 0x0F  # version 2 only
+FILE_VERSION = 0x13  # version 2 only; every id from ISSUED_AT up (BOUND_PATH aside) is v2-only
 FILENAME, DISPOSITION, MAX_AGE, KEPT_QUERY = 0x14, 0x15, 0x16, 0x17  # version 2 only
 V2_CLAIMS = (
-    "issued_at", "uses", "max_size", "content_types", "filename", "disposition", "max_age",
-    "kept_query",
+    "issued_at", "uses", "max_size", "content_types", "file_version_hex", "filename",
+    "disposition", "max_age", "kept_query",
 )
 DISPOSITIONS = {"inline": 1, "attachment": 2}
 # Bidirectional formatting characters: they make "x<U+202E>fdp.exe" display as "xexe.pdf".
@@ -344,7 +350,8 @@ def encode_body(kid: str, claims: dict) -> bytes:
         raise MintError(f"unknown purpose {purpose!r}")
     if ("path" in claims) == ("prefix" in claims):
         raise MintError("give exactly one of path and prefix")
-    version = VERSION_2 if any(name in claims for name in V2_CLAIMS) else VERSION_1
+    v2 = purpose in V2_PURPOSES or any(name in claims for name in V2_CLAIMS)
+    version = VERSION_2 if v2 else VERSION_1
 
     body = bytes([version, PURPOSES[purpose]])
     body += field(KID, ascii_text("kid", kid, 1, 32, is_kid_char))
@@ -396,6 +403,14 @@ def encode_body(kid: str, claims: dict) -> bytes:
         body += field(CONTENT_TYPES, content_types_value(claims["content_types"]))
     if ("max_size" in claims or "content_types" in claims) and purpose != "upload":
         raise MintError("max_size and content types belong in upload tokens only")
+    # Ids ascend: the file version (0x13) comes before the overrides (0x14-0x16).
+    if "file_version_hex" in claims:
+        text = claims["file_version_hex"]
+        if not isinstance(text, str) or len(text) != 16 or not set(text.encode()) <= HEX_DIGITS:
+            raise MintError("bad file version: exactly 8 bytes (16 hex digits)")
+        if purpose != "download" or "prefix" in claims:
+            raise MintError("a file version belongs in exact-path download tokens only")
+        body += field(FILE_VERSION, bytes.fromhex(text))
     if "filename" in claims:
         body += field(FILENAME, filename_value(claims["filename"]))
     if "disposition" in claims:
@@ -504,8 +519,8 @@ def v2_request(request: dict, claims: dict, now: int) -> None:
     """The v2 part of the front end, as mediagate's: upload slots are single-use by default,
     a counted token gets a random token id, and every v2 token is stamped with now."""
     purpose = request.get("purpose", "download")
-    if purpose not in ("download", "upload"):
-        raise MintError(f"purpose must be download or upload, not {purpose!r}")
+    if purpose not in ("download", "upload", "api"):
+        raise MintError(f"purpose must be download, upload or api, not {purpose!r}")
     upload = purpose == "upload"
     claims["purpose"] = purpose
     if not upload and ("max_size" in request or "content_types" in request):
@@ -524,14 +539,14 @@ def v2_request(request: dict, claims: dict, now: int) -> None:
     if "content_types" in request:
         claims["content_types"] = canonical_content_types(request["content_types"])
     overrides = [name for name in ("filename", "disposition", "max_age") if name in request]
-    if overrides and upload:
+    if overrides and purpose != "download":
         raise MintError("filename, disposition and max_age need a download token")
     for name in overrides:
         claims[name] = request[name]
     if "max_age" in request:
         claims["max_age"] = parse_ttl(request["max_age"])
-    if upload or uses is not None or "max_size" in request or "content_types" in request \
-            or overrides or request.get("issued_at", False):
+    if upload or purpose in V2_PURPOSES or uses is not None or "max_size" in request \
+            or "content_types" in request or overrides or request.get("issued_at", False):
         claims["issued_at"] = now
 
 
@@ -649,7 +664,8 @@ def main() -> None:
             "ip": args.ip,
             "token_id": args.token_id,
             "subject": args.subject,
-            "purpose": "upload" if args.upload or args.purpose == "upload" else None,
+            "purpose": "upload" if args.upload else
+            args.purpose if args.purpose in ("upload", "api") else None,
             "uses": args.uses,
             "max_size": parse_size(args.max_size) if args.max_size else None,
             "content_types": [t for item in args.content_type for t in item.split(",")] or None,

@@ -219,6 +219,18 @@ pub struct SignArgs {
     /// of a download link.
     #[arg(long)]
     pub upload: bool,
+    /// Mint an API token (for a location behind protect-api.conf; token format v2) instead of
+    /// a download link. A media location refuses it, as an API location refuses media links.
+    #[arg(long, conflicts_with = "upload")]
+    pub api: bool,
+    /// Sign with this key id instead of keys.signing; the key must be allowed the token's
+    /// purpose (keys.purposes).
+    #[arg(long, value_name = "KID")]
+    pub key: Option<String>,
+    /// Bind the link to the current version of its file (size, modification time, inode)
+    /// under the site's files_root: it stops working once the file is replaced or changed.
+    #[arg(long)]
+    pub bind_version: bool,
     /// Upload slots only: the largest body, in bytes or with K, M or G (1024-based): 10M.
     #[arg(long, value_name = "SIZE")]
     pub max_size: Option<String>,
@@ -326,7 +338,13 @@ pub fn sign(config: &Config, args: &SignArgs) -> anyhow::Result<Signed> {
         subject: args.subject.clone(),
         token_id: args.token_id.clone(),
         site: args.site.clone(),
-        purpose: args.upload.then_some(MintPurpose::Upload),
+        purpose: match (args.upload, args.api) {
+            (true, _) => Some(MintPurpose::Upload),
+            (false, true) => Some(MintPurpose::Api),
+            (false, false) => None,
+        },
+        key: args.key.clone(),
+        bind_version: args.bind_version,
         uses: args.uses,
         max_size,
         content_types: (!args.content_types.is_empty()).then_some(content_types),
@@ -336,7 +354,13 @@ pub fn sign(config: &Config, args: &SignArgs) -> anyhow::Result<Signed> {
         max_age,
         ..MintInput::default()
     };
-    let (request, site) = input.resolve(config)?;
+    let (mut request, site) = input.resolve(config)?;
+    if let (true, Some(root)) = (
+        args.bind_version,
+        site.and_then(|site| site.files_root.as_deref()),
+    ) {
+        request.file_version = Some(crate::mint::resolve_file_version(root, &request)?);
+    }
     let minted = mint(config, &request, clock::now())?;
     let note = match (&args.token_id, &minted.token_id) {
         (None, Some(generated)) => Some(format!(
@@ -586,6 +610,12 @@ pub fn inspect(
         client_ip,
         // `inspect` judges the URL: a token given to it is read as the query parameter.
         authorization: Authorization::Absent,
+        // An API token is judged as at an API location (`protect-api.conf`), anything else
+        // as at a media location.
+        purpose: match &decoded {
+            Some(Ok(token)) if token.purpose == Purpose::Api => Purpose::Api,
+            _ => Purpose::Download,
+        },
     };
     let mut gate_buf = TokenBuf::new();
     let outcome = gate::decide(config, &request, &mut gate_buf, now, &Revoked::default());
@@ -630,11 +660,19 @@ pub fn inspect(
 fn hint(reason: Reason, token: Option<&Token<'_>>) -> &'static str {
     match reason {
         Reason::UnknownKey => "rotated out, or signed by another deployment",
+        Reason::KeyPurpose => "its key is not allowed this token's purpose (keys.purposes)",
+        Reason::FileChanged => {
+            "bound to an earlier version of the file (replaced, changed or gone)"
+        }
         Reason::WrongPurpose => match token.map(|token| token.purpose) {
             Some(Purpose::RefreshState) => {
                 "a refresh_state token: only /refresh reads it, /auth never accepts it"
             }
             Some(Purpose::Upload) => "an upload token: /auth accepts only download tokens",
+            Some(Purpose::Api) => {
+                "an API token: only a location behind protect-api.conf accepts it"
+            }
+            Some(Purpose::Download) => "a download token: an API location accepts only API tokens",
             _ => "not a download token",
         },
         Reason::BadSignature => match token.and_then(|token| token.prefix) {
@@ -789,6 +827,12 @@ fn describe(out: &mut String, token: &Token<'_>, config: Option<&Config>, now: u
         line(
             "kept query",
             token.kept_query.map_or_else(none, str::to_owned),
+        );
+    }
+    if let Some(version) = token.file_version {
+        line(
+            "file version",
+            format!("{version} (the server compares it with the file under files_root)"),
         );
     }
     if token.purpose == Purpose::Upload {

@@ -9,16 +9,26 @@
 //!   paths, lifetime cap, field rules). `sign`, `/mint` and the refresh flow share it.
 //!
 //! Version 2 (spec §17) is chosen here, never asked for: a token with a use limit, upload
-//! limits, a response override or a forced issued-at is v2 and carries `issued_at = now`; every other token stays
-//! v1, byte for byte what earlier releases minted. Upload tokens are single-use unless told
-//! otherwise, and a counted token without a token id gets a random one.
+//! limits, a response override, a file version, the `api` purpose or a forced issued-at is v2
+//! and carries `issued_at = now`; every other token stays v1, byte for byte what earlier
+//! releases minted. Upload tokens are single-use unless told otherwise, and a counted token
+//! without a token id gets a random one.
+//!
+//! Every token is signed with the signing key or the key the caller names, and only when
+//! that key is allowed the token's purpose (`[keys.purposes]`): a key kept for API tokens
+//! never signs a media link.
+
+use std::path::Path;
 
 use serde::Deserialize;
 
 use crate::config::{Config, Duration, Site};
+use crate::files::{self, FileError};
 use crate::keys::Key;
 use crate::path;
-use crate::token::{self, Claims, Disposition, IpNet, Methods, Purpose, RefreshMarker, Scope};
+use crate::token::{
+    self, Claims, Disposition, FileVersion, IpNet, Methods, Purpose, RefreshMarker, Scope,
+};
 
 /// What a front end may ask for: a `refresh_state` is minted by the refresh flow only.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -29,6 +39,9 @@ pub enum MintPurpose {
     Download,
     /// An upload slot (POST and PUT unless `methods` narrows it; single-use by default).
     Upload,
+    /// A call to an application endpoint behind `protect-api.conf` (GET and HEAD unless
+    /// `methods` says otherwise).
+    Api,
 }
 
 impl From<MintPurpose> for Purpose {
@@ -36,6 +49,7 @@ impl From<MintPurpose> for Purpose {
         match purpose {
             MintPurpose::Download => Purpose::Download,
             MintPurpose::Upload => Purpose::Upload,
+            MintPurpose::Api => Purpose::Api,
         }
     }
 }
@@ -70,8 +84,14 @@ pub struct MintInput {
     /// Site id: whose media origin starts the URL and, with several sites, whose media host
     /// the token is bound to (default: the first site).
     pub site: Option<String>,
-    /// `"download"` (default) or `"upload"`.
+    /// `"download"` (default), `"upload"` or `"api"`.
     pub purpose: Option<MintPurpose>,
+    /// Key id to sign with (default: `keys.signing`); the key must be allowed the purpose.
+    pub key: Option<String>,
+    /// Bind the link to the current version of its file under the site's `files_root`: it
+    /// stops working once the file is replaced or changed (exact-path downloads only).
+    #[serde(default)]
+    pub bind_version: bool,
     /// Use limit (at least 1); upload tokens default to 1. A token id is generated when none
     /// is given.
     pub uses: Option<u32>,
@@ -170,7 +190,14 @@ impl MintInput {
             (None, Some(site)) if config.sites.len() > 1 => Some(site.media_host.clone()),
             (None, _) => None,
         };
+        if self.bind_version && site.is_none_or(|site| site.files_root.is_none()) {
+            return Err(MintError::NoFilesRoot(
+                site.map_or_else(String::new, |site| site.id.clone()),
+            ));
+        }
         let request = MintRequest {
+            key: self.key.clone(),
+            file_version: None,
             path: self.path.clone(),
             prefix: self.prefix,
             ttl: self.ttl.map(|ttl| ttl.0),
@@ -237,6 +264,10 @@ pub struct MintRequest {
     pub disposition: Option<Disposition>,
     /// Download tokens only: `Cache-Control: private, max-age=N` seconds.
     pub max_age: Option<u32>,
+    /// Key id to sign with; `None` signs with `keys.signing`.
+    pub key: Option<String>,
+    /// The version of the file the token is bound to ([`resolve_file_version`]).
+    pub file_version: Option<FileVersion>,
 }
 
 /// A minted token and where it points.
@@ -302,6 +333,28 @@ pub enum MintError {
     /// Occurs when the operating system cannot provide random bytes for a token id.
     #[error("no randomness available to generate a token id")]
     NoRandomness,
+    /// Occurs when the requested key id names no configured key.
+    #[error("unknown key {0:?}")]
+    UnknownKey(String),
+    /// Occurs when the key to sign with is not allowed the token's purpose
+    /// (`[keys.purposes]`).
+    #[error("key {key:?} may not sign {purpose} tokens (keys.purposes allows it: {allowed})")]
+    KeyPurpose {
+        /// The key id.
+        key: String,
+        /// The purpose asked for.
+        purpose: &'static str,
+        /// What the key may sign.
+        allowed: String,
+    },
+    /// Occurs when a link bound to a file version is asked for on a site without a
+    /// `files_root` (the site id; empty when no site is configured).
+    #[error("site {0:?} has no files_root: links bound to a file version need one")]
+    NoFilesRoot(String),
+    /// Occurs when the file a link is to be bound to has no version (missing, not a regular
+    /// file, or outside `files_root`).
+    #[error("cannot bind {0:?} to its file version: {1}")]
+    File(String, String),
 }
 
 /// Length of a generated token id in random bytes (22 base64url characters): ids of
@@ -372,7 +425,13 @@ pub fn mint(config: &Config, request: &MintRequest, now: u64) -> Result<Minted, 
     if request.not_before.is_some_and(|nbf| nbf >= now + ttl) {
         return Err(MintError::EmptyWindow(now + ttl));
     }
+    let key = signing_key(config, request.key.as_deref(), request.purpose)?;
     let upload = request.purpose == Purpose::Upload;
+    if request.file_version.is_some() && (request.purpose != Purpose::Download || request.prefix) {
+        return Err(MintError::NotForPurpose(
+            "a file version binds one file: exact-path download links only (no --prefix, --upload or --api)",
+        ));
+    }
     if request.purpose == Purpose::RefreshState {
         return Err(MintError::NotForPurpose(
             "refresh_state tokens are minted by the refresh flow only",
@@ -424,6 +483,8 @@ pub fn mint(config: &Config, request: &MintRequest, now: u64) -> Result<Minted, 
     };
     // Every v2 token is stamped (upload tokens are always v2): revocation by time needs it.
     let v2 = upload
+        || request.purpose.is_v2_only()
+        || request.file_version.is_some()
         || uses.is_some()
         || request.max_size.is_some()
         || request.content_types.is_some()
@@ -452,10 +513,10 @@ pub fn mint(config: &Config, request: &MintRequest, now: u64) -> Result<Minted, 
         subject: request.subject.clone(),
         data: request.data.clone(),
         refresh: request.refresh,
+        file_version: request.file_version,
         ..Claims::download(scope, now + ttl)
     };
-    let token = token::sign(&claims, config.keys.signing_key())
-        .map_err(|error| MintError::BadField(error.0))?;
+    let token = token::sign(&claims, key).map_err(|error| MintError::BadField(error.0))?;
     let path_and_query = format!("{encoded_path}?{}={token}", config.token.param);
     Ok(Minted {
         token,
@@ -464,6 +525,51 @@ pub fn mint(config: &Config, request: &MintRequest, now: u64) -> Result<Minted, 
         expires: claims.expires,
         token_id: claims.token_id,
         issued_at: claims.issued_at,
+    })
+}
+
+/// The key a token of `purpose` is signed with: `kid`, or the signing key; refused unless the
+/// key is allowed the purpose.
+pub fn signing_key<'c>(
+    config: &'c Config,
+    kid: Option<&str>,
+    purpose: Purpose,
+) -> Result<&'c Key, MintError> {
+    let key = match kid {
+        Some(kid) => config
+            .keys
+            .get(kid)
+            .ok_or_else(|| MintError::UnknownKey(kid.to_owned()))?,
+        None => config.keys.signing_key(),
+    };
+    if key.allows(purpose) {
+        Ok(key)
+    } else {
+        Err(MintError::KeyPurpose {
+            key: key.id().to_owned(),
+            purpose: purpose.as_str(),
+            allowed: key.purposes().to_string(),
+        })
+    }
+}
+
+/// The version of the file `request` names below `root` (the site's `files_root`), for a
+/// link bound to it. Blocking (a `stat`): the async `/mint` runs it on the blocking pool.
+pub fn resolve_file_version(root: &Path, request: &MintRequest) -> Result<FileVersion, MintError> {
+    if request.prefix {
+        return Err(MintError::NotForPurpose(
+            "a file version binds one file: exact-path download links only (no --prefix, --upload or --api)",
+        ));
+    }
+    let canonical = path::canonicalize(&request.path)
+        .map_err(|error| MintError::BadPath(request.path.clone(), error))?;
+    files::version_of(root, &canonical).map_err(|error| {
+        let why = match error {
+            // Never the resolved target of a link out of the root: only that it is one.
+            FileError::Io(error) => format!("cannot read it ({})", error.kind()),
+            other => other.to_string(),
+        };
+        MintError::File(canonical.into_owned(), why)
     })
 }
 
@@ -500,6 +606,13 @@ pub fn refresh_state_signed_by(
     kept_query: Option<&str>,
     now: u64,
 ) -> Result<String, MintError> {
+    if !key.allows(Purpose::RefreshState) {
+        return Err(MintError::KeyPurpose {
+            key: key.id().to_owned(),
+            purpose: Purpose::RefreshState.as_str(),
+            allowed: key.purposes().to_string(),
+        });
+    }
     let claims = Claims {
         purpose: Purpose::RefreshState,
         // The site id travels in the subject field: it selects configuration, never a URL.

@@ -401,6 +401,8 @@ fn api_token(stack: &Stack) -> String {
         &MintRequest {
             path: "/api/v1/".into(),
             prefix: true,
+            // protect-api.conf accepts API tokens only (issue 11, per-purpose keys).
+            purpose: mediagate::token::Purpose::Api,
             ..MintRequest::default()
         },
         mediagate::clock::now(),

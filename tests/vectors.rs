@@ -18,8 +18,8 @@ use mediagate::keys::{Key, KeyRing, Secret};
 use mediagate::path::{self, PathError};
 use mediagate::reason::Reason;
 use mediagate::token::{
-    self, mac, Claims, Disposition, IpNet, Limits, Methods, Purpose, RefreshMarker, Request, Scope,
-    TokenBuf,
+    self, mac, Claims, Disposition, FileVersion, IpNet, Limits, Methods, Purpose, RefreshMarker,
+    Request, Scope, TokenBuf,
 };
 
 #[derive(Deserialize)]
@@ -112,6 +112,8 @@ struct ClaimsVector {
     /// v2, upload: media types in the order the vector gives them (joined with `,`, not
     /// sorted: the reject vectors hold lists a minter must refuse).
     content_types: Option<Vec<String>>,
+    /// v2, exact-path downloads: the bound file version, 8 bytes as 16 hex digits.
+    file_version_hex: Option<String>,
     /// v2, download: the download file name.
     filename: Option<String>,
     /// v2, download: `inline` or `attachment`.
@@ -179,8 +181,25 @@ fn purpose(name: &str) -> Result<Purpose, String> {
         "download" => Ok(Purpose::Download),
         "upload" => Ok(Purpose::Upload),
         "refresh_state" => Ok(Purpose::RefreshState),
+        "api" => Ok(Purpose::Api),
         other => Err(format!("unknown purpose {other:?}")),
     }
+}
+
+/// A file version from its 16 hex digits.
+fn file_version(text: &str) -> Result<FileVersion, String> {
+    let bytes: Vec<u8> = (0..text.len())
+        .step_by(2)
+        .map(|at| {
+            text.get(at..at + 2)
+                .and_then(|pair| u8::from_str_radix(pair, 16).ok())
+        })
+        .collect::<Option<_>>()
+        .ok_or_else(|| format!("file_version_hex {text:?} is not hex"))?;
+    let bytes: [u8; 8] = bytes
+        .try_into()
+        .map_err(|_| format!("file_version_hex {text:?} is not 8 bytes"))?;
+    Ok(FileVersion::from_bytes(bytes))
 }
 
 impl Vectors {
@@ -258,6 +277,11 @@ impl ClaimsVector {
             uses: self.uses,
             max_size: self.max_size,
             content_types: self.content_types.as_ref().map(|types| types.join(",")),
+            file_version: self
+                .file_version_hex
+                .as_deref()
+                .map(file_version)
+                .transpose()?,
             filename: self.filename.clone(),
             disposition: self
                 .disposition

@@ -15,7 +15,7 @@ pub mod mac;
 pub mod verify;
 pub mod wire;
 
-pub use fields::{download_name_problem, Disposition, IpNet, Methods, RefreshMarker};
+pub use fields::{download_name_problem, Disposition, FileVersion, IpNet, Methods, RefreshMarker};
 pub use verify::{verify, Authentic, Denied, Limits, Request, Verified};
 pub use wire::{
     canonical_content_types, decode, is_canonical_content_types, is_canonical_media_type,
@@ -37,6 +37,11 @@ pub enum Purpose {
     Upload = 2,
     /// The `state` a media domain hands to the refresh endpoint.
     RefreshState = 3,
+    /// A call to an application endpoint behind `protect-api.conf` (version 2 only). Its own
+    /// byte, inside the MAC, so that an API token never opens a media location and a media
+    /// link never calls an API, whatever the paths: which one a location expects is set by
+    /// nginx's configuration (`X-Mediagate-Purpose`), never by the client.
+    Api = 4,
 }
 
 impl Purpose {
@@ -46,8 +51,30 @@ impl Purpose {
             1 => Some(Purpose::Download),
             2 => Some(Purpose::Upload),
             3 => Some(Purpose::RefreshState),
+            4 => Some(Purpose::Api),
             _ => None,
         }
+    }
+
+    /// Every purpose, in byte order.
+    pub const ALL: [Purpose; 4] = [
+        Purpose::Download,
+        Purpose::Upload,
+        Purpose::RefreshState,
+        Purpose::Api,
+    ];
+
+    /// The purpose named `name` (as [`Purpose::as_str`] spells it), for configuration.
+    pub fn from_name(name: &str) -> Option<Purpose> {
+        Purpose::ALL
+            .into_iter()
+            .find(|purpose| purpose.as_str() == name)
+    }
+
+    /// True for a purpose that exists in version 2 only: a v1 body with its byte is an
+    /// unknown purpose (v1 is frozen), and claims with it are encoded as version 2.
+    pub fn is_v2_only(self) -> bool {
+        self == Purpose::Api
     }
 
     /// Lower-case name for inspect output and docs.
@@ -56,6 +83,7 @@ impl Purpose {
             Purpose::Download => "download",
             Purpose::Upload => "upload",
             Purpose::RefreshState => "refresh_state",
+            Purpose::Api => "api",
         }
     }
 }

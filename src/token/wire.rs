@@ -9,9 +9,10 @@
 //! ```
 //!
 //! Version 2 has every v1 field plus issued-at, a use limit, the upload limits (maximum
-//! size, content types), the per-link response overrides (download name, disposition, cache
-//! max-age) and the refresh state's kept query. The same claims have exactly one encoding: a
-//! body is v2 exactly when it carries a v2-only field (every id from `0x0c` up).
+//! size, content types), a file version, the per-link response overrides (download name,
+//! disposition, cache max-age), the refresh state's kept query, and the `api` purpose. The
+//! same claims have exactly one encoding: a body is v2 exactly when it carries a v2-only field
+//! (every id from `0x0c` up) or a v2-only purpose.
 //!
 //! `docs/token-format.md` is the normative description (§17 for v2); this file and that one
 //! change together.
@@ -19,7 +20,9 @@
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 
-use super::fields::{download_name_problem, Disposition, IpNet, Methods, RefreshMarker};
+use super::fields::{
+    download_name_problem, Disposition, FileVersion, IpNet, Methods, RefreshMarker,
+};
 use super::Purpose;
 use crate::path;
 
@@ -27,7 +30,8 @@ use crate::path;
 pub const VERSION: u8 = VERSION_1;
 /// Version 1: frozen (spec §1-§16).
 pub const VERSION_1: u8 = 1;
-/// Version 2: a draft (spec §17); every v1 field plus the v2-only ids from `0x0c` up.
+/// Version 2: a draft (spec §17); every v1 field plus the v2-only ids from `0x0c` up (`0x10`
+/// is never in a body) and the v2-only `api` purpose.
 pub const VERSION_2: u8 = 2;
 /// Tag length in bytes: HMAC-SHA256 truncated to 128 bits (see the spec for why that is enough).
 pub const TAG_LEN: usize = 16;
@@ -68,6 +72,9 @@ pub mod id {
     pub const MAX_SIZE: u8 = 0x0e;
     /// v2: allowed upload media types, a sorted comma-separated list; upload tokens only.
     pub const CONTENT_TYPES: u8 = 0x0f;
+    /// v2: the version of the one file an exact-path download token is bound to (8 bytes,
+    /// [`super::FileVersion`]).
+    pub const FILE_VERSION: u8 = 0x13;
     /// v2: the download file name (UTF-8) sent in `Content-Disposition`; download tokens only.
     pub const FILENAME: u8 = 0x14;
     /// v2: `Content-Disposition` type, one byte (1 inline, 2 attachment); download tokens only.
@@ -79,7 +86,8 @@ pub mod id {
     /// The highest id of a v1 body.
     pub const LAST_V1: u8 = REFRESH;
     /// The lowest v2-only id: every id from here up exists in v2 bodies only, so a v2 body
-    /// must carry one (a range, so that ids added later count without a change here).
+    /// must carry one or a v2-only purpose (a range, so that ids added later count without a
+    /// change here).
     pub const FIRST_V2: u8 = ISSUED_AT;
     /// The highest id of a v2 body.
     pub const LAST_V2: u8 = KEPT_QUERY;
@@ -155,6 +163,8 @@ pub struct Claims {
     /// v2, refresh states only: the media URL's query without the token parameter, raw (see
     /// [`is_kept_query`]).
     pub kept_query: Option<String>,
+    /// v2, exact-path download tokens only: the version of the file the token is bound to.
+    pub file_version: Option<FileVersion>,
 }
 
 /// The path scope of a token being minted.
@@ -236,6 +246,8 @@ pub struct Token<'a> {
     pub max_age: Option<u32>,
     /// v2, refresh states only: the query the refreshed URL keeps (see [`is_kept_query`]).
     pub kept_query: Option<&'a str>,
+    /// v2, exact-path download tokens only: the file version the token is bound to.
+    pub file_version: Option<FileVersion>,
     /// The body bytes the MAC covers.
     pub body: &'a [u8],
     /// The tag.
@@ -313,13 +325,15 @@ impl Claims {
             disposition: None,
             max_age: None,
             kept_query: None,
+            file_version: None,
         }
     }
 
-    /// True when any v2-only field is set: such claims are encoded as version 2, all others
-    /// as version 1 (one encoding per set of claims).
+    /// True when any v2-only field or a v2-only purpose is set: such claims are encoded as
+    /// version 2, all others as version 1 (one encoding per set of claims).
     pub fn needs_v2(&self) -> bool {
-        self.issued_at.is_some()
+        self.purpose.is_v2_only()
+            || self.issued_at.is_some()
             || self.uses.is_some()
             || self.max_size.is_some()
             || self.content_types.is_some()
@@ -327,6 +341,7 @@ impl Claims {
             || self.disposition.is_some()
             || self.max_age.is_some()
             || self.kept_query.is_some()
+            || self.file_version.is_some()
     }
 
     /// The version [`Claims::encode_body`] writes.
@@ -386,6 +401,9 @@ impl Claims {
         if let Some(content_types) = &self.content_types {
             push_field(&mut body, id::CONTENT_TYPES, content_types.as_bytes())?;
         }
+        if let Some(version) = self.file_version {
+            push_field(&mut body, id::FILE_VERSION, &version.to_bytes())?;
+        }
         if let Some(filename) = &self.filename {
             push_field(&mut body, id::FILENAME, filename.as_bytes())?;
         }
@@ -402,9 +420,9 @@ impl Claims {
         V2Facts {
             version: self.version(),
             purpose: self.purpose,
+            has_v2_field: self.needs_v2(),
             expires: self.expires,
             issued_at: self.issued_at,
-            has_v2_field: self.needs_v2(),
             has_uses: self.uses.is_some(),
             has_token_id: self.token_id.is_some(),
             has_upload_limits: self.max_size.is_some() || self.content_types.is_some(),
@@ -412,6 +430,8 @@ impl Claims {
                 || self.disposition.is_some()
                 || self.max_age.is_some(),
             has_kept_query: self.kept_query.is_some(),
+            has_file_version: self.file_version.is_some(),
+            has_prefix: matches!(self.scope, Scope::Prefix(_)),
         }
         .check()?;
         if let Scope::Exact(path) = &self.scope {
@@ -508,7 +528,9 @@ fn parse(raw: &[u8]) -> Result<Token<'_>, Malformed> {
         VERSION_2 => id::LAST_V2,
         _ => return Err(Malformed("unknown version")),
     };
-    let purpose = Purpose::from_byte(body[1]).ok_or(Malformed("unknown purpose"))?;
+    let purpose = Purpose::from_byte(body[1])
+        .filter(|purpose| version == VERSION_2 || !purpose.is_v2_only())
+        .ok_or(Malformed("unknown purpose"))?;
     let mut token = Token {
         version,
         purpose,
@@ -531,6 +553,7 @@ fn parse(raw: &[u8]) -> Result<Token<'_>, Malformed> {
         disposition: None,
         max_age: None,
         kept_query: None,
+        file_version: None,
         body,
         tag,
     };
@@ -546,6 +569,8 @@ fn parse(raw: &[u8]) -> Result<Token<'_>, Malformed> {
             .get(..len)
             .ok_or(Malformed("field runs past the end"))?;
         rest = &tail[len..];
+        // Ids past the version's last are unknown; unassigned ids below it (and the
+        // never-carried binding id) are refused by `validate_field`.
         if *field > last_known_id {
             return Err(Malformed("unknown field"));
         }
@@ -570,6 +595,7 @@ fn parse(raw: &[u8]) -> Result<Token<'_>, Malformed> {
             id::DISPOSITION => token.disposition = Disposition::from_byte(value[0]),
             id::MAX_AGE => token.max_age = Some(be_u32(value)),
             id::KEPT_QUERY => token.kept_query = Some(ascii(value)),
+            id::FILE_VERSION => token.file_version = FileVersion::from_wire(value),
             _ => return Err(Malformed("unknown field")),
         }
     }
@@ -582,16 +608,18 @@ fn parse(raw: &[u8]) -> Result<Token<'_>, Malformed> {
     V2Facts {
         version,
         purpose,
+        // Ids ascend, so the last one is the highest: one range check counts every v2-only
+        // id, including ones added after this line was written.
+        has_v2_field: last_id >= id::FIRST_V2 || purpose.is_v2_only(),
         expires: token.expires,
         issued_at: token.issued_at,
-        // Ids ascend, so the last one is the highest: a range check that counts every v2-only
-        // id, including ones added after this line was written.
-        has_v2_field: last_id >= id::FIRST_V2,
         has_uses: token.uses.is_some(),
         has_token_id: token.token_id.is_some(),
         has_upload_limits: token.max_size.is_some() || token.content_types.is_some(),
         has_overrides: token.has_overrides(),
         has_kept_query: token.kept_query.is_some(),
+        has_file_version: token.file_version.is_some(),
+        has_prefix: token.prefix.is_some(),
     }
     .check()?;
     Ok(token)
@@ -602,22 +630,24 @@ fn parse(raw: &[u8]) -> Result<Token<'_>, Malformed> {
 struct V2Facts {
     version: u8,
     purpose: Purpose,
+    /// Some id from [`id::FIRST_V2`] up is present, or the purpose is v2-only.
+    has_v2_field: bool,
     expires: u64,
     issued_at: Option<u64>,
-    /// Some id from [`id::FIRST_V2`] up is present.
-    has_v2_field: bool,
     has_uses: bool,
     has_token_id: bool,
     has_upload_limits: bool,
     has_overrides: bool,
     has_kept_query: bool,
+    has_file_version: bool,
+    has_prefix: bool,
 }
 
 impl V2Facts {
     fn check(&self) -> Result<(), Malformed> {
         if self.version == VERSION_1 {
-            // Unreachable from both callers (v1 bodies cannot carry ids from 0x0c up and
-            // claims with such a field encode as v2); kept so the rule reads complete.
+            // Unreachable from both callers (v1 bodies cannot carry v2-only ids or purposes
+            // and claims with one encode as v2); kept so the rule reads complete.
             return match self.has_v2_field {
                 true => Err(Malformed("v2 fields in a v1 body")),
                 false => Ok(()),
@@ -650,6 +680,12 @@ impl V2Facts {
         }
         if self.has_kept_query && self.purpose != Purpose::RefreshState {
             return Err(Malformed("a kept query belongs in refresh states only"));
+        }
+        // A version names one file: a prefix covers many, and only downloads read a file.
+        if self.has_file_version && (self.purpose != Purpose::Download || self.has_prefix) {
+            return Err(Malformed(
+                "a file version belongs in exact-path download tokens only",
+            ));
         }
         Ok(())
     }
@@ -692,6 +728,7 @@ fn validate_field(field: u8, value: &[u8]) -> Result<(), Malformed> {
         id::DISPOSITION => value.len() == 1 && Disposition::from_byte(value[0]).is_some(),
         id::MAX_AGE => value.len() == 4,
         id::KEPT_QUERY => is_kept_query(value),
+        id::FILE_VERSION => value.len() == 8,
         _ => return Err(Malformed("unknown field")),
     };
     if ok {
@@ -729,6 +766,7 @@ fn field_error(field: u8) -> &'static str {
         id::DISPOSITION => "bad disposition: one byte, 1 (inline) or 2 (attachment)",
         id::MAX_AGE => "bad max-age: a u32 (4 bytes)",
         id::KEPT_QUERY => "bad kept query: 1-255 bytes of URL query characters in non-empty '&'-separated pairs, '%' only before two hex digits",
+        id::FILE_VERSION => "bad file version: exactly 8 bytes",
         _ => "bad content types: lower-case type/subtype names, ascending, comma-separated, no duplicates, no parameters, 1-255 bytes",
     }
 }
@@ -1326,20 +1364,110 @@ mod tests {
     #[test]
     fn every_id_above_the_binding_id_is_v2_only_and_unassigned_ones_are_unknown() {
         // A v1 body knows none of them.
-        for field in [id::FILENAME, id::DISPOSITION, id::MAX_AGE, id::KEPT_QUERY] {
+        for field in [
+            id::FILENAME,
+            id::DISPOSITION,
+            id::MAX_AGE,
+            id::KEPT_QUERY,
+            id::FILE_VERSION,
+        ] {
             assert_eq!(
                 decode_body(&body(1, 1, &[(field, &[1])])),
                 Err(Malformed("unknown field"))
             );
         }
         // Ids not (yet) assigned in this build stay unknown in v2.
-        for field in [0x11, 0x12, 0x13, 0x18, 0xff] {
+        for field in [0x10, 0x11, 0x12, 0x18, 0xff] {
             assert_eq!(
                 download(&[(field, &[1])]),
                 Err(Malformed("unknown field")),
                 "{field:#x}"
             );
         }
+    }
+
+    #[test]
+    fn the_api_purpose_exists_in_version_2_only_and_makes_claims_v2() {
+        // Purpose 4 in a v1 body is an unknown purpose: v1 is frozen.
+        assert_eq!(
+            decode_body(&body(1, 4, &[])),
+            Err(Malformed("unknown purpose"))
+        );
+        // In v2 it is enough on its own: it is the v2-only part.
+        assert_eq!(decode_body(&body(2, 4, &[])), Ok(()));
+        assert_eq!(
+            decode_body(&body(2, 5, &[])),
+            Err(Malformed("unknown purpose"))
+        );
+        let claims = Claims {
+            purpose: Purpose::Api,
+            ..Claims::download(Scope::Prefix("/api/v1/".into()), EXP)
+        };
+        assert_eq!(claims.version(), VERSION_2);
+        let mut buf = TokenBuf::new();
+        let text = sign(&claims, &key()).unwrap();
+        let token = decode(&text, &mut buf).unwrap();
+        assert_eq!((token.version, token.purpose), (VERSION_2, Purpose::Api));
+        assert_eq!(token.methods(), Methods::READ);
+    }
+
+    #[test]
+    fn a_file_version_is_eight_bytes_in_exact_path_download_tokens_only() {
+        let version = [1, 2, 3, 4, 5, 6, 7, 8];
+        assert_eq!(
+            decode_body(&body(2, 1, &[(id::FILE_VERSION, &version)])),
+            Ok(())
+        );
+        // An id above 0x10 makes the body v2 by itself; in v1 it is unknown.
+        assert_eq!(
+            decode_body(&body(1, 1, &[(id::FILE_VERSION, &version)])),
+            Err(Malformed("unknown field"))
+        );
+        for bad in [&version[..7], &[0; 9][..]] {
+            assert_eq!(
+                decode_body(&body(2, 1, &[(id::FILE_VERSION, bad)])),
+                Err(Malformed("bad file version: exactly 8 bytes"))
+            );
+        }
+        let misplaced = Err(Malformed(
+            "a file version belongs in exact-path download tokens only",
+        ));
+        for purpose in [2, 3, 4] {
+            assert_eq!(
+                decode_body(&body(2, purpose, &[(id::FILE_VERSION, &version)])),
+                misplaced
+            );
+        }
+        assert_eq!(
+            decode_body(&body(
+                2,
+                1,
+                &[(id::PREFIX, b"/media/"), (id::FILE_VERSION, &version)]
+            )),
+            misplaced
+        );
+        // Unassigned ids (here: those of parts not in this build, and past the last) stay unknown.
+        for unassigned in [0x11, 0x12, 0x18, 0xff] {
+            assert_eq!(
+                decode_body(&body(2, 1, &[(unassigned, b"x")])),
+                Err(Malformed("unknown field")),
+                "{unassigned:#x}"
+            );
+        }
+        let bound = Claims {
+            file_version: Some(FileVersion::from_bytes(version)),
+            ..Claims::download(Scope::Exact("/media/a.pdf".into()), EXP)
+        };
+        let mut buf = TokenBuf::new();
+        let text = sign(&bound, &key()).unwrap();
+        let token = decode(&text, &mut buf).unwrap();
+        assert_eq!(token.version, VERSION_2);
+        assert_eq!(token.file_version, Some(FileVersion::from_bytes(version)));
+        let prefix = Claims {
+            scope: Scope::Prefix("/media/".into()),
+            ..bound
+        };
+        assert_eq!(prefix.encode_body("k1").map(|_| ()), misplaced);
     }
 
     proptest::proptest! {

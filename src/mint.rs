@@ -11,13 +11,15 @@
 //! Version 2 (spec §17) is chosen here, never asked for: a token with a use limit, upload
 //! limits or a forced issued-at is v2 and carries `issued_at = now`; every other token stays
 //! v1, byte for byte what earlier releases minted. Upload tokens are single-use unless told
-//! otherwise, and a counted token without a token id gets a random one.
+//! otherwise, and a counted token without a token id gets a random one. A token with a
+//! scopes list (several method sets on paths and prefixes) or a recipient is v2 too.
 
 use serde::Deserialize;
 
 use crate::config::{Config, Duration, Site};
 use crate::keys::Key;
 use crate::path;
+use crate::token::scopes::{self, ScopeEntry, ScopeRef};
 use crate::token::{self, Claims, IpNet, Methods, Purpose, RefreshMarker, Scope};
 
 /// What a front end may ask for: a `refresh_state` is minted by the refresh flow only.
@@ -40,17 +42,87 @@ impl From<MintPurpose> for Purpose {
     }
 }
 
+/// One entry of `scopes` as the caller wrote it: `{"methods": ["GET", "HEAD"], "path":
+/// "/api/v1/foo/", "prefix": true}` (`sign --scope GET,HEAD:/api/v1/foo/`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScopeInput {
+    /// Method names, exactly as HTTP spells them; at least one.
+    pub methods: Vec<String>,
+    /// The path as it appears in a URL (percent-encoded; decoded once). With `prefix`, a
+    /// folder ending in `/`.
+    pub path: String,
+    /// Everything below `path` instead of exactly `path`.
+    #[serde(default)]
+    pub prefix: bool,
+}
+
+impl ScopeInput {
+    /// Parses `sign --scope`: `METHODS:PATH`, methods comma-separated (`GET,HEAD:/api/v1/`);
+    /// a `PATH` ending in `/` is a prefix.
+    pub fn parse_flag(text: &str) -> Result<ScopeInput, String> {
+        let (methods, path) = text.split_once(':').ok_or_else(|| {
+            format!("scope {text:?}: write METHODS:PATH, e.g. GET,HEAD:/api/v1/foo/")
+        })?;
+        Ok(ScopeInput {
+            methods: methods.split(',').map(str::to_owned).collect(),
+            path: path.to_owned(),
+            prefix: path.ends_with('/'),
+        })
+    }
+
+    /// The entry with its path canonicalised once and its methods parsed; refused, never
+    /// repaired.
+    fn resolve(&self) -> Result<ScopeEntry, MintError> {
+        let methods = Methods::from_names(self.methods.iter().map(String::as_str))
+            .map_err(|error| MintError::Scopes(format!("scope {:?}: {error}", self.path)))?;
+        let path = canonical_url_path(&self.path)?;
+        Ok(ScopeEntry {
+            methods,
+            prefix: self.prefix,
+            path,
+        })
+    }
+}
+
+/// A path as it appears in a URL, canonicalised once (spec §8.1): no raw `?`, and a URL form
+/// that a verifier will not refuse as too long.
+fn canonical_url_path(raw: &str) -> Result<String, MintError> {
+    if raw.contains('?') {
+        // A query is not part of the signed path (spec §7.1 stops at the first `?`); a
+        // file name containing `?` is written `%3F`.
+        return Err(MintError::QueryInPath(raw.to_owned()));
+    }
+    let canonical = path::canonicalize(raw)
+        .map_err(|error| MintError::BadPath(raw.to_owned(), error))?
+        .into_owned();
+    // The URL carries the encoded form, which can be three times longer than the canonical
+    // one; never mint a link whose path the verifier will refuse as too long.
+    if path::encode_path(&canonical).len() > path::MAX_PATH_LEN {
+        return Err(MintError::BadPath(raw.to_owned(), path::PathError::TooLong));
+    }
+    Ok(canonical)
+}
+
 /// A request for a token as the caller wrote it: `mediagate sign`'s flags or `POST /mint`'s
 /// JSON body (the field names are the JSON names). Nothing here is trusted yet.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MintInput {
     /// The path as it appears in a URL (percent-encoded; decoded once). With `prefix`, a
-    /// folder ending in `/`.
+    /// folder ending in `/`. With `scopes`, optional: the path the link points at, which an
+    /// entry must cover (default: the first entry's path).
+    #[serde(default)]
     pub path: String,
     /// Scope the token to everything below `path` instead of exactly `path`.
     #[serde(default)]
     pub prefix: bool,
+    /// v2: several (methods, path or prefix) entries instead of `path`/`prefix` and
+    /// `methods`; at least two, in any order (sorted here), no method granted twice for a
+    /// path.
+    pub scopes: Option<Vec<ScopeInput>>,
+    /// v2: who the token is handed to (`X-Mediagate-Recipient` upstream).
+    pub recipient: Option<String>,
     /// Lifetime (`600`, `"10m"`); `None` uses `token.default_ttl`.
     pub ttl: Option<Duration>,
     /// Method names, exactly as HTTP spells them (`GET`); `None` means GET and HEAD.
@@ -110,6 +182,16 @@ impl MintInput {
             // file name containing `?` is written `%3F`.
             return Err(MintError::QueryInPath(self.path.clone()));
         }
+        let scopes = match &self.scopes {
+            Some(entries) => {
+                let entries = entries
+                    .iter()
+                    .map(ScopeInput::resolve)
+                    .collect::<Result<Vec<_>, _>>()?;
+                Some(scopes::canonical_scopes(entries).map_err(MintError::Scopes)?)
+            }
+            None => None,
+        };
         let methods = self
             .methods
             .as_ref()
@@ -160,6 +242,8 @@ impl MintInput {
             max_size: self.max_size,
             content_types,
             issued_at: self.issued_at,
+            scopes,
+            recipient: self.recipient.clone(),
         };
         Ok((request, site))
     }
@@ -201,6 +285,11 @@ pub struct MintRequest {
     pub content_types: Option<String>,
     /// Force an issued-at (and so version 2) on a token that would otherwise be v1.
     pub issued_at: bool,
+    /// v2: canonical entries in their one order ([`scopes::canonical_scopes`]); replaces
+    /// `prefix` and `methods`. `path` is then the link's path (empty: the first entry's).
+    pub scopes: Option<Vec<ScopeEntry>>,
+    /// v2: who the token is handed to.
+    pub recipient: Option<String>,
 }
 
 /// A minted token and where it points.
@@ -255,6 +344,10 @@ pub enum MintError {
     /// `content_types`) or an upload token a method other than POST and PUT.
     #[error("{0}")]
     NotForPurpose(&'static str),
+    /// Occurs when a scopes list is not in its one spelling, is combined with `prefix` or
+    /// `methods`, or does not cover the link's path.
+    #[error("{0}")]
+    Scopes(String),
     /// Occurs when the operating system cannot provide random bytes for a token id.
     #[error("no randomness available to generate a token id")]
     NoRandomness,
@@ -304,22 +397,15 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
 
 /// Mints a download or upload token for `request` at unix time `now`.
 pub fn mint(config: &Config, request: &MintRequest, now: u64) -> Result<Minted, MintError> {
-    let canonical = path::canonicalize(&request.path)
-        .map_err(|error| MintError::BadPath(request.path.clone(), error))?
-        .into_owned();
+    let canonical = match &request.scopes {
+        Some(entries) => scoped_link_path(request, entries)?,
+        None => canonical_url_path(&request.path)?,
+    };
     // Refused, not repaired: `/media/a` could be meant as a file or a folder.
     if request.prefix && !canonical.ends_with('/') {
         return Err(MintError::PrefixWithoutSlash(request.path.clone()));
     }
     let encoded_path = path::encode_path(&canonical);
-    // The URL carries the encoded form, which can be three times longer than the canonical
-    // one; never mint a link whose path the verifier will refuse as too long.
-    if encoded_path.len() > path::MAX_PATH_LEN {
-        return Err(MintError::BadPath(
-            request.path.clone(),
-            path::PathError::TooLong,
-        ));
-    }
     let max = config.token.limits.max_lifetime;
     let ttl = request.ttl.unwrap_or(config.token.default_ttl);
     if ttl == 0 || ttl > max {
@@ -340,10 +426,13 @@ pub fn mint(config: &Config, request: &MintRequest, now: u64) -> Result<Minted, 
         ));
     }
     // An upload slot grants writing only: a GET in it would let a slot download.
+    let scope_methods = request.scopes.iter().flatten().map(|entry| entry.methods);
     if upload
         && request
             .methods
-            .is_some_and(|m| m.bits() & !Methods::WRITE.bits() != 0)
+            .into_iter()
+            .chain(scope_methods)
+            .any(|m| m.bits() & !Methods::WRITE.bits() != 0)
     {
         return Err(MintError::NotForPurpose(
             "an upload token allows POST and/or PUT only",
@@ -364,11 +453,13 @@ pub fn mint(config: &Config, request: &MintRequest, now: u64) -> Result<Minted, 
         || uses.is_some()
         || request.max_size.is_some()
         || request.content_types.is_some()
-        || request.issued_at;
-    let scope = if request.prefix {
-        Scope::Prefix(canonical.clone())
-    } else {
-        Scope::Exact(canonical.clone())
+        || request.issued_at
+        || request.scopes.is_some()
+        || request.recipient.is_some();
+    let scope = match (&request.scopes, request.prefix) {
+        (Some(entries), _) => Scope::List(entries.clone()),
+        (None, true) => Scope::Prefix(canonical.clone()),
+        (None, false) => Scope::Exact(canonical.clone()),
     };
     let claims = Claims {
         purpose: request.purpose,
@@ -385,6 +476,7 @@ pub fn mint(config: &Config, request: &MintRequest, now: u64) -> Result<Minted, 
         subject: request.subject.clone(),
         data: request.data.clone(),
         refresh: request.refresh,
+        recipient: request.recipient.clone(),
         ..Claims::download(scope, now + ttl)
     };
     let token = token::sign(&claims, config.keys.signing_key())
@@ -398,6 +490,40 @@ pub fn mint(config: &Config, request: &MintRequest, now: u64) -> Result<Minted, 
         token_id: claims.token_id,
         issued_at: claims.issued_at,
     })
+}
+
+/// The canonical path a scopes token's link points at: the request's `path` when given (an
+/// entry must cover it), else the first entry's. Refuses `prefix` and `methods` beside the
+/// list: the list is the whole scope.
+fn scoped_link_path(request: &MintRequest, entries: &[ScopeEntry]) -> Result<String, MintError> {
+    if request.prefix || request.methods.is_some() {
+        return Err(MintError::Scopes(
+            "scopes replace prefix and methods: give each entry its methods and path              (a path ending in '/' with \"prefix\": true, on the command line any path              ending in '/', is a prefix)"
+                .into(),
+        ));
+    }
+    let first = entries
+        .first()
+        .ok_or_else(|| MintError::Scopes("empty scope list".into()))?;
+    if request.path.is_empty() {
+        return Ok(first.path.clone());
+    }
+    let canonical = canonical_url_path(&request.path)?;
+    let covered = entries.iter().any(|entry| {
+        ScopeRef {
+            methods: entry.methods,
+            prefix: entry.prefix,
+            path: &entry.path,
+        }
+        .covers(&canonical)
+    });
+    if !covered {
+        return Err(MintError::Scopes(format!(
+            "path {:?} is outside every scope: the link would be refused as out_of_scope",
+            request.path
+        )));
+    }
+    Ok(canonical)
 }
 
 /// Signs a refresh `state` bound to `canonical_path` for the site `site_id`, with the signing

@@ -2,7 +2,9 @@
 //! failure maps to exactly one [`Reason`].
 //!
 //! Order: structure, purpose, key, MAC, expiry, not-before, lifetime cap, host, scope, method,
-//! client IP. The MAC comes before any claim is trusted, so a reason such as `expired` is only
+//! client IP. For a token with a scopes list (v2), scope and method are one walk over the
+//! entries: no entry covers the path is `out_of_scope`, entries cover it but none allows the
+//! method is `method`. The MAC comes before any claim is trusted, so a reason such as `expired` is only
 //! ever reported for an authentic token.
 //!
 //! Trust is a type, not a convention. [`decode`] yields a [`Token`]: bytes anyone could have
@@ -15,6 +17,7 @@
 use std::net::IpAddr;
 use std::ops::Deref;
 
+use super::scopes::Admission;
 use super::wire::{decode, Token, TokenBuf};
 use super::{mac, Purpose};
 use crate::keys::KeyRing;
@@ -107,10 +110,7 @@ pub fn verify<'a>(
     let key = keys
         .get(token.kid)
         .ok_or(Denied::unauthenticated(Reason::UnknownKey))?;
-    let bound_path = match token.prefix {
-        Some(_) => None,
-        None => Some(request.path),
-    };
+    let bound_path = token.binds_path().then_some(request.path);
     if !mac::tag_matches(key, token.body, bound_path, token.tag) {
         return Err(Denied::unauthenticated(Reason::BadSignature));
     }
@@ -150,13 +150,22 @@ pub fn check_claims(
             return Err(Reason::WrongHost);
         }
     }
-    if let Some(prefix) = token.prefix {
-        if !path::is_within(request.path, prefix) {
-            return Err(Reason::OutOfScope);
+    if let Some(scopes) = token.scopes {
+        // Decoding refused a prefix or methods field beside the list: it is the whole scope.
+        match scopes.admit(request.path, request.method) {
+            Admission::Allowed => {}
+            Admission::NoPath => return Err(Reason::OutOfScope),
+            Admission::NoMethod => return Err(Reason::Method),
         }
-    }
-    if !token.methods().allows(request.method) {
-        return Err(Reason::Method);
+    } else {
+        if let Some(prefix) = token.prefix {
+            if !path::is_within(request.path, prefix) {
+                return Err(Reason::OutOfScope);
+            }
+        }
+        if !token.methods().allows(request.method) {
+            return Err(Reason::Method);
+        }
     }
     if let Some(net) = token.ip {
         if !request.client_ip.is_some_and(|ip| net.contains(ip)) {

@@ -8,9 +8,10 @@
 //! tag   = first 16 bytes of HMAC-SHA256 over the MAC input (see `mac.rs`)
 //! ```
 //!
-//! Version 2 has every v1 field plus issued-at, a use limit, and the upload limits (maximum
-//! size, content types). The same claims have exactly one encoding: a body is v2 exactly when
-//! it carries a v2-only field.
+//! Version 2 has every v1 field plus issued-at, a use limit, the upload limits (maximum
+//! size, content types), a scopes list (`scopes.rs`) and a recipient. The same claims have
+//! exactly one encoding: a body is v2 exactly when it carries a v2-only field (an id above
+//! `0x0b`).
 //!
 //! `docs/token-format.md` is the normative description (§17 for v2); this file and that one
 //! change together.
@@ -19,6 +20,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 
 use super::fields::{IpNet, Methods, RefreshMarker};
+use super::scopes::{self, ScopeEntry, Scopes};
 use super::Purpose;
 use crate::path;
 
@@ -26,7 +28,8 @@ use crate::path;
 pub const VERSION: u8 = VERSION_1;
 /// Version 1: frozen (spec §1-§16).
 pub const VERSION_1: u8 = 1;
-/// Version 2: a draft (spec §17); every v1 field plus ids `0x0c`-`0x0f`.
+/// Version 2: a draft (spec §17); every v1 field plus the v2-only ids (`0x0c` and up, but
+/// `0x10`).
 pub const VERSION_2: u8 = 2;
 /// Tag length in bytes: HMAC-SHA256 truncated to 128 bits (see the spec for why that is enough).
 pub const TAG_LEN: usize = 16;
@@ -67,12 +70,17 @@ pub mod id {
     pub const MAX_SIZE: u8 = 0x0e;
     /// v2: allowed upload media types, a sorted comma-separated list; upload tokens only.
     pub const CONTENT_TYPES: u8 = 0x0f;
-    /// The highest id of a v1 body.
-    pub const LAST_V1: u8 = REFRESH;
-    /// The highest id of a v2 body.
-    pub const LAST_V2: u8 = CONTENT_TYPES;
     /// Never on the wire: the exact request path, appended to the MAC input only.
     pub const BOUND_PATH: u8 = 0x10;
+    /// v2: several (methods, exact path or prefix) entries; no `prefix`, no `methods`, no
+    /// path binding (see `scopes.rs`).
+    pub const SCOPES: u8 = 0x11;
+    /// v2: who the token was handed to, passed upstream as `X-Mediagate-Recipient`.
+    pub const RECIPIENT: u8 = 0x12;
+    /// The highest id of a v1 body. Every id above it is v2-only.
+    pub const LAST_V1: u8 = REFRESH;
+    /// The highest id of a v2 body.
+    pub const LAST_V2: u8 = RECIPIENT;
 }
 
 /// Field length limits (inclusive), enforced both when minting and when decoding.
@@ -93,6 +101,10 @@ pub mod limit {
     pub const CONTENT_TYPES: usize = 255;
     /// Length of one name (type or subtype) of a media type (RFC 6838 §4.2).
     pub const MEDIA_NAME: usize = 127;
+    /// Scopes list length (one length byte).
+    pub const SCOPES: usize = super::scopes::MAX_BYTES;
+    /// Recipient length (as the subject's).
+    pub const RECIPIENT: usize = 128;
 }
 
 /// What a token grants, with every optional field; the input to minting.
@@ -104,7 +116,7 @@ pub struct Claims {
     pub expires: u64,
     /// Unix seconds before which the token is not valid.
     pub not_before: Option<u64>,
-    /// One exact canonical path, or a canonical prefix ending in `/`.
+    /// One exact canonical path, a canonical prefix ending in `/`, or (v2) a scopes list.
     pub scope: Scope,
     /// Media host name (lower case).
     pub host: Option<String>,
@@ -130,6 +142,8 @@ pub struct Claims {
     /// v2, upload tokens only: allowed media types, the wire form (lower case, ascending,
     /// comma-separated, e.g. `image/jpeg,image/png`); see [`canonical_content_types`].
     pub content_types: Option<String>,
+    /// v2: who the token was handed to (visible ASCII or space, 1-128 bytes, as `subject`).
+    pub recipient: Option<String>,
 }
 
 /// The path scope of a token being minted.
@@ -139,6 +153,9 @@ pub enum Scope {
     Exact(String),
     /// Every path below this canonical prefix (which ends with `/`).
     Prefix(String),
+    /// v2: several (methods, path or prefix) entries, in their canonical order
+    /// ([`scopes::canonical_scopes`]); the token carries no `methods` field then.
+    List(Vec<ScopeEntry>),
 }
 
 /// Why a string is not a well-formed token (v1 or v2). Maps to the `malformed` reason; the text is
@@ -202,6 +219,10 @@ pub struct Token<'a> {
     /// v2, upload tokens only: the allowed media types as carried (lower case, ascending,
     /// comma-separated); see [`Token::content_types_iter`] and [`Token::content_type_allowed`].
     pub content_types: Option<&'a str>,
+    /// v2: the scopes list; a token with one has neither `prefix` nor `methods_field`.
+    pub scopes: Option<Scopes<'a>>,
+    /// v2: the recipient.
+    pub recipient: Option<&'a str>,
     /// The body bytes the MAC covers.
     pub body: &'a [u8],
     /// The tag.
@@ -209,7 +230,13 @@ pub struct Token<'a> {
 }
 
 impl<'a> Token<'a> {
-    /// Allowed methods, with the default applied: POST and PUT for a v2 upload token, GET and
+    /// True when the MAC input binds the request path: a token with neither a prefix nor a
+    /// scopes list (those carry their paths in the signed body).
+    pub fn binds_path(&self) -> bool {
+        self.prefix.is_none() && self.scopes.is_none()
+    }
+
+    /// Allowed methods (for a token with a scopes list, the entries decide instead), with the default applied: POST and PUT for a v2 upload token, GET and
     /// HEAD otherwise (v1 is frozen: a v1 token without a methods field allows GET and HEAD,
     /// whatever its purpose).
     pub fn methods(&self) -> Methods {
@@ -269,6 +296,7 @@ impl Claims {
             uses: None,
             max_size: None,
             content_types: None,
+            recipient: None,
         }
     }
 
@@ -279,6 +307,8 @@ impl Claims {
             || self.uses.is_some()
             || self.max_size.is_some()
             || self.content_types.is_some()
+            || matches!(self.scope, Scope::List(_))
+            || self.recipient.is_some()
     }
 
     /// The version [`Claims::encode_body`] writes.
@@ -338,9 +368,20 @@ impl Claims {
         if let Some(content_types) = &self.content_types {
             push_field(&mut body, id::CONTENT_TYPES, content_types.as_bytes())?;
         }
+        if let Scope::List(entries) = &self.scope {
+            let value = scopes::encode(entries).map_err(Malformed)?;
+            push_field(&mut body, id::SCOPES, &value)?;
+        }
+        if let Some(recipient) = &self.recipient {
+            push_field(&mut body, id::RECIPIENT, recipient.as_bytes())?;
+        }
         // The rules across fields, exactly as the decoder checks them.
         V2Facts {
             version: self.version(),
+            has_v2_only_field: self.needs_v2(),
+            has_scopes: matches!(self.scope, Scope::List(_)),
+            has_prefix_or_methods: matches!(self.scope, Scope::Prefix(_))
+                || self.methods.is_some(),
             purpose: self.purpose,
             expires: self.expires,
             issued_at: self.issued_at,
@@ -462,6 +503,8 @@ fn parse(raw: &[u8]) -> Result<Token<'_>, Malformed> {
         uses: None,
         max_size: None,
         content_types: None,
+        scopes: None,
+        recipient: None,
         body,
         tag,
     };
@@ -497,6 +540,8 @@ fn parse(raw: &[u8]) -> Result<Token<'_>, Malformed> {
             id::USES => token.uses = Some(be_u32(value)),
             id::MAX_SIZE => token.max_size = Some(be_u64(value)),
             id::CONTENT_TYPES => token.content_types = Some(ascii(value)),
+            id::SCOPES => token.scopes = Some(Scopes::validated(value)),
+            id::RECIPIENT => token.recipient = Some(ascii(value)),
             _ => return Err(Malformed("unknown field")),
         }
     }
@@ -508,6 +553,11 @@ fn parse(raw: &[u8]) -> Result<Token<'_>, Malformed> {
     }
     V2Facts {
         version,
+        // Ids ascend, so the last one tells: any id above v1's is v2-only (a range, so
+        // that every future v2 field counts without touching this).
+        has_v2_only_field: last_id > id::LAST_V1,
+        has_scopes: token.scopes.is_some(),
+        has_prefix_or_methods: token.prefix.is_some() || token.methods_field.is_some(),
         purpose,
         expires: token.expires,
         issued_at: token.issued_at,
@@ -523,6 +573,10 @@ fn parse(raw: &[u8]) -> Result<Token<'_>, Malformed> {
 /// minting and from a [`Token`] when decoding, so both apply exactly the same rules.
 struct V2Facts {
     version: u8,
+    /// A field with an id above [`id::LAST_V1`].
+    has_v2_only_field: bool,
+    has_scopes: bool,
+    has_prefix_or_methods: bool,
     purpose: Purpose,
     expires: u64,
     issued_at: Option<u64>,
@@ -533,16 +587,15 @@ struct V2Facts {
 
 impl V2Facts {
     fn check(&self) -> Result<(), Malformed> {
-        let has_v2_field = self.issued_at.is_some() || self.has_uses || self.has_upload_limits;
         if self.version == VERSION_1 {
-            // Unreachable from both callers (v1 bodies cannot carry ids 0x0c-0x0f and claims
+            // Unreachable from both callers (v1 bodies cannot carry ids above 0x0b and claims
             // with such a field encode as v2); kept so the rule reads complete.
-            return match has_v2_field {
+            return match self.has_v2_only_field {
                 true => Err(Malformed("v2 fields in a v1 body")),
                 false => Ok(()),
             };
         }
-        if !has_v2_field {
+        if !self.has_v2_only_field {
             return Err(Malformed(
                 "version 2 without a v2 field (the same claims are spelled as version 1)",
             ));
@@ -560,12 +613,22 @@ impl V2Facts {
                 "max_size and content types belong in upload tokens only",
             ));
         }
+        // The list is the whole scope: a prefix or a methods field beside it would be a
+        // second, contradicting one.
+        if self.has_scopes && self.has_prefix_or_methods {
+            return Err(Malformed(
+                "a token with scopes carries neither a prefix nor a methods field",
+            ));
+        }
         Ok(())
     }
 }
 
 /// The single definition of what each field may contain, shared by minting and decoding.
 fn validate_field(field: u8, value: &[u8]) -> Result<(), Malformed> {
+    if field == id::SCOPES {
+        return scopes::check(value).map_err(Malformed);
+    }
     let ok = match field {
         id::KID => is_kid(value),
         id::EXPIRES | id::NOT_BEFORE => value.len() == 8 && be_u64(value) != 0,
@@ -587,6 +650,10 @@ fn validate_field(field: u8, value: &[u8]) -> Result<(), Malformed> {
         }
         id::SUBJECT => {
             (1..=limit::SUBJECT).contains(&value.len())
+                && value.iter().all(|&b| b == b' ' || b.is_ascii_graphic())
+        }
+        id::RECIPIENT => {
+            (1..=limit::RECIPIENT).contains(&value.len())
                 && value.iter().all(|&b| b == b' ' || b.is_ascii_graphic())
         }
         id::DATA => (1..=limit::DATA).contains(&value.len()),
@@ -630,6 +697,7 @@ fn field_error(field: u8) -> &'static str {
         id::ISSUED_AT => "bad issued-at",
         id::USES => "bad uses: a u32 of at least 1",
         id::MAX_SIZE => "bad max_size: a u64 of at least 1",
+        id::RECIPIENT => "bad recipient",
         _ => "bad content types: lower-case type/subtype names, ascending, comma-separated, no duplicates, no parameters, 1-255 bytes",
     }
 }

@@ -18,7 +18,8 @@ use mediagate::keys::{Key, KeyRing, Secret};
 use mediagate::path::{self, PathError};
 use mediagate::reason::Reason;
 use mediagate::token::{
-    self, mac, Claims, IpNet, Limits, Methods, Purpose, RefreshMarker, Request, Scope, TokenBuf,
+    self, mac, Claims, IpNet, Limits, Methods, Purpose, RefreshMarker, Request, Scope, ScopeEntry,
+    TokenBuf,
 };
 
 #[derive(Deserialize)]
@@ -111,6 +112,21 @@ struct ClaimsVector {
     /// v2, upload: media types in the order the vector gives them (joined with `,`, not
     /// sorted: the reject vectors hold lists a minter must refuse).
     content_types: Option<Vec<String>>,
+    /// v2: the scopes list in the order the vector gives it (not sorted: the reject vectors
+    /// hold lists a minter must refuse).
+    scopes: Option<Vec<ScopeVector>>,
+    /// v2: recipient.
+    recipient: Option<String>,
+}
+
+/// One scopes entry: canonical path, `prefix` true for a prefix entry.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScopeVector {
+    methods: Vec<String>,
+    path: String,
+    #[serde(default)]
+    prefix: bool,
 }
 
 #[derive(Deserialize)]
@@ -213,10 +229,22 @@ impl ClaimsVector {
     /// Builds the library's claims. Fails only where the Rust types cannot represent the
     /// value at all (unknown purpose or method, bad IP network, no single scope).
     fn to_claims(&self) -> Result<Claims, String> {
-        let scope = match (&self.path, &self.prefix) {
-            (Some(path), None) => Scope::Exact(path.clone()),
-            (None, Some(prefix)) => Scope::Prefix(prefix.clone()),
-            _ => return Err("exactly one of path and prefix".into()),
+        let scope = match (&self.path, &self.prefix, &self.scopes) {
+            (Some(path), None, None) => Scope::Exact(path.clone()),
+            (None, Some(prefix), None) => Scope::Prefix(prefix.clone()),
+            (None, None, Some(entries)) => Scope::List(
+                entries
+                    .iter()
+                    .map(|entry| {
+                        Ok(ScopeEntry {
+                            methods: Methods::from_names(entry.methods.iter().map(String::as_str))?,
+                            prefix: entry.prefix,
+                            path: entry.path.clone(),
+                        })
+                    })
+                    .collect::<Result<_, String>>()?,
+            ),
+            _ => return Err("exactly one of path, prefix and scopes".into()),
         };
         let methods = self
             .methods
@@ -249,6 +277,7 @@ impl ClaimsVector {
             uses: self.uses,
             max_size: self.max_size,
             content_types: self.content_types.as_ref().map(|types| types.join(",")),
+            recipient: self.recipient.clone(),
         })
     }
 }
@@ -364,8 +393,23 @@ fn mint_vectors_decode(file: &str) {
         };
         let prefix = match &claims.scope {
             Scope::Prefix(prefix) => Some(prefix.as_str()),
-            Scope::Exact(_) => None,
+            Scope::Exact(_) | Scope::List(_) => None,
         };
+        let scopes: Option<Vec<(u8, bool, String)>> = match &claims.scope {
+            Scope::List(entries) => Some(
+                entries
+                    .iter()
+                    .map(|e| (e.methods.bits(), e.prefix, e.path.clone()))
+                    .collect(),
+            ),
+            _ => None,
+        };
+        let decoded_scopes: Option<Vec<(u8, bool, String)>> = decoded.scopes.map(|scopes| {
+            scopes
+                .iter()
+                .map(|e| (e.methods.bits(), e.prefix, e.path.to_owned()))
+                .collect()
+        });
         let same = decoded.purpose == claims.purpose
             && decoded.kid == vector.kid
             && decoded.expires == claims.expires
@@ -382,6 +426,8 @@ fn mint_vectors_decode(file: &str) {
             && decoded.uses == claims.uses
             && decoded.max_size == claims.max_size
             && decoded.content_types == claims.content_types.as_deref()
+            && decoded_scopes == scopes
+            && decoded.recipient == claims.recipient.as_deref()
             && decoded.version == claims.version()
             && format!("{:02x}", decoded.version) == vector.body_hex[..2];
         if !same {
@@ -412,6 +458,8 @@ fn reject_vectors_refused(file: &str) {
                     "unknown_purpose",
                     "path_and_prefix",
                     "neither_path_nor_prefix",
+                    "scopes_and_prefix",
+                    "scopes_and_path",
                 ];
                 let by_type = ["methods_", "ip_"];
                 if !unrepresentable.contains(&name.as_str())

@@ -355,7 +355,7 @@ mod tests {
             (wire(&[(0, 0, "/a"), (8, 0, "/b")]), "bad methods"),
             (wire(&[(0x80, 0, "/a"), (8, 0, "/b")]), "bad methods"),
             (wire(&[(1, 2, "/a"), (8, 0, "/b")]), "kind"),
-            (wire(&[(1, 0, "/a"), (8, 0)]), "cut short"),
+            ([wire(&[(1, 0, "/a")]), vec![8, 0]].concat(), "cut short"),
         ] {
             let error = check(&bad).unwrap_err();
             assert!(error.contains(why), "{bad:?}: {error}");

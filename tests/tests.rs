@@ -18,6 +18,7 @@
 //! - `uploads`: upload slots through real nginx, to a handler and to DAV (issue 9).
 //! - `tokensrc`: where the token comes from (query or `Authorization` header), in-process and
 //!   through real nginx (issue 11).
+//! - `scopes`: one token with several scopes, and its recipient, through real nginx (issue 11).
 
 mod browser;
 mod cli;
@@ -28,6 +29,7 @@ mod edges;
 mod paths;
 mod proxies;
 mod reload;
+mod scopes;
 mod server;
 mod shared_store;
 mod store;

@@ -51,7 +51,8 @@ pub enum Command {
     /// Print a signed URL for PATH (a file, or with --prefix a whole folder).
     ///
     /// Example: mediagate sign /media/report.pdf --ttl 10m
-    Sign(SignArgs),
+    // Boxed: the flags outweigh every other variant (clippy::large_enum_variant).
+    Sign(Box<SignArgs>),
     /// Show every field of a token (or of the token in a URL) and whether it verifies now.
     ///
     /// The verdict is the one /auth would give for the same request. Exit status: 0 allowed,
@@ -541,9 +542,12 @@ pub fn inspect(
         .as_ref()
         .and_then(|decoded| decoded.as_ref().ok())
         .and_then(|token| {
-            token
-                .prefix
-                .or_else(|| token.scopes.and_then(|scopes| scopes.iter().next()).map(|e| e.path))
+            token.prefix.or_else(|| {
+                token
+                    .scopes
+                    .and_then(|scopes| scopes.iter().next())
+                    .map(|e| e.path)
+            })
         });
     let raw_path = match (args.path.as_deref(), input.path, prefix) {
         (Some(path), _, _) | (None, Some(path), _) => path.to_owned(),

@@ -1462,9 +1462,17 @@ fn sign_scopes_and_recipient_and_inspect_explains_them() {
         assert!(text.contains(expected), "{expected:?} missing in:\n{text}");
     }
     for (path, method, reason) in [
-        ("/api/v1/foo/bar", "PUT", "denied: method (the scopes covering this path"),
+        (
+            "/api/v1/foo/bar",
+            "PUT",
+            "denied: method (the scopes covering this path",
+        ),
         ("/api/v1/uploads/x", "GET", "denied: method"),
-        ("/api/v1/foobar/secret", "GET", "denied: out_of_scope (no scope"),
+        (
+            "/api/v1/foobar/secret",
+            "GET",
+            "denied: out_of_scope (no scope",
+        ),
     ] {
         let (code, text) = inspect(path, method);
         assert_eq!(code, Some(1), "{method} {path}: {text}");
@@ -1475,12 +1483,18 @@ fn sign_scopes_and_recipient_and_inspect_explains_them() {
 
     // Refused, never repaired or merged.
     for (args, message) in [
-        (&["--scope", "GET:/api/"][..], "a single scope is a plain token"),
+        (
+            &["--scope", "GET:/api/"][..],
+            "a single scope is a plain token",
+        ),
         (
             &["--scope", "GET:/api/", "--scope", "GET,PUT:/api/x"],
             "both grant GET",
         ),
-        (&["--scope", "GET:/a/../b/", "--scope", "PUT:/x"], "not canonical"),
+        (
+            &["--scope", "GET:/a/../b/", "--scope", "PUT:/x"],
+            "not canonical",
+        ),
         (&["--scope", "get:/a/", "--scope", "PUT:/x"], "upper case"),
         (&["--scope", "/a/", "--scope", "PUT:/x"], "METHODS:PATH"),
         (
@@ -1499,6 +1513,10 @@ fn sign_scopes_and_recipient_and_inspect_explains_them() {
     ] {
         let output = mediagate(&home).arg("sign").args(args).output().unwrap();
         assert!(!output.status.success(), "{args:?}: {}", stdout(&output));
-        assert!(stderr(&output).contains(message), "{args:?}: {}", stderr(&output));
+        assert!(
+            stderr(&output).contains(message),
+            "{args:?}: {}",
+            stderr(&output)
+        );
     }
 }

@@ -88,7 +88,10 @@ fn one_token_with_two_scopes_admits_exactly_its_pairs_and_names_the_reason() {
                 "{method} {target}: {body}"
             );
             assert!(!body.contains(&token), "the token reached the application");
-            assert!(!body.contains("forged"), "a forged header got through: {body}");
+            assert!(
+                !body.contains("forged"),
+                "a forged header got through: {body}"
+            );
             let grants = grant_lines(&response);
             assert!(
                 grants.contains(&"x-mediagate-recipient: partner-app".to_owned())

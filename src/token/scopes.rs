@@ -140,7 +140,9 @@ fn next_entry(rest: &[u8]) -> Result<Option<(ScopeRef<'_>, &[u8])>, &'static str
         _ => return Err("scopes: an entry kind is neither exact (0) nor prefix (1)"),
     };
     let len = usize::from(*len);
-    let raw = tail.get(..len).ok_or("scopes: an entry runs past the end")?;
+    let raw = tail
+        .get(..len)
+        .ok_or("scopes: an entry runs past the end")?;
     let path = std::str::from_utf8(raw).map_err(|_| "scopes: a path is not UTF-8")?;
     if !path::is_canonical(path) {
         return Err("scopes: a path is not canonical");
@@ -189,9 +191,7 @@ pub fn check(value: &[u8]) -> Result<(), &'static str> {
         for inner in scopes.iter().skip(index + 1) {
             let nested = outer.contains(&inner) || inner.contains(&outer);
             if nested && outer.methods.bits() & inner.methods.bits() != 0 {
-                return Err(
-                    "scopes: an entry inside another grants one of its methods again",
-                );
+                return Err("scopes: an entry inside another grants one of its methods again");
             }
         }
     }
@@ -205,7 +205,11 @@ pub fn encode(entries: &[ScopeEntry]) -> Result<Vec<u8>, &'static str> {
     for entry in entries {
         let len = u8::try_from(entry.path.len()).map_err(|_| "scopes: longer than 255 bytes")?;
         out.push(entry.methods.bits());
-        out.push(if entry.prefix { KIND_PREFIX } else { KIND_EXACT });
+        out.push(if entry.prefix {
+            KIND_PREFIX
+        } else {
+            KIND_EXACT
+        });
         out.push(len);
         out.extend_from_slice(entry.path.as_bytes());
     }
@@ -308,8 +312,11 @@ mod tests {
 
     #[test]
     fn admit_decides_path_first_then_method() {
-        let bytes = encode(&[entry("GET,HEAD", "/api/v1/foo/"), entry("PUT", "/uploads/x")])
-            .unwrap();
+        let bytes = encode(&[
+            entry("GET,HEAD", "/api/v1/foo/"),
+            entry("PUT", "/uploads/x"),
+        ])
+        .unwrap();
         let scopes = Scopes::validated(&bytes);
         assert_eq!(scopes.admit("/api/v1/foo/bar", "GET"), Admission::Allowed);
         assert_eq!(scopes.admit("/api/v1/foo/", "HEAD"), Admission::Allowed);
@@ -317,7 +324,10 @@ mod tests {
         assert_eq!(scopes.admit("/api/v1/foo/bar", "PUT"), Admission::NoMethod);
         assert_eq!(scopes.admit("/uploads/x", "GET"), Admission::NoMethod);
         // Boundaries at `/` only: django's `/foo` would admit these.
-        assert_eq!(scopes.admit("/api/v1/foobar/secret", "GET"), Admission::NoPath);
+        assert_eq!(
+            scopes.admit("/api/v1/foobar/secret", "GET"),
+            Admission::NoPath
+        );
         assert_eq!(scopes.admit("/api/v1/foo", "GET"), Admission::NoPath);
         assert_eq!(scopes.admit("/uploads/x/y", "PUT"), Admission::NoPath);
         assert_eq!(scopes.admit("/uploads/xy", "PUT"), Admission::NoPath);
@@ -325,8 +335,8 @@ mod tests {
 
     #[test]
     fn nested_entries_add_methods_and_the_union_decides() {
-        let entries = canonical_scopes(vec![entry("PUT", "/api/up/x"), entry("GET", "/api/")])
-            .unwrap();
+        let entries =
+            canonical_scopes(vec![entry("PUT", "/api/up/x"), entry("GET", "/api/")]).unwrap();
         assert_eq!(entries[0].path, "/api/");
         let bytes = encode(&entries).unwrap();
         let scopes = Scopes::validated(&bytes);
@@ -345,9 +355,18 @@ mod tests {
             (wire(&[(1, 0, "/b"), (8, 0, "/b")]), "out of order"),
             (wire(&[(1, 1, "/a/")]), "fewer than two"),
             (Vec::new(), "fewer than two"),
-            (wire(&[(1, 1, "/a/"), (3, 0, "/a/b")]), "grants one of its methods"),
-            (wire(&[(1, 0, "/a/"), (1, 1, "/a/")]), "grants one of its methods"),
-            (wire(&[(1, 1, "/a/"), (1, 1, "/a/b/")]), "grants one of its methods"),
+            (
+                wire(&[(1, 1, "/a/"), (3, 0, "/a/b")]),
+                "grants one of its methods",
+            ),
+            (
+                wire(&[(1, 0, "/a/"), (1, 1, "/a/")]),
+                "grants one of its methods",
+            ),
+            (
+                wire(&[(1, 1, "/a/"), (1, 1, "/a/b/")]),
+                "grants one of its methods",
+            ),
             (wire(&[(1, 1, "/a"), (8, 0, "/b")]), "does not end with '/'"),
             (wire(&[(1, 0, "/a//b"), (8, 0, "/b")]), "not canonical"),
             (wire(&[(1, 0, "/a/../b"), (8, 0, "/b")]), "not canonical"),
@@ -378,7 +397,10 @@ mod tests {
             (vec![], "empty"),
             (vec![entry("GET", "/a/")], "single scope"),
             (vec![entry("GET", "/a"), entry("PUT", "/a")], "named twice"),
-            (vec![entry("GET", "/a/"), entry("GET,PUT", "/a/b")], "both grant GET"),
+            (
+                vec![entry("GET", "/a/"), entry("GET,PUT", "/a/b")],
+                "both grant GET",
+            ),
             (
                 vec![
                     ScopeEntry {
@@ -390,7 +412,9 @@ mod tests {
                 "must end with '/'",
             ),
             (
-                (0..20).map(|i| entry("GET", &format!("/{i:0>10}"))).collect(),
+                (0..20)
+                    .map(|i| entry("GET", &format!("/{i:0>10}")))
+                    .collect(),
                 "at most 255",
             ),
         ] {

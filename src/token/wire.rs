@@ -380,8 +380,7 @@ impl Claims {
             version: self.version(),
             has_v2_only_field: self.needs_v2(),
             has_scopes: matches!(self.scope, Scope::List(_)),
-            has_prefix_or_methods: matches!(self.scope, Scope::Prefix(_))
-                || self.methods.is_some(),
+            has_prefix_or_methods: matches!(self.scope, Scope::Prefix(_)) || self.methods.is_some(),
             purpose: self.purpose,
             expires: self.expires,
             issued_at: self.issued_at,
@@ -1144,6 +1143,7 @@ mod tests {
             max_size in proptest::option::of(1u64..=u64::MAX),
             content_types in proptest::option::of(proptest::collection::btree_set("[a-z0-9][a-z0-9.+-]{0,8}/[a-z0-9][a-z0-9.+-]{0,8}", 1..6)),
             methods in proptest::option::of(1u8..0x80),
+            recipient in proptest::option::of("[ -~]{1,128}"),
         ) {
             // Generated within the rules (a use limit brings a token id, upload limits come
             // with uploads, issued-at precedes the expiry): every case must mint.
@@ -1158,6 +1158,7 @@ mod tests {
                     .filter(|_| upload)
                     .map(|set| set.into_iter().collect::<Vec<_>>().join(",")),
                 methods: methods.and_then(Methods::from_bits),
+                recipient,
                 ..Claims::download(Scope::Exact("/uploads/a.bin".into()), expires)
             };
             let text = sign(&claims, &key()).expect("claims within the rules mint");
@@ -1172,6 +1173,7 @@ mod tests {
             proptest::prop_assert_eq!(token.max_size, claims.max_size);
             proptest::prop_assert_eq!(token.content_types, claims.content_types.as_deref());
             proptest::prop_assert_eq!(token.methods_field, claims.methods);
+            proptest::prop_assert_eq!(token.recipient, claims.recipient.as_deref());
         }
     }
 }

@@ -117,12 +117,6 @@ pub struct MintInput {
     /// Scope the token to everything below `path` instead of exactly `path`.
     #[serde(default)]
     pub prefix: bool,
-    /// v2: several (methods, path or prefix) entries instead of `path`/`prefix` and
-    /// `methods`; at least two, in any order (sorted here), no method granted twice for a
-    /// path.
-    pub scopes: Option<Vec<ScopeInput>>,
-    /// v2: who the token is handed to (`X-Mediagate-Recipient` upstream).
-    pub recipient: Option<String>,
     /// Lifetime (`600`, `"10m"`); `None` uses `token.default_ttl`.
     pub ttl: Option<Duration>,
     /// Method names, exactly as HTTP spells them (`GET`); `None` means GET and HEAD.
@@ -156,6 +150,12 @@ pub struct MintInput {
     /// (revocation of "everything key K signed before T" can then place it).
     #[serde(default)]
     pub issued_at: bool,
+    /// v2: several (methods, path or prefix) entries instead of `path`/`prefix` and
+    /// `methods`; at least two, in any order (sorted here), no method granted twice for a
+    /// path.
+    pub scopes: Option<Vec<ScopeInput>>,
+    /// v2: who the token is handed to (`X-Mediagate-Recipient` upstream).
+    pub recipient: Option<String>,
 }
 
 impl MintInput {

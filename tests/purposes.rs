@@ -4,7 +4,7 @@
 //! nginx.
 
 use mediagate::config::Config;
-use mediagate::mint::{mint, resolve_file_version, MintError, MintInput, MintRequest};
+use mediagate::mint::{mint, resolve_file_version, MintError, MintInput, MintRequest, ScopeInput};
 use mediagate::reason::Reason;
 use mediagate::refresh;
 use mediagate::token::{self, Claims, Purpose, RefreshMarker, Scope};
@@ -437,7 +437,7 @@ fn bound_links_need_a_files_root_and_a_file_inside_it() {
         (
             "/media/",
             true,
-            "a file version binds one file: exact-path download links only (no --prefix, --upload or --api)",
+            "a file version binds one file: exact-path download links only (no --prefix, --scope, --upload or --api)",
         ),
     ] {
         let input = MintInput {
@@ -452,6 +452,21 @@ fn bound_links_need_a_files_root_and_a_file_inside_it() {
             error
         );
     }
+
+    // Nor a scopes list: it covers several paths and binds none.
+    let input = MintInput {
+        scopes: Some(vec![
+            ScopeInput::parse_flag("GET:/media/in.txt").unwrap(),
+            ScopeInput::parse_flag("GET:/media/missing.txt").unwrap(),
+        ]),
+        bind_version: true,
+        ..MintInput::default()
+    };
+    let (request, _) = input.resolve(&stack.config).unwrap();
+    assert_eq!(
+        resolve_file_version(root, &request).unwrap_err().to_string(),
+        "a file version binds one file: exact-path download links only (no --prefix, --scope, --upload or --api)"
+    );
 
     // A site without files_root neither mints nor accepts bound links.
     let config = load("", "").unwrap();

@@ -22,6 +22,7 @@
 //!   and through real nginx.
 //! - `tokensrc`: where the token comes from (query or `Authorization` header), in-process and
 //!   through real nginx (issue 11).
+//! - `scopes`: one token with several scopes, and its recipient, through real nginx (issue 11).
 
 mod browser;
 mod cli;
@@ -34,6 +35,7 @@ mod paths;
 mod proxies;
 mod purposes;
 mod reload;
+mod scopes;
 mod server;
 mod shared_store;
 mod store;

@@ -19,7 +19,7 @@ use mediagate::path::{self, PathError};
 use mediagate::reason::Reason;
 use mediagate::token::{
     self, mac, Claims, Disposition, FileVersion, IpNet, Limits, Methods, Purpose, RefreshMarker,
-    Request, Scope, TokenBuf,
+    Request, Scope, ScopeEntry, TokenBuf,
 };
 
 #[derive(Deserialize)]
@@ -122,6 +122,21 @@ struct ClaimsVector {
     max_age: Option<u32>,
     /// v2, refresh state: the kept query.
     kept_query: Option<String>,
+    /// v2: the scopes list in the order the vector gives it (not sorted: the reject vectors
+    /// hold lists a minter must refuse).
+    scopes: Option<Vec<ScopeVector>>,
+    /// v2: recipient.
+    recipient: Option<String>,
+}
+
+/// One scopes entry: canonical path, `prefix` true for a prefix entry.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScopeVector {
+    methods: Vec<String>,
+    path: String,
+    #[serde(default)]
+    prefix: bool,
 }
 
 #[derive(Deserialize)]
@@ -241,10 +256,22 @@ impl ClaimsVector {
     /// Builds the library's claims. Fails only where the Rust types cannot represent the
     /// value at all (unknown purpose or method, bad IP network, no single scope).
     fn to_claims(&self) -> Result<Claims, String> {
-        let scope = match (&self.path, &self.prefix) {
-            (Some(path), None) => Scope::Exact(path.clone()),
-            (None, Some(prefix)) => Scope::Prefix(prefix.clone()),
-            _ => return Err("exactly one of path and prefix".into()),
+        let scope = match (&self.path, &self.prefix, &self.scopes) {
+            (Some(path), None, None) => Scope::Exact(path.clone()),
+            (None, Some(prefix), None) => Scope::Prefix(prefix.clone()),
+            (None, None, Some(entries)) => Scope::List(
+                entries
+                    .iter()
+                    .map(|entry| {
+                        Ok(ScopeEntry {
+                            methods: Methods::from_names(entry.methods.iter().map(String::as_str))?,
+                            prefix: entry.prefix,
+                            path: entry.path.clone(),
+                        })
+                    })
+                    .collect::<Result<_, String>>()?,
+            ),
+            _ => return Err("exactly one of path, prefix and scopes".into()),
         };
         let methods = self
             .methods
@@ -277,6 +304,7 @@ impl ClaimsVector {
             uses: self.uses,
             max_size: self.max_size,
             content_types: self.content_types.as_ref().map(|types| types.join(",")),
+            recipient: self.recipient.clone(),
             file_version: self
                 .file_version_hex
                 .as_deref()
@@ -405,8 +433,23 @@ fn mint_vectors_decode(file: &str) {
         };
         let prefix = match &claims.scope {
             Scope::Prefix(prefix) => Some(prefix.as_str()),
-            Scope::Exact(_) => None,
+            Scope::Exact(_) | Scope::List(_) => None,
         };
+        let scopes: Option<Vec<(u8, bool, String)>> = match &claims.scope {
+            Scope::List(entries) => Some(
+                entries
+                    .iter()
+                    .map(|e| (e.methods.bits(), e.prefix, e.path.clone()))
+                    .collect(),
+            ),
+            _ => None,
+        };
+        let decoded_scopes: Option<Vec<(u8, bool, String)>> = decoded.scopes.map(|scopes| {
+            scopes
+                .iter()
+                .map(|e| (e.methods.bits(), e.prefix, e.path.to_owned()))
+                .collect()
+        });
         let same = decoded.purpose == claims.purpose
             && decoded.kid == vector.kid
             && decoded.expires == claims.expires
@@ -423,6 +466,9 @@ fn mint_vectors_decode(file: &str) {
             && decoded.uses == claims.uses
             && decoded.max_size == claims.max_size
             && decoded.content_types == claims.content_types.as_deref()
+            && decoded_scopes == scopes
+            && decoded.recipient == claims.recipient.as_deref()
+            && decoded.file_version == claims.file_version
             && decoded.filename == claims.filename.as_deref()
             && decoded.disposition == claims.disposition
             && decoded.max_age == claims.max_age
@@ -457,6 +503,8 @@ fn reject_vectors_refused(file: &str) {
                     "unknown_purpose",
                     "path_and_prefix",
                     "neither_path_nor_prefix",
+                    "scopes_and_prefix",
+                    "scopes_and_path",
                 ];
                 let by_type = ["methods_", "ip_", "disposition_"];
                 if !unrepresentable.contains(&name.as_str())

@@ -3,7 +3,9 @@
 //!
 //! - [`wire`]: field layout, limits, zero-copy decoding.
 //! - [`mac`]: which bytes are signed, and the tag.
-//! - [`fields`]: method sets, IP networks, refresh markers, dispositions and download names.
+//! - [`fields`]: method sets, IP networks, refresh markers, dispositions, download names and
+//!   file versions.
+//! - [`scopes`]: the v2 scopes list (several method sets on paths and prefixes).
 //! - [`mod@verify`]: checks a token against a request, in a fixed order, to one [`Reason`].
 //!
 //! The normative description is `docs/token-format.md`; `tests/vectors/tokens.json` pins it.
@@ -12,10 +14,12 @@
 
 pub mod fields;
 pub mod mac;
+pub mod scopes;
 pub mod verify;
 pub mod wire;
 
 pub use fields::{download_name_problem, Disposition, FileVersion, IpNet, Methods, RefreshMarker};
+pub use scopes::{Admission, ScopeEntry, ScopeRef, Scopes};
 pub use verify::{verify, Authentic, Denied, Limits, Request, Verified};
 pub use wire::{
     canonical_content_types, decode, is_canonical_content_types, is_canonical_media_type,
@@ -93,7 +97,7 @@ pub fn sign(claims: &Claims, key: &Key) -> Result<String, Malformed> {
     let body = claims.encode_body(key.id())?;
     let bound_path = match &claims.scope {
         Scope::Exact(path) => Some(path.as_str()),
-        Scope::Prefix(_) => None,
+        Scope::Prefix(_) | Scope::List(_) => None,
     };
     let tag = mac::tag(key, &body, bound_path);
     Ok(wire::encode_token(&body, &tag))

@@ -6,7 +6,9 @@
 //! `expired` is only ever reported for an authentic token. The key-purpose check comes right
 //! after the MAC: `key_purpose` then means that a holder of the key really signed a token of a
 //! purpose the key is not allowed (an alert worth raising), never that someone typed a key id
-//! into a forged token.
+//! into a forged token. For a token with a scopes list (v2), scope and method are one walk over
+//! the entries: no entry covers the path is `out_of_scope`, entries cover it but none allows
+//! the method is `method`.
 //!
 //! Trust is a type, not a convention. [`decode`] yields a [`Token`]: bytes anyone could have
 //! written. Only [`verify`] makes an [`Authentic`] (the tag matched one of our keys; its fields
@@ -18,6 +20,7 @@
 use std::net::IpAddr;
 use std::ops::Deref;
 
+use super::scopes::Admission;
 use super::wire::{decode, Token, TokenBuf};
 use super::{mac, Purpose};
 use crate::keys::KeyRing;
@@ -111,10 +114,7 @@ pub fn verify<'a>(
     let key = keys
         .get(token.kid)
         .ok_or(Denied::unauthenticated(Reason::UnknownKey))?;
-    let bound_path = match token.prefix {
-        Some(_) => None,
-        None => Some(request.path),
-    };
+    let bound_path = token.binds_path().then_some(request.path);
     if !mac::tag_matches(key, token.body, bound_path, token.tag) {
         return Err(Denied::unauthenticated(Reason::BadSignature));
     }
@@ -157,13 +157,22 @@ pub fn check_claims(
             return Err(Reason::WrongHost);
         }
     }
-    if let Some(prefix) = token.prefix {
-        if !path::is_within(request.path, prefix) {
-            return Err(Reason::OutOfScope);
+    if let Some(scopes) = token.scopes {
+        // Decoding refused a prefix or methods field beside the list: it is the whole scope.
+        match scopes.admit(request.path, request.method) {
+            Admission::Allowed => {}
+            Admission::NoPath => return Err(Reason::OutOfScope),
+            Admission::NoMethod => return Err(Reason::Method),
         }
-    }
-    if !token.methods().allows(request.method) {
-        return Err(Reason::Method);
+    } else {
+        if let Some(prefix) = token.prefix {
+            if !path::is_within(request.path, prefix) {
+                return Err(Reason::OutOfScope);
+            }
+        }
+        if !token.methods().allows(request.method) {
+            return Err(Reason::Method);
+        }
     }
     if let Some(net) = token.ip {
         if !request.client_ip.is_some_and(|ip| net.contains(ip)) {

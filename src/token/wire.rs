@@ -9,10 +9,11 @@
 //! ```
 //!
 //! Version 2 has every v1 field plus issued-at, a use limit, the upload limits (maximum
-//! size, content types), a file version, the per-link response overrides (download name,
-//! disposition, cache max-age), the refresh state's kept query, and the `api` purpose. The
-//! same claims have exactly one encoding: a body is v2 exactly when it carries a v2-only field
-//! (every id from `0x0c` up) or a v2-only purpose.
+//! size, content types), a scopes list (`scopes.rs`), a recipient, a file version, the
+//! per-link response overrides (download name, disposition, cache max-age), the refresh
+//! state's kept query, and the `api` purpose. The same claims have exactly one encoding: a
+//! body is v2 exactly when it carries a v2-only field (every id from `0x0c` up) or a v2-only
+//! purpose.
 //!
 //! `docs/token-format.md` is the normative description (§17 for v2); this file and that one
 //! change together.
@@ -23,6 +24,7 @@ use base64::Engine;
 use super::fields::{
     download_name_problem, Disposition, FileVersion, IpNet, Methods, RefreshMarker,
 };
+use super::scopes::{self, ScopeEntry, Scopes};
 use super::Purpose;
 use crate::path;
 
@@ -72,6 +74,13 @@ pub mod id {
     pub const MAX_SIZE: u8 = 0x0e;
     /// v2: allowed upload media types, a sorted comma-separated list; upload tokens only.
     pub const CONTENT_TYPES: u8 = 0x0f;
+    /// Never on the wire: the exact request path, appended to the MAC input only.
+    pub const BOUND_PATH: u8 = 0x10;
+    /// v2: several (methods, exact path or prefix) entries; no `prefix`, no `methods`, no
+    /// path binding (see `scopes.rs`).
+    pub const SCOPES: u8 = 0x11;
+    /// v2: who the token was handed to, passed upstream as `X-Mediagate-Recipient`.
+    pub const RECIPIENT: u8 = 0x12;
     /// v2: the version of the one file an exact-path download token is bound to (8 bytes,
     /// [`super::FileVersion`]).
     pub const FILE_VERSION: u8 = 0x13;
@@ -85,14 +94,12 @@ pub mod id {
     pub const KEPT_QUERY: u8 = 0x17;
     /// The highest id of a v1 body.
     pub const LAST_V1: u8 = REFRESH;
-    /// The lowest v2-only id: every id from here up exists in v2 bodies only, so a v2 body
-    /// must carry one or a v2-only purpose (a range, so that ids added later count without a
-    /// change here).
+    /// The lowest v2-only id: every id from here up (`BOUND_PATH` is never in a body) exists
+    /// in v2 bodies only, so a v2 body must carry one or a v2-only purpose (a range, so that
+    /// ids added later count without a change here).
     pub const FIRST_V2: u8 = ISSUED_AT;
-    /// The highest id of a v2 body.
+    /// The highest id of a v2 body: the last assigned one.
     pub const LAST_V2: u8 = KEPT_QUERY;
-    /// Never on the wire: the exact request path, appended to the MAC input only.
-    pub const BOUND_PATH: u8 = 0x10;
 }
 
 /// Field length limits (inclusive), enforced both when minting and when decoding.
@@ -117,6 +124,10 @@ pub mod limit {
     pub const FILENAME: usize = 255;
     /// Kept query length in bytes (one length byte); a longer query is not refreshed.
     pub const KEPT_QUERY: usize = 255;
+    /// Scopes list length (one length byte).
+    pub const SCOPES: usize = super::scopes::MAX_BYTES;
+    /// Recipient length (as the subject's).
+    pub const RECIPIENT: usize = 128;
 }
 
 /// What a token grants, with every optional field; the input to minting.
@@ -128,7 +139,7 @@ pub struct Claims {
     pub expires: u64,
     /// Unix seconds before which the token is not valid.
     pub not_before: Option<u64>,
-    /// One exact canonical path, or a canonical prefix ending in `/`.
+    /// One exact canonical path, a canonical prefix ending in `/`, or (v2) a scopes list.
     pub scope: Scope,
     /// Media host name (lower case).
     pub host: Option<String>,
@@ -165,6 +176,8 @@ pub struct Claims {
     pub kept_query: Option<String>,
     /// v2, exact-path download tokens only: the version of the file the token is bound to.
     pub file_version: Option<FileVersion>,
+    /// v2: who the token was handed to (visible ASCII or space, 1-128 bytes, as `subject`).
+    pub recipient: Option<String>,
 }
 
 /// The path scope of a token being minted.
@@ -174,6 +187,9 @@ pub enum Scope {
     Exact(String),
     /// Every path below this canonical prefix (which ends with `/`).
     Prefix(String),
+    /// v2: several (methods, path or prefix) entries, in their canonical order
+    /// ([`scopes::canonical_scopes`]); the token carries no `methods` field then.
+    List(Vec<ScopeEntry>),
 }
 
 /// Why a string is not a well-formed token (v1 or v2). Maps to the `malformed` reason; the text is
@@ -248,6 +264,10 @@ pub struct Token<'a> {
     pub kept_query: Option<&'a str>,
     /// v2, exact-path download tokens only: the file version the token is bound to.
     pub file_version: Option<FileVersion>,
+    /// v2: the scopes list; a token with one has neither `prefix` nor `methods_field`.
+    pub scopes: Option<Scopes<'a>>,
+    /// v2: the recipient.
+    pub recipient: Option<&'a str>,
     /// The body bytes the MAC covers.
     pub body: &'a [u8],
     /// The tag.
@@ -255,7 +275,13 @@ pub struct Token<'a> {
 }
 
 impl<'a> Token<'a> {
-    /// Allowed methods, with the default applied: POST and PUT for a v2 upload token, GET and
+    /// True when the MAC input binds the request path: a token with neither a prefix nor a
+    /// scopes list (those carry their paths in the signed body).
+    pub fn binds_path(&self) -> bool {
+        self.prefix.is_none() && self.scopes.is_none()
+    }
+
+    /// Allowed methods (for a token with a scopes list, the entries decide instead), with the default applied: POST and PUT for a v2 upload token, GET and
     /// HEAD otherwise (v1 is frozen: a v1 token without a methods field allows GET and HEAD,
     /// whatever its purpose).
     pub fn methods(&self) -> Methods {
@@ -326,6 +352,7 @@ impl Claims {
             max_age: None,
             kept_query: None,
             file_version: None,
+            recipient: None,
         }
     }
 
@@ -342,6 +369,8 @@ impl Claims {
             || self.max_age.is_some()
             || self.kept_query.is_some()
             || self.file_version.is_some()
+            || matches!(self.scope, Scope::List(_))
+            || self.recipient.is_some()
     }
 
     /// The version [`Claims::encode_body`] writes.
@@ -401,6 +430,13 @@ impl Claims {
         if let Some(content_types) = &self.content_types {
             push_field(&mut body, id::CONTENT_TYPES, content_types.as_bytes())?;
         }
+        if let Scope::List(entries) = &self.scope {
+            let value = scopes::encode(entries).map_err(Malformed)?;
+            push_field(&mut body, id::SCOPES, &value)?;
+        }
+        if let Some(recipient) = &self.recipient {
+            push_field(&mut body, id::RECIPIENT, recipient.as_bytes())?;
+        }
         if let Some(version) = self.file_version {
             push_field(&mut body, id::FILE_VERSION, &version.to_bytes())?;
         }
@@ -419,6 +455,8 @@ impl Claims {
         // The rules across fields, exactly as the decoder checks them.
         V2Facts {
             version: self.version(),
+            has_scopes: matches!(self.scope, Scope::List(_)),
+            has_prefix_or_methods: matches!(self.scope, Scope::Prefix(_)) || self.methods.is_some(),
             purpose: self.purpose,
             has_v2_field: self.needs_v2(),
             expires: self.expires,
@@ -554,6 +592,8 @@ fn parse(raw: &[u8]) -> Result<Token<'_>, Malformed> {
         max_age: None,
         kept_query: None,
         file_version: None,
+        scopes: None,
+        recipient: None,
         body,
         tag,
     };
@@ -596,6 +636,8 @@ fn parse(raw: &[u8]) -> Result<Token<'_>, Malformed> {
             id::MAX_AGE => token.max_age = Some(be_u32(value)),
             id::KEPT_QUERY => token.kept_query = Some(ascii(value)),
             id::FILE_VERSION => token.file_version = FileVersion::from_wire(value),
+            id::SCOPES => token.scopes = Some(Scopes::validated(value)),
+            id::RECIPIENT => token.recipient = Some(ascii(value)),
             _ => return Err(Malformed("unknown field")),
         }
     }
@@ -607,6 +649,8 @@ fn parse(raw: &[u8]) -> Result<Token<'_>, Malformed> {
     }
     V2Facts {
         version,
+        has_scopes: token.scopes.is_some(),
+        has_prefix_or_methods: token.prefix.is_some() || token.methods_field.is_some(),
         purpose,
         // Ids ascend, so the last one is the highest: one range check counts every v2-only
         // id, including ones added after this line was written.
@@ -629,6 +673,8 @@ fn parse(raw: &[u8]) -> Result<Token<'_>, Malformed> {
 /// minting and from a [`Token`] when decoding, so both apply exactly the same rules.
 struct V2Facts {
     version: u8,
+    has_scopes: bool,
+    has_prefix_or_methods: bool,
     purpose: Purpose,
     /// Some id from [`id::FIRST_V2`] up is present, or the purpose is v2-only.
     has_v2_field: bool,
@@ -681,10 +727,20 @@ impl V2Facts {
         if self.has_kept_query && self.purpose != Purpose::RefreshState {
             return Err(Malformed("a kept query belongs in refresh states only"));
         }
-        // A version names one file: a prefix covers many, and only downloads read a file.
-        if self.has_file_version && (self.purpose != Purpose::Download || self.has_prefix) {
+        // A version names one file: a prefix or a scopes list covers many (and binds no
+        // path), and only downloads read a file.
+        if self.has_file_version
+            && (self.purpose != Purpose::Download || self.has_prefix || self.has_scopes)
+        {
             return Err(Malformed(
                 "a file version belongs in exact-path download tokens only",
+            ));
+        }
+        // The list is the whole scope: a prefix or a methods field beside it would be a
+        // second, contradicting one.
+        if self.has_scopes && self.has_prefix_or_methods {
+            return Err(Malformed(
+                "a token with scopes carries neither a prefix nor a methods field",
             ));
         }
         Ok(())
@@ -693,6 +749,9 @@ impl V2Facts {
 
 /// The single definition of what each field may contain, shared by minting and decoding.
 fn validate_field(field: u8, value: &[u8]) -> Result<(), Malformed> {
+    if field == id::SCOPES {
+        return scopes::check(value).map_err(Malformed);
+    }
     let ok = match field {
         id::KID => is_kid(value),
         id::EXPIRES | id::NOT_BEFORE => value.len() == 8 && be_u64(value) != 0,
@@ -714,6 +773,10 @@ fn validate_field(field: u8, value: &[u8]) -> Result<(), Malformed> {
         }
         id::SUBJECT => {
             (1..=limit::SUBJECT).contains(&value.len())
+                && value.iter().all(|&b| b == b' ' || b.is_ascii_graphic())
+        }
+        id::RECIPIENT => {
+            (1..=limit::RECIPIENT).contains(&value.len())
                 && value.iter().all(|&b| b == b' ' || b.is_ascii_graphic())
         }
         id::DATA => (1..=limit::DATA).contains(&value.len()),
@@ -767,6 +830,7 @@ fn field_error(field: u8) -> &'static str {
         id::MAX_AGE => "bad max-age: a u32 (4 bytes)",
         id::KEPT_QUERY => "bad kept query: 1-255 bytes of URL query characters in non-empty '&'-separated pairs, '%' only before two hex digits",
         id::FILE_VERSION => "bad file version: exactly 8 bytes",
+        id::RECIPIENT => "bad recipient",
         _ => "bad content types: lower-case type/subtype names, ascending, comma-separated, no duplicates, no parameters, 1-255 bytes",
     }
 }
@@ -1365,19 +1429,21 @@ mod tests {
     fn every_id_above_the_binding_id_is_v2_only_and_unassigned_ones_are_unknown() {
         // A v1 body knows none of them.
         for field in [
+            id::SCOPES,
+            id::RECIPIENT,
+            id::FILE_VERSION,
             id::FILENAME,
             id::DISPOSITION,
             id::MAX_AGE,
             id::KEPT_QUERY,
-            id::FILE_VERSION,
         ] {
             assert_eq!(
                 decode_body(&body(1, 1, &[(field, &[1])])),
                 Err(Malformed("unknown field"))
             );
         }
-        // Ids not (yet) assigned in this build stay unknown in v2.
-        for field in [0x10, 0x11, 0x12, 0x18, 0xff] {
+        // The binding id and ids past the last assigned one stay unknown in v2.
+        for field in [id::BOUND_PATH, id::LAST_V2 + 1, 0xff] {
             assert_eq!(
                 download(&[(field, &[1])]),
                 Err(Malformed("unknown field")),
@@ -1446,8 +1512,8 @@ mod tests {
             )),
             misplaced
         );
-        // Unassigned ids (here: those of parts not in this build, and past the last) stay unknown.
-        for unassigned in [0x11, 0x12, 0x18, 0xff] {
+        // Unassigned ids (past the last assigned one) stay unknown.
+        for unassigned in [0x18, 0xff] {
             assert_eq!(
                 decode_body(&body(2, 1, &[(unassigned, b"x")])),
                 Err(Malformed("unknown field")),
@@ -1468,6 +1534,36 @@ mod tests {
             ..bound
         };
         assert_eq!(prefix.encode_body("k1").map(|_| ()), misplaced);
+        // A scopes list binds no path and covers several: no file version beside it either.
+        let scoped = Claims {
+            scope: Scope::List(vec![
+                ScopeEntry {
+                    methods: Methods::READ,
+                    prefix: false,
+                    path: "/media/a.pdf".into(),
+                },
+                ScopeEntry {
+                    methods: Methods::READ,
+                    prefix: false,
+                    path: "/media/b.pdf".into(),
+                },
+            ]),
+            ..prefix
+        };
+        assert_eq!(scoped.encode_body("k1").map(|_| ()), misplaced);
+        let mut scopes = vec![1, 0, 2];
+        scopes.extend_from_slice(b"/a");
+        scopes.extend_from_slice(&[1, 0, 2]);
+        scopes.extend_from_slice(b"/b");
+        assert_eq!(decode_body(&body(2, 1, &[(id::SCOPES, &scopes)])), Ok(()));
+        assert_eq!(
+            decode_body(&body(
+                2,
+                1,
+                &[(id::SCOPES, &scopes), (id::FILE_VERSION, &version)]
+            )),
+            misplaced
+        );
     }
 
     proptest::proptest! {
@@ -1483,6 +1579,7 @@ mod tests {
             max_size in proptest::option::of(1u64..=u64::MAX),
             content_types in proptest::option::of(proptest::collection::btree_set("[a-z0-9][a-z0-9.+-]{0,8}/[a-z0-9][a-z0-9.+-]{0,8}", 1..6)),
             methods in proptest::option::of(1u8..0x80),
+            recipient in proptest::option::of("[ -~]{1,128}"),
         ) {
             // Generated within the rules (a use limit brings a token id, upload limits come
             // with uploads, issued-at precedes the expiry): every case must mint.
@@ -1497,6 +1594,7 @@ mod tests {
                     .filter(|_| upload)
                     .map(|set| set.into_iter().collect::<Vec<_>>().join(",")),
                 methods: methods.and_then(Methods::from_bits),
+                recipient,
                 ..Claims::download(Scope::Exact("/uploads/a.bin".into()), expires)
             };
             let text = sign(&claims, &key()).expect("claims within the rules mint");
@@ -1511,6 +1609,7 @@ mod tests {
             proptest::prop_assert_eq!(token.max_size, claims.max_size);
             proptest::prop_assert_eq!(token.content_types, claims.content_types.as_deref());
             proptest::prop_assert_eq!(token.methods_field, claims.methods);
+            proptest::prop_assert_eq!(token.recipient, claims.recipient.as_deref());
         }
     }
 }

@@ -20,9 +20,9 @@ As a library:
     from mint import mint
     token = mint(secret, "k1", {"path": "/media/x.pdf", "expires": int(time.time()) + 600})
 
-Claims (all but `expires` and one of `path` / `prefix` are optional):
+Claims (all but `expires` and one of `path` / `prefix` / `scopes` are optional):
 
-    purpose      "download" (default), "upload" or "refresh_state"
+    purpose      "download" (default), "upload", "refresh_state" or "api" (v2 only)
     expires      unix seconds; the token is expired when now >= expires
     not_before   unix seconds
     path         one exact canonical path (bound through the MAC, not carried in the token)
@@ -43,12 +43,24 @@ others as v1:
     uses         use limit, 1 to 2^32-1; needs token_id
     max_size     upload tokens only: largest body in bytes, at least 1
     content_types upload tokens only: list of lower-case "type/subtype", ascending, each once
+    scopes       instead of path/prefix and methods: at least two entries
+                 {"methods": ["GET"], "path": "/api/v1/foo/", "prefix": true}, paths canonical,
+                 ascending by (path, prefix), no method granted twice for one request path
+    recipient    who the token is handed to: 1-128 printable ASCII characters (space allowed)
     filename     download tokens only: the download file name, 1-255 bytes of UTF-8 without
                  control or bidirectional formatting characters, "/" or "\\", not "." or
                  "..", no space at either end (quotes, ";" and "%" are fine)
     disposition  download tokens only: "inline" or "attachment"
     max_age      download tokens only: Cache-Control max-age seconds, 0 to 2^32-1
     kept_query   refresh_state tokens only: the media URL's query without the token, raw
+    file_version_hex exact-path download tokens only: the bound file version, 8 bytes as 16
+                 hex digits (mediagate computes it from the file, see `sign --bind-version`)
+
+The purpose "api" exists in version 2 only: an API token is always minted as v2.
+
+    # an API token: GET and HEAD below /api/v1/foo/, PUT on /uploads/x, for a recipient
+    python3 examples/mint.py --secret-b64url "$SECRET" --kid k1 --purpose api \
+        --scope GET,HEAD:/api/v1/foo/ --scope PUT:/uploads/x --recipient partner-app
 """
 
 import argparse
@@ -71,24 +83,28 @@ DOMAIN = b"mediagate\x00"  # MAC domain-separation prefix
 MIN_SECRET_LEN = 32
 MAX_PATH_LEN = 4096
 
-PURPOSES = {"download": 1, "upload": 2, "refresh_state": 3}
+PURPOSES = {"download": 1, "upload": 2, "refresh_state": 3, "api": 4}
+V2_PURPOSES = ("api",)  # a v1 body never carries these
 METHOD_BITS = {"GET": 1, "HEAD": 2, "POST": 4, "PUT": 8, "DELETE": 16, "PATCH": 32, "OPTIONS": 64}
 
 # Field ids: each field is id:u8 len:u8 value, in strictly ascending id order.
 KID, EXPIRES, NOT_BEFORE, PREFIX, HOST, METHODS, IP = 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07
 TOKEN_ID, SUBJECT, DATA, REFRESH = 0x08, 0x09, 0x0A, 0x0B
 ISSUED_AT, USES, MAX_SIZE, CONTENT_TYPES = 0x0C, 0x0D, 0x0E, 0x0F  # version 2 only
-FILENAME, DISPOSITION, MAX_AGE, KEPT_QUERY = 0x14, 0x15, 0x16, 0x17  # version 2 only
+BOUND_PATH = 0x10  # never in the body: introduces the exact path in the MAC input
+# Every id from ISSUED_AT up (BOUND_PATH aside) is version 2 only.
+SCOPES, RECIPIENT, FILE_VERSION = 0x11, 0x12, 0x13
+FILENAME, DISPOSITION, MAX_AGE, KEPT_QUERY = 0x14, 0x15, 0x16, 0x17
 V2_CLAIMS = (
-    "issued_at", "uses", "max_size", "content_types", "filename", "disposition", "max_age",
-    "kept_query",
+    "issued_at", "uses", "max_size", "content_types", "scopes", "recipient", "file_version_hex",
+    "filename", "disposition", "max_age", "kept_query",
 )
+SCOPE_EXACT, SCOPE_PREFIX = 0x00, 0x01  # the kind byte of a scopes entry
 DISPOSITIONS = {"inline": 1, "attachment": 2}
 # Bidirectional formatting characters: they make "x<U+202E>fdp.exe" display as "xexe.pdf".
 BIDI_FORMATTING = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 # RFC 3986 query characters besides letters, digits and percent escapes ("&" separates).
 QUERY_CHARS = frozenset(b"-._~!$'()*+,;=:@/?")
-BOUND_PATH = 0x10  # never in the body: introduces the exact path in the MAC input
 
 KID_CHARS = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-")
 HOST_CHARS = frozenset(b"abcdefghijklmnopqrstuvwxyz0123456789-.:[]")
@@ -330,6 +346,42 @@ def kept_query_value(query) -> bytes:
     return raw
 
 
+def scope_covers(outer: dict, inner: dict) -> bool:
+    """True when every path `inner` admits is admitted by `outer`."""
+    if outer.get("prefix", False):
+        return inner["path"].startswith(outer["path"])
+    return not inner.get("prefix", False) and inner["path"] == outer["path"]
+
+
+def scopes_value(entries) -> bytes:
+    """The wire form (entries of methods:u8 kind:u8 len:u8 path), which must already be its one
+    spelling: at least two entries, canonical paths, prefixes ending in "/", strictly ascending
+    by (path, kind), and no entry inside another granting one of its methods again."""
+    if not isinstance(entries, list) or len(entries) < 2:
+        raise MintError("bad scopes: at least two entries")
+    raw = b""
+    for entry in entries:
+        path, prefix = entry["path"], entry.get("prefix", False)
+        if not is_canonical(path) or (prefix and not path.endswith("/")):
+            raise MintError(f"bad scopes: {path!r} is not a canonical path (a prefix ends in '/')")
+        data = path.encode("utf-8")
+        if len(data) > 255:
+            raise MintError("bad scopes: longer than 255 bytes")
+        kind = SCOPE_PREFIX if prefix else SCOPE_EXACT
+        raw += bytes([method_bits(entry["methods"]), kind, len(data)]) + data
+    keys = [(e["path"], e.get("prefix", False)) for e in entries]
+    if any(a >= b for a, b in zip(keys, keys[1:])):
+        raise MintError("bad scopes: entries out of order or repeated")
+    for i, outer in enumerate(entries):
+        for inner in entries[i + 1 :]:
+            nested = scope_covers(outer, inner) or scope_covers(inner, outer)
+            if nested and method_bits(outer["methods"]) & method_bits(inner["methods"]):
+                raise MintError("bad scopes: an entry inside another grants one of its methods")
+    if len(raw) > 255:
+        raise MintError("bad scopes: longer than 255 bytes")
+    return raw
+
+
 def u64_at_least_1(name: str, value) -> bytes:
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value < 2**64:
         raise MintError(f"bad {name}: between 1 and 2^64-1")
@@ -342,9 +394,12 @@ def encode_body(kid: str, claims: dict) -> bytes:
     purpose = claims.get("purpose", "download")
     if purpose not in PURPOSES:
         raise MintError(f"unknown purpose {purpose!r}")
-    if ("path" in claims) == ("prefix" in claims):
-        raise MintError("give exactly one of path and prefix")
-    version = VERSION_2 if any(name in claims for name in V2_CLAIMS) else VERSION_1
+    if sum(name in claims for name in ("path", "prefix", "scopes")) != 1:
+        raise MintError("give exactly one of path, prefix and scopes")
+    if "scopes" in claims and "methods" in claims:
+        raise MintError("a token with scopes carries no methods field")
+    v2 = purpose in V2_PURPOSES or any(name in claims for name in V2_CLAIMS)
+    version = VERSION_2 if v2 else VERSION_1
 
     body = bytes([version, PURPOSES[purpose]])
     body += field(KID, ascii_text("kid", kid, 1, 32, is_kid_char))
@@ -396,6 +451,19 @@ def encode_body(kid: str, claims: dict) -> bytes:
         body += field(CONTENT_TYPES, content_types_value(claims["content_types"]))
     if ("max_size" in claims or "content_types" in claims) and purpose != "upload":
         raise MintError("max_size and content types belong in upload tokens only")
+    # Ids ascend: scopes and recipient (0x11, 0x12), the file version (0x13), the overrides
+    # (0x14-0x16), the kept query (0x17).
+    if "scopes" in claims:
+        body += field(SCOPES, scopes_value(claims["scopes"]))
+    if "recipient" in claims:
+        body += field(RECIPIENT, ascii_text("recipient", claims["recipient"], 1, 128, is_printable))
+    if "file_version_hex" in claims:
+        text = claims["file_version_hex"]
+        if not isinstance(text, str) or len(text) != 16 or not set(text.encode()) <= HEX_DIGITS:
+            raise MintError("bad file version: exactly 8 bytes (16 hex digits)")
+        if purpose != "download" or "prefix" in claims or "scopes" in claims:
+            raise MintError("a file version belongs in exact-path download tokens only")
+        body += field(FILE_VERSION, bytes.fromhex(text))
     if "filename" in claims:
         body += field(FILENAME, filename_value(claims["filename"]))
     if "disposition" in claims:
@@ -426,9 +494,10 @@ def encode_body(kid: str, claims: dict) -> bytes:
 
 REQUEST_KEYS = {
     "path", "prefix", "ttl", "methods", "ip", "host", "subject", "token_id", "data", "not_before",
-    "purpose", "uses", "max_size", "content_types", "issued_at", "filename", "disposition",
-    "max_age",
+    "purpose", "uses", "max_size", "content_types", "issued_at", "scopes", "recipient", "filename",
+    "disposition", "max_age",
 }
+SCOPE_KEYS = {"methods", "path", "prefix"}
 TTL_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
@@ -449,20 +518,24 @@ def claims_from_request(request: dict, now: int, max_lifetime: int = 604800) -> 
     unknown = set(request) - REQUEST_KEYS
     if unknown:
         raise MintError(f"unknown field(s): {sorted(unknown)}")
-    raw = request["path"]
-    if "?" in raw:
-        raise MintError(f"path {raw!r} contains '?': a query is not part of the signed path")
-    try:
-        canonical = canonicalize(raw)
-    except PathError as error:
-        raise MintError(f"path {raw!r} is not canonical: {error}") from None
-    if len(encode_path(canonical)) > MAX_PATH_LEN:
-        raise MintError("the path's URL form is longer than 4096 bytes")
+    if "scopes" in request:
+        scopes = canonical_scopes(request["scopes"])
+        if request.get("prefix", False) or "methods" in request:
+            raise MintError("scopes replace prefix and methods")
+        if "path" in request:
+            link = {"path": url_path(request["path"])}
+            if not any(scope_covers(entry, link) for entry in scopes):
+                raise MintError("the path is outside every scope")
+    else:
+        raw = request["path"]
+        canonical = url_path(raw)
     ttl = parse_ttl(request.get("ttl", 3600))
     if not 1 <= ttl <= max_lifetime:
         raise MintError(f"ttl must be between 1 and {max_lifetime} seconds")
     claims = {"purpose": "download", "expires": now + ttl}
-    if request.get("prefix", False):
+    if "scopes" in request:
+        claims["scopes"] = scopes
+    elif request.get("prefix", False):
         if not canonical.endswith("/"):
             raise MintError(f"prefix {raw!r} must end with '/'")
         claims["prefix"] = canonical
@@ -475,11 +548,48 @@ def claims_from_request(request: dict, now: int, max_lifetime: int = 604800) -> 
         if "=" in data or not set(data) <= B64URL_CHARS or len(data) % 4 == 1:
             raise MintError("data must be base64url without padding")
         claims["data_b64url"] = data
-    for name in ("methods", "ip", "host", "subject", "token_id", "not_before"):
+    for name in ("methods", "ip", "host", "subject", "token_id", "not_before", "recipient"):
         if name in request:
             claims[name] = request[name]
     v2_request(request, claims, now)
     return claims
+
+
+def url_path(raw: str) -> str:
+    """A path as it appears in a URL, decoded once: no raw "?", URL form at most 4096 bytes."""
+    if "?" in raw:
+        raise MintError(f"path {raw!r} contains '?': a query is not part of the signed path")
+    try:
+        canonical = canonicalize(raw)
+    except PathError as error:
+        raise MintError(f"path {raw!r} is not canonical: {error}") from None
+    if len(encode_path(canonical)) > MAX_PATH_LEN:
+        raise MintError("the path's URL form is longer than 4096 bytes")
+    return canonical
+
+
+def canonical_scopes(entries) -> list:
+    """Scopes as a person wrote them: each path decoded once, a prefix ending in "/", then
+    sorted; refuses (never merges) duplicates, a method granted twice for one path, fewer than
+    two entries, or more than fit."""
+    if not isinstance(entries, list) or not entries:
+        raise MintError("empty scope list")
+    if len(entries) == 1:
+        raise MintError("a single scope is a plain token: give its path, prefix and methods")
+    out = []
+    for entry in entries:
+        if not isinstance(entry, dict) or set(entry) - SCOPE_KEYS or "path" not in entry \
+                or "methods" not in entry:
+            raise MintError(f"bad scope {entry!r}: give methods, path and optionally prefix")
+        prefix = entry.get("prefix", False)
+        path = url_path(entry["path"])
+        if prefix and not path.endswith("/"):
+            raise MintError(f"scope prefix {entry['path']!r} must end with '/'")
+        method_bits(entry["methods"])
+        out.append({"methods": entry["methods"], "path": path, "prefix": prefix})
+    out.sort(key=lambda e: (e["path"], e["prefix"]))
+    scopes_value(out)  # the remaining rules, exactly as the minter checks them
+    return out
 
 
 def canonical_content_types(types) -> list:
@@ -504,13 +614,16 @@ def v2_request(request: dict, claims: dict, now: int) -> None:
     """The v2 part of the front end, as mediagate's: upload slots are single-use by default,
     a counted token gets a random token id, and every v2 token is stamped with now."""
     purpose = request.get("purpose", "download")
-    if purpose not in ("download", "upload"):
-        raise MintError(f"purpose must be download or upload, not {purpose!r}")
+    if purpose not in ("download", "upload", "api"):
+        raise MintError(f"purpose must be download, upload or api, not {purpose!r}")
     upload = purpose == "upload"
     claims["purpose"] = purpose
     if not upload and ("max_size" in request or "content_types" in request):
         raise MintError("max_size and content types need an upload token")
-    if upload and "methods" in request and not set(request["methods"]) <= {"POST", "PUT"}:
+    granted = list(request.get("methods", []))
+    for entry in request.get("scopes", []):
+        granted += entry["methods"]
+    if upload and not set(granted) <= {"POST", "PUT"}:
         raise MintError("an upload token allows POST and/or PUT only")
     uses = request.get("uses", 1 if upload else None)
     if uses is not None:
@@ -524,14 +637,15 @@ def v2_request(request: dict, claims: dict, now: int) -> None:
     if "content_types" in request:
         claims["content_types"] = canonical_content_types(request["content_types"])
     overrides = [name for name in ("filename", "disposition", "max_age") if name in request]
-    if overrides and upload:
+    if overrides and purpose != "download":
         raise MintError("filename, disposition and max_age need a download token")
     for name in overrides:
         claims[name] = request[name]
     if "max_age" in request:
         claims["max_age"] = parse_ttl(request["max_age"])
-    if upload or uses is not None or "max_size" in request or "content_types" in request \
-            or overrides or request.get("issued_at", False):
+    if upload or purpose in V2_PURPOSES or uses is not None or "max_size" in request \
+            or "content_types" in request or overrides or request.get("issued_at", False) \
+            or "scopes" in request or "recipient" in request:
         claims["issued_at"] = now
 
 
@@ -598,6 +712,14 @@ def replay_vectors(path: str, section: str) -> None:
             print(f"rejected: {error}")
 
 
+def scope_flag(text: str) -> dict:
+    """--scope METHODS:PATH, as `mediagate sign --scope`: a PATH ending in "/" is a prefix."""
+    methods, sep, path = text.partition(":")
+    if not sep:
+        raise MintError(f"scope {text!r}: write METHODS:PATH, e.g. GET,HEAD:/api/v1/foo/")
+    return {"methods": methods.split(","), "path": path, "prefix": path.endswith("/")}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="Mint a mediagate token (v1, or the v2 draft).")
     parser.add_argument("--vectors", metavar="FILE", help="replay test vectors instead")
@@ -629,14 +751,19 @@ def main() -> None:
     parser.add_argument("--filename", help="download links: the name to save the file as (v2)")
     parser.add_argument("--disposition", choices=sorted(DISPOSITIONS), help="inline or attachment (v2)")
     parser.add_argument("--max-age", help="download links: browser cache lifetime, e.g. 1h (v2)")
+    parser.add_argument(
+        "--scope", action="append", default=[],
+        help="METHODS:PATH (v2), e.g. GET,HEAD:/api/v1/foo/; a PATH ending in / is a prefix",
+    )
+    parser.add_argument("--recipient", help="who the token is handed to (v2)")
     args = parser.parse_args()
     sys.stdout.reconfigure(encoding="utf-8")
 
     if args.vectors:
         replay_vectors(args.vectors, args.section)
         return
-    if not (args.secret_b64url and args.kid and args.path):
-        parser.error("--secret-b64url, --kid and --path are required")
+    if not (args.secret_b64url and args.kid and (args.path or args.scope)):
+        parser.error("--secret-b64url, --kid and --path (or --scope) are required")
     try:
         now = args.now if args.now is not None else int(time.time())
         request = {
@@ -649,7 +776,8 @@ def main() -> None:
             "ip": args.ip,
             "token_id": args.token_id,
             "subject": args.subject,
-            "purpose": "upload" if args.upload or args.purpose == "upload" else None,
+            "purpose": "upload" if args.upload else
+            args.purpose if args.purpose in ("upload", "api") else None,
             "uses": args.uses,
             "max_size": parse_size(args.max_size) if args.max_size else None,
             "content_types": [t for item in args.content_type for t in item.split(",")] or None,
@@ -657,6 +785,8 @@ def main() -> None:
             "filename": args.filename,
             "disposition": args.disposition,
             "max_age": args.max_age,
+            "scopes": [scope_flag(flag) for flag in args.scope] or None,
+            "recipient": args.recipient,
         }
         request = {name: value for name, value in request.items() if value is not None}
         claims = claims_from_request(request, now, max_lifetime=2**63)  # verifiers cap it

@@ -13,7 +13,7 @@ use clap::{Parser, Subcommand};
 use crate::config::{self, Config, KeyOrigin};
 use crate::gate::{self, Authorization, MediaRequest, Outcome};
 use crate::keys::Secret;
-use crate::mint::{mint, MintInput, MintPurpose};
+use crate::mint::{mint, MintInput, MintPurpose, ScopeInput};
 use crate::path;
 use crate::reason::Reason;
 use crate::remote::{self, RemoteError};
@@ -53,7 +53,8 @@ pub enum Command {
     /// Print a signed URL for PATH (a file, or with --prefix a whole folder).
     ///
     /// Example: mediagate sign /media/report.pdf --ttl 10m
-    Sign(SignArgs),
+    // Boxed: the flags outweigh every other variant (clippy::large_enum_variant).
+    Sign(Box<SignArgs>),
     /// Show every field of a token (or of the token in a URL) and whether it verifies now.
     ///
     /// The verdict is the one /auth would give for the same request. Exit status: 0 allowed,
@@ -187,7 +188,10 @@ pub struct ProbeArgs {
 #[derive(Debug, clap::Args)]
 pub struct SignArgs {
     /// Path of the file (or folder, with --prefix) on the media domain, e.g. /media/a.pdf.
-    pub path: String,
+    /// With --scope, optional: the path the printed URL points at (default: the first
+    /// scope's).
+    #[arg(required_unless_present = "scopes")]
+    pub path: Option<String>,
     /// Lifetime: 30s, 10m, 1h, 7d (default: token.default_ttl).
     #[arg(long)]
     pub ttl: Option<String>,
@@ -197,6 +201,15 @@ pub struct SignArgs {
     /// Allowed method; repeat for several (default: GET and HEAD).
     #[arg(long = "method", value_name = "METHOD")]
     pub methods: Vec<String>,
+    /// Several scopes in one token (format v2), instead of --prefix and --method:
+    /// METHODS:PATH, e.g. GET,HEAD:/api/v1/foo/ (a PATH ending in '/' is a prefix) or
+    /// PUT:/uploads/x. Give at least two; no method twice for the same path.
+    #[arg(long = "scope", value_name = "METHODS:PATH", conflicts_with_all = ["prefix", "methods"])]
+    pub scopes: Vec<String>,
+    /// Who the token is handed to (format v2), passed upstream as X-Mediagate-Recipient:
+    /// 1-128 visible ASCII characters or spaces.
+    #[arg(long)]
+    pub recipient: Option<String>,
     /// Bind to a client address or network, e.g. 203.0.113.0/24.
     #[arg(long)]
     pub ip: Option<String>,
@@ -219,6 +232,18 @@ pub struct SignArgs {
     /// of a download link.
     #[arg(long)]
     pub upload: bool,
+    /// Mint an API token (for a location behind protect-api.conf; token format v2) instead of
+    /// a download link. A media location refuses it, as an API location refuses media links.
+    #[arg(long, conflicts_with = "upload")]
+    pub api: bool,
+    /// Sign with this key id instead of keys.signing; the key must be allowed the token's
+    /// purpose (keys.purposes).
+    #[arg(long, value_name = "KID")]
+    pub key: Option<String>,
+    /// Bind the link to the current version of its file (size, modification time, inode)
+    /// under the site's files_root: it stops working once the file is replaced or changed.
+    #[arg(long)]
+    pub bind_version: bool,
     /// Upload slots only: the largest body, in bytes or with K, M or G (1024-based): 10M.
     #[arg(long, value_name = "SIZE")]
     pub max_size: Option<String>,
@@ -316,8 +341,16 @@ pub fn sign(config: &Config, args: &SignArgs) -> anyhow::Result<Signed> {
         .map(Duration::parse)
         .transpose()
         .map_err(anyhow::Error::msg)?;
+    let scopes = args
+        .scopes
+        .iter()
+        .map(|flag| ScopeInput::parse_flag(flag))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(anyhow::Error::msg)?;
     let input = MintInput {
-        path: args.path.clone(),
+        path: args.path.clone().unwrap_or_default(),
+        scopes: (!scopes.is_empty()).then_some(scopes),
+        recipient: args.recipient.clone(),
         prefix: args.prefix,
         ttl,
         methods: (!args.methods.is_empty()).then(|| args.methods.clone()),
@@ -326,7 +359,13 @@ pub fn sign(config: &Config, args: &SignArgs) -> anyhow::Result<Signed> {
         subject: args.subject.clone(),
         token_id: args.token_id.clone(),
         site: args.site.clone(),
-        purpose: args.upload.then_some(MintPurpose::Upload),
+        purpose: match (args.upload, args.api) {
+            (true, _) => Some(MintPurpose::Upload),
+            (false, true) => Some(MintPurpose::Api),
+            (false, false) => None,
+        },
+        key: args.key.clone(),
+        bind_version: args.bind_version,
         uses: args.uses,
         max_size,
         content_types: (!args.content_types.is_empty()).then_some(content_types),
@@ -336,7 +375,13 @@ pub fn sign(config: &Config, args: &SignArgs) -> anyhow::Result<Signed> {
         max_age,
         ..MintInput::default()
     };
-    let (request, site) = input.resolve(config)?;
+    let (mut request, site) = input.resolve(config)?;
+    if let (true, Some(root)) = (
+        args.bind_version,
+        site.and_then(|site| site.files_root.as_deref()),
+    ) {
+        request.file_version = Some(crate::mint::resolve_file_version(root, &request)?);
+    }
     let minted = mint(config, &request, clock::now())?;
     let note = match (&args.token_id, &minted.token_id) {
         (None, Some(generated)) => Some(format!(
@@ -543,7 +588,14 @@ pub fn inspect(
     let prefix = decoded
         .as_ref()
         .and_then(|decoded| decoded.as_ref().ok())
-        .and_then(|token| token.prefix);
+        .and_then(|token| {
+            token.prefix.or_else(|| {
+                token
+                    .scopes
+                    .and_then(|scopes| scopes.iter().next())
+                    .map(|e| e.path)
+            })
+        });
     let raw_path = match (args.path.as_deref(), input.path, prefix) {
         (Some(path), _, _) | (None, Some(path), _) => path.to_owned(),
         (None, None, Some(prefix)) => path::encode_path(prefix),
@@ -572,7 +624,7 @@ pub fn inspect(
     if let Some(Ok(token)) = &decoded {
         let canonical = path::split_uri(&uri).0;
         if let Ok(canonical) = path::canonicalize(canonical) {
-            let bound = token.prefix.is_none().then_some(&*canonical);
+            let bound = token.binds_path().then_some(&*canonical);
             out.push_str(&format!(
                 "signed      {}\n",
                 escape(&mac::input(token.body, bound))
@@ -586,6 +638,12 @@ pub fn inspect(
         client_ip,
         // `inspect` judges the URL: a token given to it is read as the query parameter.
         authorization: Authorization::Absent,
+        // An API token is judged as at an API location (`protect-api.conf`), anything else
+        // as at a media location.
+        purpose: match &decoded {
+            Some(Ok(token)) if token.purpose == Purpose::Api => Purpose::Api,
+            _ => Purpose::Download,
+        },
     };
     let mut gate_buf = TokenBuf::new();
     let outcome = gate::decide(config, &request, &mut gate_buf, now, &Revoked::default());
@@ -630,17 +688,31 @@ pub fn inspect(
 fn hint(reason: Reason, token: Option<&Token<'_>>) -> &'static str {
     match reason {
         Reason::UnknownKey => "rotated out, or signed by another deployment",
+        Reason::KeyPurpose => "its key is not allowed this token's purpose (keys.purposes)",
+        Reason::FileChanged => {
+            "bound to an earlier version of the file (replaced, changed or gone)"
+        }
         Reason::WrongPurpose => match token.map(|token| token.purpose) {
             Some(Purpose::RefreshState) => {
                 "a refresh_state token: only /refresh reads it, /auth never accepts it"
             }
             Some(Purpose::Upload) => "an upload token: /auth accepts only download tokens",
+            Some(Purpose::Api) => {
+                "an API token: only a location behind protect-api.conf accepts it"
+            }
+            Some(Purpose::Download) => "a download token: an API location accepts only API tokens",
             _ => "not a download token",
         },
-        Reason::BadSignature => match token.and_then(|token| token.prefix) {
-            Some(_) => "the token was altered or signed with another key",
-            None => "signed for another path, with another key, or altered",
+        Reason::BadSignature => match token.map(Token::binds_path) {
+            Some(false) => "the token was altered or signed with another key",
+            _ => "signed for another path, with another key, or altered",
         },
+        Reason::OutOfScope if token.is_some_and(|token| token.scopes.is_some()) => {
+            "no scope of the token covers this path"
+        }
+        Reason::Method if token.is_some_and(|token| token.scopes.is_some()) => {
+            "the scopes covering this path do not allow this method"
+        }
         Reason::Malformed => "not a well-formed token (v1 or v2), or the parameter given twice",
         Reason::MissingToken => "no token parameter in the URL",
         Reason::BadPath => "the request path is not canonical",
@@ -701,17 +773,25 @@ fn describe(out: &mut String, token: &Token<'_>, config: Option<&Config>, now: u
     );
     line(
         "scope",
-        match token.prefix {
-            Some(prefix) => format!("every path below {prefix}"),
-            None => "one exact path (bound through the signature, not carried)".into(),
+        match (token.prefix, token.scopes) {
+            (Some(prefix), _) => format!("every path below {prefix}"),
+            (None, Some(scopes)) => format!(
+                "{} scopes (methods per path; carried, not bound)",
+                scopes.iter().count()
+            ),
+            (None, None) => "one exact path (bound through the signature, not carried)".into(),
         },
     );
+    for entry in token.scopes.iter().flat_map(|scopes| scopes.iter()) {
+        line("  scope", token::scopes::describe_ref(&entry));
+    }
     line("host", token.host.map_or_else(none, str::to_owned));
     line(
         "methods",
-        match token.methods_field {
-            Some(methods) => methods.to_string(),
-            None => "GET,HEAD (default)".into(),
+        match (token.methods_field, token.scopes) {
+            (Some(methods), _) => methods.to_string(),
+            (None, Some(_)) => "per scope (above)".into(),
+            (None, None) => "GET,HEAD (default)".into(),
         },
     );
     line("ip", token.ip.map_or_else(none, |ip| ip.to_string()));
@@ -742,6 +822,10 @@ fn describe(out: &mut String, token: &Token<'_>, config: Option<&Config>, now: u
         token.issued_at.map_or_else(none, |iat| {
             format!("{} ({}) [{iat}]", clock::format_utc(iat), relative(iat))
         }),
+    );
+    line(
+        "recipient",
+        token.recipient.map_or_else(none, str::to_owned),
     );
     line(
         "uses",
@@ -789,6 +873,12 @@ fn describe(out: &mut String, token: &Token<'_>, config: Option<&Config>, now: u
         line(
             "kept query",
             token.kept_query.map_or_else(none, str::to_owned),
+        );
+    }
+    if let Some(version) = token.file_version {
+        line(
+            "file version",
+            format!("{version} (the server compares it with the file under files_root)"),
         );
     }
     if token.purpose == Purpose::Upload {

@@ -7,7 +7,7 @@
 //! - **accel** (proxied): 200 + `X-Accel-Redirect` into the internal location, 302 refresh,
 //!   403 deny.
 //! - **forward** (Caddy `forward_auth`, Traefik ForwardAuth, which hand any non-2xx answer
-//!   to the browser as it is): 200 allow with the grant headers (all four, empty when
+//!   to the browser as it is): 200 allow with the grant headers (all five, empty when
 //!   the allow has no such field), 302 + `Location` for a
 //!   refresh (mediagate answers the browser itself), 403 deny. No `X-Accel-*`: neither proxy
 //!   reads them.
@@ -41,6 +41,8 @@ pub type Body = http_body_util::Full<Bytes>;
 pub const REASON: HeaderName = HeaderName::from_static("x-mediagate-reason");
 /// `X-Mediagate-Subject`: the token's subject, for `auth_request_set` and upstream headers.
 pub const SUBJECT: HeaderName = HeaderName::from_static("x-mediagate-subject");
+/// `X-Mediagate-Recipient`: the token's recipient (v2), like the subject.
+pub const RECIPIENT: HeaderName = HeaderName::from_static("x-mediagate-recipient");
 /// `X-Mediagate-Token-Id`.
 pub const TOKEN_ID: HeaderName = HeaderName::from_static("x-mediagate-token-id");
 /// `X-Mediagate-Expires-In`: seconds of validity left.
@@ -148,7 +150,7 @@ pub fn media_response(
             // tokens without subject): the proxy copies them onto the upstream request, and
             // Caddy 2.6's copy_headers sends a header mediagate left out as the literal
             // text "{http.reverse_proxy.header.…}". Empty means "none" upstream.
-            for name in [SUBJECT, TOKEN_ID, DATA, EXPIRES_IN] {
+            for name in [SUBJECT, RECIPIENT, TOKEN_ID, DATA, EXPIRES_IN] {
                 response
                     .headers_mut()
                     .entry(name)
@@ -340,6 +342,9 @@ fn grant_headers(response: &mut Response<Body>, token: Option<&Verified<'_>>, no
     // failure would only drop an informational header.
     if let Some(subject) = token.subject.and_then(|s| HeaderValue::from_str(s).ok()) {
         headers.insert(SUBJECT, subject);
+    }
+    if let Some(recipient) = token.recipient.and_then(|s| HeaderValue::from_str(s).ok()) {
+        headers.insert(RECIPIENT, recipient);
     }
     if let Some(id) = token.token_id.and_then(|s| HeaderValue::from_str(s).ok()) {
         headers.insert(TOKEN_ID, id);

@@ -32,6 +32,10 @@ pub struct MediaRequest<'a> {
     /// The client's `Authorization` header, as forwarded. Read only when `token.sources`
     /// has `"authorization"`.
     pub authorization: Authorization<'a>,
+    /// The purpose the location expects: [`Purpose::Download`] for media,
+    /// [`Purpose::Api`] behind `protect-api.conf`. Set by nginx's configuration
+    /// (`X-Mediagate-Purpose` in the auth location), never by the client.
+    pub purpose: Purpose,
 }
 
 /// The `Authorization` header of the original request, as the HTTP layer found it. The
@@ -155,6 +159,9 @@ pub fn decide<'a>(
     }
     let (text, source) = match request_token(config, request) {
         Ok(Some(found)) => found,
+        Ok(None) if request.purpose == Purpose::Api => {
+            return api_denial(config, site, Reason::MissingToken)
+        }
         Ok(None) => {
             return refresh_or_deny(
                 config,
@@ -184,7 +191,7 @@ pub fn decide<'a>(
         token::verify(
             text,
             buf,
-            Purpose::Download,
+            request.purpose,
             &token_request,
             &config.keys,
             config.token.limits,
@@ -211,6 +218,10 @@ pub fn decide<'a>(
             source: Some(source),
             site,
         },
+        // An API client follows no browser refresh flow (and a refresh mints media links,
+        // which an API location refuses): what a fresh token could cure is a 401 challenge
+        // there, when the header source is on, and a plain denial otherwise.
+        Err(denied) if request.purpose == Purpose::Api => api_denial(config, site, denied.reason),
         Err(denied) => {
             // Only an authentic token's marker may continue a refresh chain: a forged or
             // unknown-key token's fields never reach the loop guard or the next state.
@@ -226,6 +237,16 @@ pub fn decide<'a>(
                 now,
             )
         }
+    }
+}
+
+/// A denial at an API location: 401 with `WWW-Authenticate` for what a new token cures
+/// (with the `Authorization` source on), 403 for everything else.
+fn api_denial<'a>(config: &Config, site: &'a Site, reason: Reason) -> Outcome<'a> {
+    if reason.is_refreshable() && config.token.from_authorization {
+        Outcome::Challenge { reason, site }
+    } else {
+        Outcome::deny(reason, site)
     }
 }
 

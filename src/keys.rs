@@ -3,6 +3,10 @@
 //! Rotation without downtime: add the new key everywhere, switch `signing` to it, and remove
 //! the old one once the longest-lived token signed with it has expired. Secrets live in
 //! [`Secret`], whose `Debug` and `Display` print `***`; keys never appear in logs or errors.
+//!
+//! A key can be limited to [`Purposes`] (`[keys.purposes]`): a key handed to an API minter
+//! then can neither make media links nor have one accepted, and a leaked one opens only what
+//! its purposes name.
 
 use std::fmt;
 
@@ -11,7 +15,7 @@ use base64::Engine;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use crate::token::is_kid;
+use crate::token::{is_kid, Purpose};
 
 /// Shortest secret accepted, in bytes (256 bits, the HMAC-SHA256 block-size sweet spot).
 pub const MIN_SECRET_LEN: usize = 32;
@@ -101,12 +105,60 @@ pub enum KeyError {
     NoRandomness,
 }
 
+/// The purposes a key may sign, and that tokens it signed are accepted for: a set of
+/// [`Purpose`]s.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Purposes(u8);
+
+impl Purposes {
+    /// Every purpose: a key without a `[keys.purposes]` entry.
+    pub const ALL: Purposes = Purposes(0b1111);
+
+    /// The set of these purposes; `None` when empty (a key for nothing is a mistake).
+    pub fn of(purposes: impl IntoIterator<Item = Purpose>) -> Option<Purposes> {
+        let bits = purposes
+            .into_iter()
+            .fold(0, |bits, purpose| bits | Self::bit(purpose));
+        (bits != 0).then_some(Purposes(bits))
+    }
+
+    fn bit(purpose: Purpose) -> u8 {
+        1 << (purpose as u8 - 1)
+    }
+
+    /// True when `purpose` is in the set.
+    pub fn allows(self, purpose: Purpose) -> bool {
+        self.0 & Self::bit(purpose) != 0
+    }
+
+    /// The purposes in the set, in byte order.
+    pub fn iter(self) -> impl Iterator<Item = Purpose> {
+        Purpose::ALL
+            .into_iter()
+            .filter(move |purpose| self.allows(*purpose))
+    }
+}
+
+impl fmt::Display for Purposes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names: Vec<&str> = self.iter().map(Purpose::as_str).collect();
+        f.write_str(&names.join(", "))
+    }
+}
+
+impl fmt::Debug for Purposes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Purposes({self})")
+    }
+}
+
 /// One named key, with its HMAC state precomputed (the key schedule is done once, not per
-/// request).
+/// request), and the purposes it may serve.
 #[derive(Clone)]
 pub struct Key {
     id: String,
     mac: Hmac<Sha256>,
+    purposes: Purposes,
 }
 
 impl Key {
@@ -122,7 +174,23 @@ impl Key {
         Ok(Key {
             id: id.to_owned(),
             mac,
+            purposes: Purposes::ALL,
         })
+    }
+
+    /// This key, limited to `purposes`.
+    pub fn with_purposes(self, purposes: Purposes) -> Key {
+        Key { purposes, ..self }
+    }
+
+    /// What the key may sign and have accepted.
+    pub fn purposes(&self) -> Purposes {
+        self.purposes
+    }
+
+    /// True when the key may sign, and have accepted, tokens of `purpose`.
+    pub fn allows(&self, purpose: Purpose) -> bool {
+        self.purposes.allows(purpose)
     }
 
     /// The key id carried in tokens.
@@ -138,7 +206,11 @@ impl Key {
 
 impl fmt::Debug for Key {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Key({:?}, ***)", self.id)
+        if self.purposes == Purposes::ALL {
+            write!(f, "Key({:?}, ***)", self.id)
+        } else {
+            write!(f, "Key({:?}, ***, {})", self.id, self.purposes)
+        }
     }
 }
 
@@ -241,6 +313,25 @@ mod tests {
             KeyRing::new(vec![key], "b"),
             Err(KeyError::UnknownSigningKey(_))
         ));
+    }
+
+    #[test]
+    fn purposes_are_a_set_printed_in_byte_order() {
+        assert_eq!(Purposes::of([]), None);
+        let api = Purposes::of([Purpose::Api]).unwrap();
+        assert!(api.allows(Purpose::Api));
+        assert!(!api.allows(Purpose::Download) && !api.allows(Purpose::RefreshState));
+        let two = Purposes::of([Purpose::RefreshState, Purpose::Download]).unwrap();
+        assert_eq!(two.to_string(), "download, refresh_state");
+        assert_eq!(
+            Purposes::ALL.iter().collect::<Vec<_>>(),
+            Purpose::ALL.to_vec()
+        );
+        let key = Key::new("api-1", &Secret::new(vec![1; 32]))
+            .unwrap()
+            .with_purposes(api);
+        assert!(key.allows(Purpose::Api) && !key.allows(Purpose::Upload));
+        assert_eq!(format!("{key:?}"), "Key(\"api-1\", ***, api)");
     }
 
     #[test]

@@ -10,6 +10,8 @@
 //! - [`mint`]: requests for access -> signed URLs (CLI, `/mint` and refresh share it).
 //! - [`gate`]: the media-domain decision: allow, refresh, or deny. Pure.
 //! - [`refresh`]: the session-domain half of the refresh flow. Pure.
+//! - [`files`]: the version of a site's file, for links bound to one (blocking; the async
+//!   edges run it off the runtime threads).
 //! - [`upload`]: the upload-slot decision from the request's headers, and the settle handle.
 //!   Pure; [`http`] reserves and settles in the store.
 //! - [`decision`]: the one place where outcomes become HTTP responses.
@@ -30,6 +32,7 @@ pub mod clock;
 pub mod config;
 pub mod decimal;
 pub mod decision;
+pub mod files;
 pub mod gate;
 pub mod http;
 pub mod keys;

@@ -9,16 +9,27 @@
 //!   paths, lifetime cap, field rules). `sign`, `/mint` and the refresh flow share it.
 //!
 //! Version 2 (spec §17) is chosen here, never asked for: a token with a use limit, upload
-//! limits, a response override or a forced issued-at is v2 and carries `issued_at = now`; every other token stays
+//! limits, a response override, a file version, a scopes list, a recipient, the `api`
+//! purpose or a forced issued-at is v2 and carries `issued_at = now`; every other token stays
 //! v1, byte for byte what earlier releases minted. Upload tokens are single-use unless told
 //! otherwise, and a counted token without a token id gets a random one.
+//!
+//! Every token is signed with the signing key or the key the caller names, and only when
+//! that key is allowed the token's purpose (`[keys.purposes]`): a key kept for API tokens
+//! never signs a media link.
+
+use std::path::Path;
 
 use serde::Deserialize;
 
 use crate::config::{Config, Duration, Site};
+use crate::files::{self, FileError};
 use crate::keys::Key;
 use crate::path;
-use crate::token::{self, Claims, Disposition, IpNet, Methods, Purpose, RefreshMarker, Scope};
+use crate::token::scopes::{self, ScopeEntry, ScopeRef};
+use crate::token::{
+    self, Claims, Disposition, FileVersion, IpNet, Methods, Purpose, RefreshMarker, Scope,
+};
 
 /// What a front end may ask for: a `refresh_state` is minted by the refresh flow only.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -29,6 +40,9 @@ pub enum MintPurpose {
     Download,
     /// An upload slot (POST and PUT unless `methods` narrows it; single-use by default).
     Upload,
+    /// A call to an application endpoint behind `protect-api.conf` (GET and HEAD unless
+    /// `methods` says otherwise).
+    Api,
 }
 
 impl From<MintPurpose> for Purpose {
@@ -36,8 +50,71 @@ impl From<MintPurpose> for Purpose {
         match purpose {
             MintPurpose::Download => Purpose::Download,
             MintPurpose::Upload => Purpose::Upload,
+            MintPurpose::Api => Purpose::Api,
         }
     }
+}
+
+/// One entry of `scopes` as the caller wrote it: `{"methods": ["GET", "HEAD"], "path":
+/// "/api/v1/foo/", "prefix": true}` (`sign --scope GET,HEAD:/api/v1/foo/`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScopeInput {
+    /// Method names, exactly as HTTP spells them; at least one.
+    pub methods: Vec<String>,
+    /// The path as it appears in a URL (percent-encoded; decoded once). With `prefix`, a
+    /// folder ending in `/`.
+    pub path: String,
+    /// Everything below `path` instead of exactly `path`.
+    #[serde(default)]
+    pub prefix: bool,
+}
+
+impl ScopeInput {
+    /// Parses `sign --scope`: `METHODS:PATH`, methods comma-separated (`GET,HEAD:/api/v1/`);
+    /// a `PATH` ending in `/` is a prefix.
+    pub fn parse_flag(text: &str) -> Result<ScopeInput, String> {
+        let (methods, path) = text.split_once(':').ok_or_else(|| {
+            format!("scope {text:?}: write METHODS:PATH, e.g. GET,HEAD:/api/v1/foo/")
+        })?;
+        Ok(ScopeInput {
+            methods: methods.split(',').map(str::to_owned).collect(),
+            path: path.to_owned(),
+            prefix: path.ends_with('/'),
+        })
+    }
+
+    /// The entry with its path canonicalised once and its methods parsed; refused, never
+    /// repaired.
+    fn resolve(&self) -> Result<ScopeEntry, MintError> {
+        let methods = Methods::from_names(self.methods.iter().map(String::as_str))
+            .map_err(|error| MintError::Scopes(format!("scope {:?}: {error}", self.path)))?;
+        let path = canonical_url_path(&self.path)?;
+        Ok(ScopeEntry {
+            methods,
+            prefix: self.prefix,
+            path,
+        })
+    }
+}
+
+/// A path as it appears in a URL, canonicalised once (spec §8.1): no raw `?`, and a URL form
+/// that a verifier will not refuse as too long.
+fn canonical_url_path(raw: &str) -> Result<String, MintError> {
+    if raw.contains('?') {
+        // A query is not part of the signed path (spec §7.1 stops at the first `?`); a
+        // file name containing `?` is written `%3F`.
+        return Err(MintError::QueryInPath(raw.to_owned()));
+    }
+    let canonical = path::canonicalize(raw)
+        .map_err(|error| MintError::BadPath(raw.to_owned(), error))?
+        .into_owned();
+    // The URL carries the encoded form, which can be three times longer than the canonical
+    // one; never mint a link whose path the verifier will refuse as too long.
+    if path::encode_path(&canonical).len() > path::MAX_PATH_LEN {
+        return Err(MintError::BadPath(raw.to_owned(), path::PathError::TooLong));
+    }
+    Ok(canonical)
 }
 
 /// A request for a token as the caller wrote it: `mediagate sign`'s flags or `POST /mint`'s
@@ -46,7 +123,9 @@ impl From<MintPurpose> for Purpose {
 #[serde(deny_unknown_fields)]
 pub struct MintInput {
     /// The path as it appears in a URL (percent-encoded; decoded once). With `prefix`, a
-    /// folder ending in `/`.
+    /// folder ending in `/`. With `scopes`, optional: the path the link points at, which an
+    /// entry must cover (default: the first entry's path).
+    #[serde(default)]
     pub path: String,
     /// Scope the token to everything below `path` instead of exactly `path`.
     #[serde(default)]
@@ -70,8 +149,14 @@ pub struct MintInput {
     /// Site id: whose media origin starts the URL and, with several sites, whose media host
     /// the token is bound to (default: the first site).
     pub site: Option<String>,
-    /// `"download"` (default) or `"upload"`.
+    /// `"download"` (default), `"upload"` or `"api"`.
     pub purpose: Option<MintPurpose>,
+    /// Key id to sign with (default: `keys.signing`); the key must be allowed the purpose.
+    pub key: Option<String>,
+    /// Bind the link to the current version of its file under the site's `files_root`: it
+    /// stops working once the file is replaced or changed (exact-path downloads only).
+    #[serde(default)]
+    pub bind_version: bool,
     /// Use limit (at least 1); upload tokens default to 1. A token id is generated when none
     /// is given.
     pub uses: Option<u32>,
@@ -93,6 +178,12 @@ pub struct MintInput {
     /// Download tokens only: how long the browser may keep the file (`3600`, `"1h"`; at most
     /// 2^32-1 seconds; needs `"max_age"` in `accel.overrides`).
     pub max_age: Option<Duration>,
+    /// v2: several (methods, path or prefix) entries instead of `path`/`prefix` and
+    /// `methods`; at least two, in any order (sorted here), no method granted twice for a
+    /// path.
+    pub scopes: Option<Vec<ScopeInput>>,
+    /// v2: who the token is handed to (`X-Mediagate-Recipient` upstream).
+    pub recipient: Option<String>,
 }
 
 impl MintInput {
@@ -119,6 +210,16 @@ impl MintInput {
             // file name containing `?` is written `%3F`.
             return Err(MintError::QueryInPath(self.path.clone()));
         }
+        let scopes = match &self.scopes {
+            Some(entries) => {
+                let entries = entries
+                    .iter()
+                    .map(ScopeInput::resolve)
+                    .collect::<Result<Vec<_>, _>>()?;
+                Some(scopes::canonical_scopes(entries).map_err(MintError::Scopes)?)
+            }
+            None => None,
+        };
         let methods = self
             .methods
             .as_ref()
@@ -170,7 +271,14 @@ impl MintInput {
             (None, Some(site)) if config.sites.len() > 1 => Some(site.media_host.clone()),
             (None, _) => None,
         };
+        if self.bind_version && site.is_none_or(|site| site.files_root.is_none()) {
+            return Err(MintError::NoFilesRoot(
+                site.map_or_else(String::new, |site| site.id.clone()),
+            ));
+        }
         let request = MintRequest {
+            key: self.key.clone(),
+            file_version: None,
             path: self.path.clone(),
             prefix: self.prefix,
             ttl: self.ttl.map(|ttl| ttl.0),
@@ -190,6 +298,8 @@ impl MintInput {
             filename: self.filename.clone(),
             disposition,
             max_age,
+            scopes,
+            recipient: self.recipient.clone(),
         };
         Ok((request, site))
     }
@@ -237,6 +347,15 @@ pub struct MintRequest {
     pub disposition: Option<Disposition>,
     /// Download tokens only: `Cache-Control: private, max-age=N` seconds.
     pub max_age: Option<u32>,
+    /// Key id to sign with; `None` signs with `keys.signing`.
+    pub key: Option<String>,
+    /// The version of the file the token is bound to ([`resolve_file_version`]).
+    pub file_version: Option<FileVersion>,
+    /// v2: canonical entries in their one order ([`scopes::canonical_scopes`]); replaces
+    /// `prefix` and `methods`. `path` is then the link's path (empty: the first entry's).
+    pub scopes: Option<Vec<ScopeEntry>>,
+    /// v2: who the token is handed to.
+    pub recipient: Option<String>,
 }
 
 /// A minted token and where it points.
@@ -299,9 +418,35 @@ pub enum MintError {
     /// `/`, `\`, bidirectional formatting characters, ...).
     #[error("filename {0:?}: {1}")]
     BadFilename(String, &'static str),
+    /// Occurs when a scopes list is not in its one spelling, is combined with `prefix` or
+    /// `methods`, or does not cover the link's path.
+    #[error("{0}")]
+    Scopes(String),
     /// Occurs when the operating system cannot provide random bytes for a token id.
     #[error("no randomness available to generate a token id")]
     NoRandomness,
+    /// Occurs when the requested key id names no configured key.
+    #[error("unknown key {0:?}")]
+    UnknownKey(String),
+    /// Occurs when the key to sign with is not allowed the token's purpose
+    /// (`[keys.purposes]`).
+    #[error("key {key:?} may not sign {purpose} tokens (keys.purposes allows it: {allowed})")]
+    KeyPurpose {
+        /// The key id.
+        key: String,
+        /// The purpose asked for.
+        purpose: &'static str,
+        /// What the key may sign.
+        allowed: String,
+    },
+    /// Occurs when a link bound to a file version is asked for on a site without a
+    /// `files_root` (the site id; empty when no site is configured).
+    #[error("site {0:?} has no files_root: links bound to a file version need one")]
+    NoFilesRoot(String),
+    /// Occurs when the file a link is to be bound to has no version (missing, not a regular
+    /// file, or outside `files_root`).
+    #[error("cannot bind {0:?} to its file version: {1}")]
+    File(String, String),
 }
 
 /// Length of a generated token id in random bytes (22 base64url characters): ids of
@@ -348,22 +493,15 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
 
 /// Mints a download or upload token for `request` at unix time `now`.
 pub fn mint(config: &Config, request: &MintRequest, now: u64) -> Result<Minted, MintError> {
-    let canonical = path::canonicalize(&request.path)
-        .map_err(|error| MintError::BadPath(request.path.clone(), error))?
-        .into_owned();
+    let canonical = match &request.scopes {
+        Some(entries) => scoped_link_path(request, entries)?,
+        None => canonical_url_path(&request.path)?,
+    };
     // Refused, not repaired: `/media/a` could be meant as a file or a folder.
     if request.prefix && !canonical.ends_with('/') {
         return Err(MintError::PrefixWithoutSlash(request.path.clone()));
     }
     let encoded_path = path::encode_path(&canonical);
-    // The URL carries the encoded form, which can be three times longer than the canonical
-    // one; never mint a link whose path the verifier will refuse as too long.
-    if encoded_path.len() > path::MAX_PATH_LEN {
-        return Err(MintError::BadPath(
-            request.path.clone(),
-            path::PathError::TooLong,
-        ));
-    }
     let max = config.token.limits.max_lifetime;
     let ttl = request.ttl.unwrap_or(config.token.default_ttl);
     if ttl == 0 || ttl > max {
@@ -372,7 +510,14 @@ pub fn mint(config: &Config, request: &MintRequest, now: u64) -> Result<Minted, 
     if request.not_before.is_some_and(|nbf| nbf >= now + ttl) {
         return Err(MintError::EmptyWindow(now + ttl));
     }
+    let key = signing_key(config, request.key.as_deref(), request.purpose)?;
     let upload = request.purpose == Purpose::Upload;
+    // A file version names one file: a prefix or a scopes list covers many (spec §17.1).
+    if request.file_version.is_some()
+        && (request.purpose != Purpose::Download || request.prefix || request.scopes.is_some())
+    {
+        return Err(MintError::NotForPurpose(ONE_FILE_ONLY));
+    }
     if request.purpose == Purpose::RefreshState {
         return Err(MintError::NotForPurpose(
             "refresh_state tokens are minted by the refresh flow only",
@@ -384,10 +529,13 @@ pub fn mint(config: &Config, request: &MintRequest, now: u64) -> Result<Minted, 
         ));
     }
     // An upload slot grants writing only: a GET in it would let a slot download.
+    let scope_methods = request.scopes.iter().flatten().map(|entry| entry.methods);
     if upload
         && request
             .methods
-            .is_some_and(|m| m.bits() & !Methods::WRITE.bits() != 0)
+            .into_iter()
+            .chain(scope_methods)
+            .any(|m| m.bits() & !Methods::WRITE.bits() != 0)
     {
         return Err(MintError::NotForPurpose(
             "an upload token allows POST and/or PUT only",
@@ -424,15 +572,19 @@ pub fn mint(config: &Config, request: &MintRequest, now: u64) -> Result<Minted, 
     };
     // Every v2 token is stamped (upload tokens are always v2): revocation by time needs it.
     let v2 = upload
+        || request.purpose.is_v2_only()
+        || request.file_version.is_some()
         || uses.is_some()
         || request.max_size.is_some()
         || request.content_types.is_some()
         || overrides
-        || request.issued_at;
-    let scope = if request.prefix {
-        Scope::Prefix(canonical.clone())
-    } else {
-        Scope::Exact(canonical.clone())
+        || request.issued_at
+        || request.scopes.is_some()
+        || request.recipient.is_some();
+    let scope = match (&request.scopes, request.prefix) {
+        (Some(entries), _) => Scope::List(entries.clone()),
+        (None, true) => Scope::Prefix(canonical.clone()),
+        (None, false) => Scope::Exact(canonical.clone()),
     };
     let claims = Claims {
         purpose: request.purpose,
@@ -452,10 +604,11 @@ pub fn mint(config: &Config, request: &MintRequest, now: u64) -> Result<Minted, 
         subject: request.subject.clone(),
         data: request.data.clone(),
         refresh: request.refresh,
+        file_version: request.file_version,
+        recipient: request.recipient.clone(),
         ..Claims::download(scope, now + ttl)
     };
-    let token = token::sign(&claims, config.keys.signing_key())
-        .map_err(|error| MintError::BadField(error.0))?;
+    let token = token::sign(&claims, key).map_err(|error| MintError::BadField(error.0))?;
     let path_and_query = format!("{encoded_path}?{}={token}", config.token.param);
     Ok(Minted {
         token,
@@ -465,6 +618,89 @@ pub fn mint(config: &Config, request: &MintRequest, now: u64) -> Result<Minted, 
         token_id: claims.token_id,
         issued_at: claims.issued_at,
     })
+}
+
+/// The key a token of `purpose` is signed with: `kid`, or the signing key; refused unless the
+/// key is allowed the purpose.
+pub fn signing_key<'c>(
+    config: &'c Config,
+    kid: Option<&str>,
+    purpose: Purpose,
+) -> Result<&'c Key, MintError> {
+    let key = match kid {
+        Some(kid) => config
+            .keys
+            .get(kid)
+            .ok_or_else(|| MintError::UnknownKey(kid.to_owned()))?,
+        None => config.keys.signing_key(),
+    };
+    if key.allows(purpose) {
+        Ok(key)
+    } else {
+        Err(MintError::KeyPurpose {
+            key: key.id().to_owned(),
+            purpose: purpose.as_str(),
+            allowed: key.purposes().to_string(),
+        })
+    }
+}
+
+/// Why a file version cannot go into a token that does not name exactly one file to download.
+const ONE_FILE_ONLY: &str =
+    "a file version binds one file: exact-path download links only (no --prefix, --scope, --upload or --api)";
+
+/// The version of the file `request` names below `root` (the site's `files_root`), for a
+/// link bound to it. Blocking (a `stat`): the async `/mint` runs it on the blocking pool.
+pub fn resolve_file_version(root: &Path, request: &MintRequest) -> Result<FileVersion, MintError> {
+    if request.prefix || request.scopes.is_some() {
+        return Err(MintError::NotForPurpose(ONE_FILE_ONLY));
+    }
+    let canonical = path::canonicalize(&request.path)
+        .map_err(|error| MintError::BadPath(request.path.clone(), error))?;
+    files::version_of(root, &canonical).map_err(|error| {
+        let why = match error {
+            // Never the resolved target of a link out of the root: only that it is one.
+            FileError::Io(error) => format!("cannot read it ({})", error.kind()),
+            other => other.to_string(),
+        };
+        MintError::File(canonical.into_owned(), why)
+    })
+}
+
+/// The canonical path a scopes token's link points at: the request's `path` when given (an
+/// entry must cover it), else the first entry's. Refuses `prefix` and `methods` beside the
+/// list: the list is the whole scope.
+fn scoped_link_path(request: &MintRequest, entries: &[ScopeEntry]) -> Result<String, MintError> {
+    if request.prefix || request.methods.is_some() {
+        return Err(MintError::Scopes(
+            "scopes replace prefix and methods: give each entry its methods and path \
+             (a path ending in '/' with \"prefix\": true, on the command line any path \
+             ending in '/', is a prefix)"
+                .into(),
+        ));
+    }
+    let first = entries
+        .first()
+        .ok_or_else(|| MintError::Scopes("empty scope list".into()))?;
+    if request.path.is_empty() {
+        return Ok(first.path.clone());
+    }
+    let canonical = canonical_url_path(&request.path)?;
+    let covered = entries.iter().any(|entry| {
+        ScopeRef {
+            methods: entry.methods,
+            prefix: entry.prefix,
+            path: &entry.path,
+        }
+        .covers(&canonical)
+    });
+    if !covered {
+        return Err(MintError::Scopes(format!(
+            "path {:?} is outside every scope: the link would be refused as out_of_scope",
+            request.path
+        )));
+    }
+    Ok(canonical)
 }
 
 /// Signs a refresh `state` bound to `canonical_path` for the site `site_id`, with the signing
@@ -500,6 +736,13 @@ pub fn refresh_state_signed_by(
     kept_query: Option<&str>,
     now: u64,
 ) -> Result<String, MintError> {
+    if !key.allows(Purpose::RefreshState) {
+        return Err(MintError::KeyPurpose {
+            key: key.id().to_owned(),
+            purpose: Purpose::RefreshState.as_str(),
+            allowed: key.purposes().to_string(),
+        });
+    }
     let claims = Claims {
         purpose: Purpose::RefreshState,
         // The site id travels in the subject field: it selects configuration, never a URL.

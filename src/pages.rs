@@ -166,6 +166,16 @@ fn wording(reason: Option<Reason>) -> (&'static str, &'static str, &'static str)
             "This link is damaged or was not issued for this file.",
             "Open the file again from the page that linked here; if you copied the link, copy all of it.",
         ),
+        Some(Reason::KeyPurpose) => (
+            "Invalid link",
+            "This link was signed with a key the site keeps for something else.",
+            OPERATORS,
+        ),
+        Some(Reason::FileChanged) => (
+            "File has changed",
+            "This link was made for an earlier version of this file, which has since been replaced or changed.",
+            "Open the file again from the page that linked here, to get a link to its current version.",
+        ),
         Some(Reason::Lifetime) => (
             "Invalid link",
             "This link claims to be valid for longer than this site allows.",

@@ -90,6 +90,13 @@ reasons! {
     /// The token carries a per-link response override (download name, disposition, cache
     /// max-age) that this deployment does not allow (`accel.overrides`).
     OverrideNotAllowed = "override_not_allowed",
+    /// The token is authentic, but its key is not allowed the token's purpose
+    /// (`[keys.purposes]`): e.g. a media link signed with a key kept for API tokens.
+    KeyPurpose = "key_purpose",
+    /// The token is bound to a version of its file and the file under the site's
+    /// `files_root` is no longer that version: replaced, modified, touched, or gone (or the
+    /// site has no `files_root` to check it against).
+    FileChanged = "file_changed",
 }
 
 impl Reason {

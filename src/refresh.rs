@@ -178,6 +178,11 @@ pub fn approve(
         Some(_) => return Err(Reason::BadRequest),
         None => Scope::Exact(target.path.clone()),
     };
+    // The state's key signs the link (the media side knows it); a key not allowed download
+    // links never does, whatever this side's configuration let through.
+    if !target.key.allows(Purpose::Download) {
+        return Err(Reason::KeyPurpose);
+    }
     let claims = Claims {
         host: Some(target.site.media_host.clone()),
         subject: grant.subject.map(str::to_owned),

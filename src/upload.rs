@@ -293,6 +293,7 @@ mod tests {
     ) -> Result<String, Reason> {
         let request = UploadRequest {
             media: MediaRequest {
+                purpose: Purpose::Download,
                 uri,
                 method,
                 server_name: &config.sites[0].media_host,

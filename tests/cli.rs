@@ -959,6 +959,7 @@ fn inspect_gives_the_reason_auth_gives() {
             server_name: host,
             client_ip: ip.map(|ip| ip.parse().unwrap()),
             authorization: mediagate::gate::Authorization::Absent,
+            purpose: mediagate::token::Purpose::Download,
         };
         let expected = match gate::decide(&config, &request, &mut buf, now, &Revoked::default()) {
             Outcome::Allow { .. } => "allowed".to_owned(),
@@ -1478,6 +1479,108 @@ fn sign_mints_allowed_response_overrides_and_inspect_shows_them() {
         (&["--filename", "../a.pdf"], "it is one name, not a path"),
     ] {
         let output = sign(args);
+        assert!(!output.status.success(), "{args:?}: {}", stdout(&output));
+        assert!(
+            stderr(&output).contains(message),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+    }
+}
+
+/// Issue 11: `sign --scope` mints one token for several (methods, path or prefix) pairs and
+/// `--recipient` names who gets it (token format v2); `inspect` lists the scopes and gives
+/// the reason `/auth` gives for each request.
+#[test]
+fn sign_scopes_and_recipient_and_inspect_explains_them() {
+    let home = TempDir::new("cli-scopes");
+    let signed = mediagate(&home)
+        .args([
+            "sign",
+            "--scope",
+            "PUT:/api/v1/uploads/x",
+            "--scope",
+            "GET,HEAD:/api/v1/foo/",
+            "--recipient",
+            "partner app",
+        ])
+        .output()
+        .unwrap();
+    assert!(signed.status.success(), "{}", stderr(&signed));
+    let url = stdout(&signed).trim().to_owned();
+    // No path given: the link points at the first scope in canonical order.
+    assert!(url.contains("/api/v1/foo/?token=A"), "{url}");
+    let inspect = |path: &str, method: &str| {
+        let output = mediagate(&home)
+            .args(["inspect", &url, "--path", path, "--method", method])
+            .output()
+            .unwrap();
+        (output.status.code(), stdout(&output))
+    };
+    let (code, text) = inspect("/api/v1/foo/bar", "GET");
+    assert_eq!(code, Some(0), "{text}");
+    for expected in [
+        "version     2 (draft)\n",
+        "scope       2 scopes (methods per path; carried, not bound)\n",
+        "  scope     GET,HEAD below /api/v1/foo/\n",
+        "  scope     PUT on /api/v1/uploads/x\n",
+        "methods     per scope (above)\n",
+        "recipient   partner app\n",
+        "verdict     valid now",
+    ] {
+        assert!(text.contains(expected), "{expected:?} missing in:\n{text}");
+    }
+    for (path, method, reason) in [
+        (
+            "/api/v1/foo/bar",
+            "PUT",
+            "denied: method (the scopes covering this path",
+        ),
+        ("/api/v1/uploads/x", "GET", "denied: method"),
+        (
+            "/api/v1/foobar/secret",
+            "GET",
+            "denied: out_of_scope (no scope",
+        ),
+    ] {
+        let (code, text) = inspect(path, method);
+        assert_eq!(code, Some(1), "{method} {path}: {text}");
+        assert!(text.contains(reason), "{method} {path}: {text}");
+    }
+    let (code, _) = inspect("/api/v1/uploads/x", "PUT");
+    assert_eq!(code, Some(0));
+
+    // Refused, never repaired or merged.
+    for (args, message) in [
+        (
+            &["--scope", "GET:/api/"][..],
+            "a single scope is a plain token",
+        ),
+        (
+            &["--scope", "GET:/api/", "--scope", "GET,PUT:/api/x"],
+            "both grant GET",
+        ),
+        (
+            &["--scope", "GET:/a/../b/", "--scope", "PUT:/x"],
+            "not canonical",
+        ),
+        (&["--scope", "get:/a/", "--scope", "PUT:/x"], "upper case"),
+        (&["--scope", "/a/", "--scope", "PUT:/x"], "METHODS:PATH"),
+        (
+            &["--scope", "GET:/a/", "--scope", "PUT:/x", "--prefix"],
+            "cannot be used with",
+        ),
+        (
+            &["--scope", "GET:/a/", "--scope", "PUT:/x", "--method", "GET"],
+            "cannot be used with",
+        ),
+        (
+            &["/b/c", "--scope", "GET:/a/", "--scope", "PUT:/x"],
+            "outside every scope",
+        ),
+        (&["/a.pdf", "--recipient", "tab\there"], "bad recipient"),
+    ] {
+        let output = mediagate(&home).arg("sign").args(args).output().unwrap();
         assert!(!output.status.success(), "{args:?}: {}", stdout(&output));
         assert!(
             stderr(&output).contains(message),

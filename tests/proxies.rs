@@ -484,6 +484,7 @@ fn traefik_forward_auth_gets_allow_refresh_and_denial_in_the_answers_it_passes_t
         ("X-Forwarded-Host", "media-b.example.org"),
         ("X-Forwarded-For", "192.0.2.1"),
         ("X-Mediagate-Subject", "admin"),
+        ("X-Mediagate-Recipient", "forged"),
     ];
     let ask = |target: &str| {
         let client = ClientRequest {
@@ -501,6 +502,7 @@ fn traefik_forward_auth_gets_allow_refresh_and_denial_in_the_answers_it_passes_t
     let url = server.sign(MintRequest {
         path: "/media/a.pdf".into(),
         subject: Some("alice".into()),
+        recipient: Some("partner app".into()),
         token_id: Some("t-1".into()),
         ip: Some("203.0.113.7".parse().unwrap()),
         ttl: Some(600),
@@ -518,6 +520,7 @@ fn traefik_forward_auth_gets_allow_refresh_and_denial_in_the_answers_it_passes_t
         copied_upstream(&config, &allowed),
         [
             ("X-Mediagate-Subject".to_owned(), "alice".to_owned()),
+            ("X-Mediagate-Recipient".to_owned(), "partner app".to_owned()),
             ("X-Mediagate-Token-Id".to_owned(), "t-1".to_owned()),
             ("X-Mediagate-Data".to_owned(), String::new()),
             ("X-Mediagate-Expires-In".to_owned(), expires_in.to_string()),

@@ -228,7 +228,8 @@ pub fn random_secret() -> String {
 /// What to vary between stacks.
 #[derive(Default, Clone)]
 pub struct Options {
-    /// Extra TOML appended to mediagate's configuration (sections not otherwise set).
+    /// Extra TOML appended to mediagate's configuration (sections not otherwise set; it
+    /// starts inside the `[[sites]]` entry); `{d}` stands for the stack's directory.
     pub extra_config: String,
     /// Replacements applied to the rendered nginx configuration after the standard ones;
     /// `{d}` in a replacement stands for the stack's directory.
@@ -403,7 +404,11 @@ impl Stack {
         let internal_secret = random_secret();
         let (k1, k2) = (random_secret(), random_secret());
         let keys = format!("signing = \"k2\"\n[keys.secrets]\nk1 = \"{k1}\"\nk2 = \"{k2}\"");
-        let mut extra_config = options.extra_config.clone();
+        let mut extra_config = options
+            .extra_config
+            .replace("{d}", &dir.path().display().to_string());
+        // nginx's root, there before mediagate checks a `files_root` naming it.
+        fs::create_dir_all(dir.path().join("files")).unwrap();
         let mut nginx_edits = options.nginx_edits.clone();
         if options.second_site {
             extra_config.push_str(SECOND_SITE_TOML);

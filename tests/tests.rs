@@ -18,8 +18,11 @@
 //! - `uploads`: upload slots through real nginx, to a handler and to DAV (issue 9).
 //! - `overrides`: per-link response overrides and the refresh keeping other query parameters,
 //!   through real nginx (issue 11).
+//! - `purposes`: per-purpose keys and links bound to a file version (issue 11), in-process
+//!   and through real nginx.
 //! - `tokensrc`: where the token comes from (query or `Authorization` header), in-process and
 //!   through real nginx (issue 11).
+//! - `scopes`: one token with several scopes, and its recipient, through real nginx (issue 11).
 
 mod browser;
 mod cli;
@@ -30,7 +33,9 @@ mod edges;
 mod overrides;
 mod paths;
 mod proxies;
+mod purposes;
 mod reload;
+mod scopes;
 mod server;
 mod shared_store;
 mod store;

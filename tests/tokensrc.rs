@@ -368,7 +368,7 @@ fn token_source_settings_are_validated() {
 
 /// An API location on the media server, protected by `protect-api.conf` and proxied to the
 /// stand-in application (which echoes what it receives), as the README's recipe writes it.
-fn api_stack(name: &str, options: Options) -> Stack {
+pub(crate) fn api_stack(name: &str, options: Options) -> Stack {
     let mut options = options;
     options.extra_config.push_str(BOTH_SOURCES);
     options.nginx_edits.push((
@@ -401,6 +401,8 @@ fn api_token(stack: &Stack) -> String {
         &MintRequest {
             path: "/api/v1/".into(),
             prefix: true,
+            // protect-api.conf accepts API tokens only (issue 11, per-purpose keys).
+            purpose: mediagate::token::Purpose::Api,
             ..MintRequest::default()
         },
         mediagate::clock::now(),

@@ -317,6 +317,8 @@ fn a_single_action_link_reaches_the_application_once_with_its_subject() {
         &stack.config,
         &mediagate::mint::MintRequest {
             path: "/api/unsubscribe".into(),
+            // protect-api.conf accepts API tokens only (issue 11, per-purpose keys).
+            purpose: mediagate::token::Purpose::Api,
             methods: Some("POST".parse().unwrap()),
             uses: Some(1),
             subject: Some("user-42".into()),

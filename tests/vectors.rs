@@ -18,8 +18,8 @@ use mediagate::keys::{Key, KeyRing, Secret};
 use mediagate::path::{self, PathError};
 use mediagate::reason::Reason;
 use mediagate::token::{
-    self, mac, Claims, Disposition, IpNet, Limits, Methods, Purpose, RefreshMarker, Request, Scope,
-    TokenBuf,
+    self, mac, Claims, Disposition, FileVersion, IpNet, Limits, Methods, Purpose, RefreshMarker,
+    Request, Scope, ScopeEntry, TokenBuf,
 };
 
 #[derive(Deserialize)]
@@ -112,6 +112,8 @@ struct ClaimsVector {
     /// v2, upload: media types in the order the vector gives them (joined with `,`, not
     /// sorted: the reject vectors hold lists a minter must refuse).
     content_types: Option<Vec<String>>,
+    /// v2, exact-path downloads: the bound file version, 8 bytes as 16 hex digits.
+    file_version_hex: Option<String>,
     /// v2, download: the download file name.
     filename: Option<String>,
     /// v2, download: `inline` or `attachment`.
@@ -120,6 +122,21 @@ struct ClaimsVector {
     max_age: Option<u32>,
     /// v2, refresh state: the kept query.
     kept_query: Option<String>,
+    /// v2: the scopes list in the order the vector gives it (not sorted: the reject vectors
+    /// hold lists a minter must refuse).
+    scopes: Option<Vec<ScopeVector>>,
+    /// v2: recipient.
+    recipient: Option<String>,
+}
+
+/// One scopes entry: canonical path, `prefix` true for a prefix entry.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScopeVector {
+    methods: Vec<String>,
+    path: String,
+    #[serde(default)]
+    prefix: bool,
 }
 
 #[derive(Deserialize)]
@@ -179,8 +196,25 @@ fn purpose(name: &str) -> Result<Purpose, String> {
         "download" => Ok(Purpose::Download),
         "upload" => Ok(Purpose::Upload),
         "refresh_state" => Ok(Purpose::RefreshState),
+        "api" => Ok(Purpose::Api),
         other => Err(format!("unknown purpose {other:?}")),
     }
+}
+
+/// A file version from its 16 hex digits.
+fn file_version(text: &str) -> Result<FileVersion, String> {
+    let bytes: Vec<u8> = (0..text.len())
+        .step_by(2)
+        .map(|at| {
+            text.get(at..at + 2)
+                .and_then(|pair| u8::from_str_radix(pair, 16).ok())
+        })
+        .collect::<Option<_>>()
+        .ok_or_else(|| format!("file_version_hex {text:?} is not hex"))?;
+    let bytes: [u8; 8] = bytes
+        .try_into()
+        .map_err(|_| format!("file_version_hex {text:?} is not 8 bytes"))?;
+    Ok(FileVersion::from_bytes(bytes))
 }
 
 impl Vectors {
@@ -222,10 +256,22 @@ impl ClaimsVector {
     /// Builds the library's claims. Fails only where the Rust types cannot represent the
     /// value at all (unknown purpose or method, bad IP network, no single scope).
     fn to_claims(&self) -> Result<Claims, String> {
-        let scope = match (&self.path, &self.prefix) {
-            (Some(path), None) => Scope::Exact(path.clone()),
-            (None, Some(prefix)) => Scope::Prefix(prefix.clone()),
-            _ => return Err("exactly one of path and prefix".into()),
+        let scope = match (&self.path, &self.prefix, &self.scopes) {
+            (Some(path), None, None) => Scope::Exact(path.clone()),
+            (None, Some(prefix), None) => Scope::Prefix(prefix.clone()),
+            (None, None, Some(entries)) => Scope::List(
+                entries
+                    .iter()
+                    .map(|entry| {
+                        Ok(ScopeEntry {
+                            methods: Methods::from_names(entry.methods.iter().map(String::as_str))?,
+                            prefix: entry.prefix,
+                            path: entry.path.clone(),
+                        })
+                    })
+                    .collect::<Result<_, String>>()?,
+            ),
+            _ => return Err("exactly one of path, prefix and scopes".into()),
         };
         let methods = self
             .methods
@@ -258,6 +304,12 @@ impl ClaimsVector {
             uses: self.uses,
             max_size: self.max_size,
             content_types: self.content_types.as_ref().map(|types| types.join(",")),
+            recipient: self.recipient.clone(),
+            file_version: self
+                .file_version_hex
+                .as_deref()
+                .map(file_version)
+                .transpose()?,
             filename: self.filename.clone(),
             disposition: self
                 .disposition
@@ -381,8 +433,23 @@ fn mint_vectors_decode(file: &str) {
         };
         let prefix = match &claims.scope {
             Scope::Prefix(prefix) => Some(prefix.as_str()),
-            Scope::Exact(_) => None,
+            Scope::Exact(_) | Scope::List(_) => None,
         };
+        let scopes: Option<Vec<(u8, bool, String)>> = match &claims.scope {
+            Scope::List(entries) => Some(
+                entries
+                    .iter()
+                    .map(|e| (e.methods.bits(), e.prefix, e.path.clone()))
+                    .collect(),
+            ),
+            _ => None,
+        };
+        let decoded_scopes: Option<Vec<(u8, bool, String)>> = decoded.scopes.map(|scopes| {
+            scopes
+                .iter()
+                .map(|e| (e.methods.bits(), e.prefix, e.path.to_owned()))
+                .collect()
+        });
         let same = decoded.purpose == claims.purpose
             && decoded.kid == vector.kid
             && decoded.expires == claims.expires
@@ -399,6 +466,9 @@ fn mint_vectors_decode(file: &str) {
             && decoded.uses == claims.uses
             && decoded.max_size == claims.max_size
             && decoded.content_types == claims.content_types.as_deref()
+            && decoded_scopes == scopes
+            && decoded.recipient == claims.recipient.as_deref()
+            && decoded.file_version == claims.file_version
             && decoded.filename == claims.filename.as_deref()
             && decoded.disposition == claims.disposition
             && decoded.max_age == claims.max_age
@@ -433,6 +503,8 @@ fn reject_vectors_refused(file: &str) {
                     "unknown_purpose",
                     "path_and_prefix",
                     "neither_path_nor_prefix",
+                    "scopes_and_prefix",
+                    "scopes_and_path",
                 ];
                 let by_type = ["methods_", "ip_", "disposition_"];
                 if !unrepresentable.contains(&name.as_str())

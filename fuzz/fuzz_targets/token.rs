@@ -80,15 +80,22 @@ fn signed_body_pass(body: &[u8]) {
     // Even-length input: a request that matches every claim. Odd: a fixed one.
     let cooperative = body.len().is_multiple_of(2);
     let within;
+    // A scopes list (v2): the first entry's path (below it, for a prefix) and first method.
+    let first_scope = claims.scopes.and_then(|scopes| scopes.iter().next());
     let (request_path, host, client_ip, method) = if cooperative {
-        within = claims.prefix.map(|prefix| format!("{prefix}x"));
+        within = match first_scope {
+            Some(entry) if entry.prefix => Some(format!("{}x", entry.path)),
+            Some(entry) => Some(entry.path.to_owned()),
+            None => claims.prefix.map(|prefix| format!("{prefix}x")),
+        };
         let ip: Option<IpAddr> = claims.ip.map(|net| {
             let text = net.to_string();
             text.split_once('/').unwrap().0.parse().unwrap()
         });
+        let methods = first_scope.map_or(claims.methods(), |entry| entry.methods);
         let method = Methods::NAMES
             .into_iter()
-            .find(|name| claims.methods().allows(name))
+            .find(|name| methods.allows(name))
             .expect("a method set with no method");
         (
             within.as_deref().unwrap_or(PATH),
@@ -110,10 +117,7 @@ fn signed_body_pass(body: &[u8]) {
         host,
         client_ip,
     };
-    let bound_path = match claims.prefix {
-        Some(_) => None,
-        None => Some(request_path),
-    };
+    let bound_path = claims.binds_path().then_some(request_path);
     let key = ring.signing_key();
     let text = wire::encode_token(body, &mac::tag(key, body, bound_path));
     let mut buf = TokenBuf::new();
@@ -138,7 +142,13 @@ fn signed_body_pass(body: &[u8]) {
             assert!(token
                 .prefix
                 .is_none_or(|prefix| path::is_within(request_path, prefix)));
-            assert!(token.methods().allows(method));
+            match token.scopes {
+                Some(scopes) => assert_eq!(
+                    scopes.admit(request_path, method),
+                    token::Admission::Allowed
+                ),
+                None => assert!(token.methods().allows(method)),
+            }
             assert!(token
                 .ip
                 .is_none_or(|net| client_ip.is_some_and(|ip| net.contains(ip))));

@@ -21,10 +21,10 @@ use figment::Figment;
 pub use raw::{Duration, RawConfig, SecretSource};
 pub use sources::{ENV_PREFIX, NOT_SETTINGS};
 
-use crate::keys::{Key, KeyError, KeyRing, Secret};
+use crate::keys::{Key, KeyError, KeyRing, Purposes, Secret};
 use crate::pages::{self, Pages};
 use crate::path;
-use crate::token::{IpNet, Limits};
+use crate::token::{IpNet, Limits, Purpose};
 
 /// The embedded default configuration.
 pub const DEFAULT_TOML: &str = include_str!("default.toml");
@@ -276,6 +276,9 @@ pub struct Site {
     pub public_prefixes: Vec<String>,
     /// Denial pages replacing the built-in wording (`pages_dir`), if any.
     pub pages: Option<Pages>,
+    /// Where the site's files are (`files_root`, resolved: absolute, no symbolic links),
+    /// for links bound to a file version; `None` refuses such links.
+    pub files_root: Option<PathBuf>,
 }
 
 /// The session-domain side of a site.
@@ -616,6 +619,23 @@ fn validate_with(raw: &RawConfig, dev_key: DevKey, getenv: Getenv) -> Result<Con
 
     let store = store::validate(&raw.store).map_err(|problems| errors.extend(problems));
     let keys = load_keys(&raw.keys, dev_key, getenv);
+    // The refresh flow signs states and the links it mints with the signing key (the session
+    // side signs with the key of the state): that key needs both purposes.
+    if let Ok(Some((ring, _))) = &keys {
+        let signing = ring.signing_key();
+        let refreshes = raw.sites.iter().any(|site| site.session_origin.is_some());
+        if refreshes
+            && !(signing.allows(Purpose::Download) && signing.allows(Purpose::RefreshState))
+        {
+            errors.push(format!(
+                "keys.purposes.{}: the signing key signs refresh states and the links a \
+                 refresh mints (a site has a session_origin): it needs \"download\" and \
+                 \"refresh_state\" (it has {})",
+                signing.id(),
+                signing.purposes()
+            ));
+        }
+    }
     let internal_secret = match &raw.internal.secret {
         None => Ok(None),
         Some(source) => resolve_secret(source, getenv)
@@ -865,6 +885,11 @@ fn validate_site(raw: &raw::RawSite) -> Result<Site, Vec<String>> {
             })
             .ok()
     });
+    let files_root = raw.files_root.as_deref().and_then(|root| {
+        files_root(root)
+            .map_err(|e| errors.push(format!("files_root: {e}")))
+            .ok()
+    });
     match media {
         Some((media_origin, media_host)) if errors.is_empty() => Ok(Site {
             id: raw.id.clone(),
@@ -873,9 +898,24 @@ fn validate_site(raw: &raw::RawSite) -> Result<Site, Vec<String>> {
             refresh,
             public_prefixes,
             pages,
+            files_root,
         }),
         _ => Err(errors),
     }
+}
+
+/// `files_root`: an absolute path to an existing directory, resolved once (symbolic links
+/// followed), so that a file's resolved path can be checked to lie below it.
+fn files_root(text: &str) -> Result<PathBuf, String> {
+    let path = Path::new(text);
+    if !path.is_absolute() {
+        return Err(format!("{text:?} is not an absolute path"));
+    }
+    let resolved = std::fs::canonicalize(path).map_err(|e| format!("{text:?}: {e}"))?;
+    if !resolved.is_dir() {
+        return Err(format!("{text:?} is not a directory"));
+    }
+    Ok(resolved)
 }
 
 /// A site's denial pages: every file in `dir` must be `<reason or default>.<html or txt>`,
@@ -996,8 +1036,59 @@ fn load_keys(
         }
         return Err(errors);
     }
+    let keys = limit_purposes(keys, &raw.purposes)?;
     let ring = KeyRing::new(keys, &signing).map_err(|e| vec![format!("keys.signing: {e}")])?;
     Ok(Some((ring, KeyOrigin::Configured)))
+}
+
+/// Applies `[keys.purposes]`: each entry names a configured key and a non-empty list of
+/// known purposes, each once. Keys without an entry keep every purpose.
+fn limit_purposes(
+    keys: Vec<Key>,
+    raw: &std::collections::BTreeMap<String, Vec<String>>,
+) -> Result<Vec<Key>, Vec<String>> {
+    let mut errors = Vec::new();
+    for id in raw.keys() {
+        if !keys.iter().any(|key| key.id() == id) {
+            errors.push(format!(
+                "keys.purposes.{id}: no key {id:?} in [keys.secrets]"
+            ));
+        }
+    }
+    let mut limited = Vec::with_capacity(keys.len());
+    for key in keys {
+        let Some(names) = raw.get(key.id()) else {
+            limited.push(key);
+            continue;
+        };
+        let mut purposes = Vec::new();
+        for name in names {
+            match Purpose::from_name(name) {
+                Some(purpose) if purposes.contains(&purpose) => errors.push(format!(
+                    "keys.purposes.{}: {name:?} is named twice",
+                    key.id()
+                )),
+                Some(purpose) => purposes.push(purpose),
+                None => errors.push(format!(
+                    "keys.purposes.{}: {name:?} is not \"download\", \"upload\", \"refresh_state\" or \"api\"",
+                    key.id()
+                )),
+            }
+        }
+        match Purposes::of(purposes) {
+            Some(purposes) => limited.push(key.with_purposes(purposes)),
+            None if names.is_empty() => errors.push(format!(
+                "keys.purposes.{}: empty list (a key for nothing; remove the key instead)",
+                key.id()
+            )),
+            None => {}
+        }
+    }
+    if errors.is_empty() {
+        Ok(limited)
+    } else {
+        Err(errors)
+    }
 }
 
 fn resolve_secret(source: &SecretSource, getenv: Getenv) -> Result<Secret, String> {

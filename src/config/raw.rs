@@ -69,6 +69,9 @@ pub struct RawKeys {
     pub signing: Option<String>,
     #[serde(default)]
     pub secrets: BTreeMap<String, SecretSource>,
+    /// Key id -> the purposes it may sign and have accepted; keys without an entry keep all.
+    #[serde(default)]
+    pub purposes: BTreeMap<String, Vec<String>>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -116,6 +119,10 @@ pub struct RawSite {
     /// A directory of denial pages replacing the built-in wording (`<reason>.html`, …).
     #[serde(default)]
     pub pages_dir: Option<String>,
+    /// The directory nginx serves this site's files from (its `root`), for tokens bound to a
+    /// file version.
+    #[serde(default)]
+    pub files_root: Option<String>,
 }
 
 fn default_refresh_path() -> String {

@@ -82,6 +82,8 @@ pub struct App {
     reloading: Mutex<()>,
     /// Rate limit for the "request head too large" warning.
     refusals: RefusalLog,
+    /// Rate limit for the warning about files whose version cannot be read.
+    file_errors: RefusalLog,
     /// The store and the revocations in force.
     pub state: Arc<state::StateEdge>,
 }
@@ -137,6 +139,7 @@ impl App {
             source,
             reloading: Mutex::new(()),
             refusals: RefusalLog::default(),
+            file_errors: RefusalLog::default(),
             state: Arc::default(),
         })
     }

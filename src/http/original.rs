@@ -14,6 +14,7 @@ use hyper::header::{HeaderMap, HeaderName, AUTHORIZATION};
 
 use crate::gate::{Authorization, MediaRequest};
 use crate::reason::Reason;
+use crate::token::Purpose;
 
 /// `X-Original-URI`: nginx `$request_uri` (raw path and query).
 pub const ORIGINAL_URI: HeaderName = HeaderName::from_static("x-original-uri");
@@ -25,6 +26,12 @@ pub const SERVER_NAME: HeaderName = HeaderName::from_static("x-mediagate-server-
 /// `X-Mediagate-Approved-Path`: on the session domain, the media path nginx asked the
 /// application about (`X-Media-Path`); the refresh mints for exactly this path.
 pub const APPROVED_PATH: HeaderName = HeaderName::from_static("x-mediagate-approved-path");
+/// `X-Mediagate-Purpose`: the purpose the protected location expects, `download` (also when
+/// absent) or `api`. Set by the auth location in nginx's configuration (`media-auth.conf`'s
+/// `/_mediagate/auth-api`, which `protect-api.conf` asks), never from the client: the auth
+/// snippets forward none of the client's headers but those they name. Read in auth mode
+/// only: `/accel` serves files, and forward-auth proxies copy the client's headers.
+pub const PURPOSE: HeaderName = HeaderName::from_static("x-mediagate-purpose");
 /// `X-Real-IP`: nginx `$remote_addr`.
 /// `X-Original-Range`: the client's `Range` header, forwarded by the auth snippet (nginx sends
 /// `auth_request` subrequests without the client's headers). Only its presence is read: a
@@ -81,8 +88,20 @@ pub fn authorization(headers: &HeaderMap) -> Authorization<'_> {
     }
 }
 
+/// The purpose the location expects ([`PURPOSE`]): absent or `download` is a download, `api`
+/// an API call; anything else (another purpose, another spelling, a repeated header) is
+/// `bad_request`: a location whose expectation cannot be read is refused, not guessed.
+pub fn location_purpose(headers: &HeaderMap) -> Result<Purpose, Reason> {
+    match optional(headers, &PURPOSE)? {
+        None | Some("download") => Ok(Purpose::Download),
+        Some("api") => Ok(Purpose::Api),
+        Some(_) => Err(Reason::BadRequest),
+    }
+}
+
 /// Builds the media request from nginx's headers. `method` overrides `X-Original-Method`
-/// in accel mode, where nginx proxies the original method itself.
+/// in accel mode, where nginx proxies the original method itself. The purpose is
+/// [`Purpose::Download`]; `/auth` sets it from [`location_purpose`].
 pub fn media_request<'h>(
     headers: &'h HeaderMap,
     method: Option<&'h str>,
@@ -105,6 +124,7 @@ pub fn media_request<'h>(
         server_name,
         client_ip,
         authorization: authorization(headers),
+        purpose: Purpose::Download,
     })
 }
 
@@ -132,6 +152,7 @@ pub fn forwarded_request(headers: &HeaderMap) -> Result<MediaRequest<'_>, Reason
         server_name,
         client_ip: Some(client_ip),
         authorization: authorization(headers),
+        purpose: Purpose::Download,
     })
 }
 

@@ -19,6 +19,7 @@ use crate::audit;
 use crate::clock;
 use crate::config::{Config, Site};
 use crate::decision::{self, Body, Mode};
+use crate::files::{self, FileError};
 use crate::gate::{self, MediaRequest, Outcome};
 use crate::keys::Secret;
 use crate::metrics::Verdict;
@@ -128,9 +129,15 @@ async fn decide_media(
         Err(Reason::UntrustedPeer)
     } else if mode == Mode::Forward {
         original::forwarded_request(headers)
+    } else if mode == Mode::Auth {
+        original::media_request(headers, None).and_then(|media| {
+            Ok(MediaRequest {
+                purpose: original::location_purpose(headers)?,
+                ..media
+            })
+        })
     } else {
-        let method = (mode == Mode::Accel).then(|| request.method().as_str());
-        original::media_request(headers, method)
+        original::media_request(headers, Some(request.method().as_str()))
     };
     let media_request = match extracted {
         Ok(media_request) => media_request,
@@ -145,6 +152,15 @@ async fn decide_media(
     let outcome = {
         let revoked = app.state.revoked();
         gate::decide(config, &media_request, &mut buf, now, &revoked)
+    };
+    // A link bound to a file version is checked against the file after it verified, and
+    // before a use is counted: a refused request never spends one.
+    let outcome = match file_unchanged(app, &outcome).await {
+        Ok(()) => outcome,
+        Err(reason) => Outcome::Deny {
+            reason,
+            site: outcome.site(),
+        },
     };
     // Only a token with a use limit waits for the store; every other answer is decided.
     let outcome = match outcome {
@@ -203,6 +219,48 @@ async fn decide_media(
         );
     }
     response
+}
+
+/// For an allowed token bound to a file version: is the file under the site's `files_root`
+/// still that version? The `stat` runs on the blocking pool, so a slow disk never stalls
+/// the runtime's threads; tokens without the field never get here. Everything that is not
+/// the same version (replaced, touched, gone, a link out of the root, no `files_root`, an
+/// unreadable file) is `file_changed`: fail closed.
+async fn file_unchanged(app: &App, outcome: &Outcome<'_>) -> Result<(), Reason> {
+    let Outcome::Allow {
+        token: Some(token),
+        site,
+        path,
+        ..
+    } = outcome
+    else {
+        return Ok(());
+    };
+    let Some(expected) = token.file_version else {
+        return Ok(());
+    };
+    let Some(root) = site.files_root.clone() else {
+        if let Some(unlogged) = app.file_errors.note(Instant::now()) {
+            tracing::warn!(site = %site.id, not_logged = unlogged, "link bound to a file version refused: the site has no files_root");
+        }
+        return Err(Reason::FileChanged);
+    };
+    let canonical = path.clone().into_owned();
+    let found = tokio::task::spawn_blocking(move || files::version_of(&root, &canonical)).await;
+    match found {
+        Ok(Ok(version)) if version == expected => Ok(()),
+        Ok(Ok(_) | Err(FileError::NotFound | FileError::NotAFile | FileError::OutsideRoot)) => {
+            Err(Reason::FileChanged)
+        }
+        Ok(Err(FileError::Io(error))) => {
+            if let Some(unlogged) = app.file_errors.note(Instant::now()) {
+                // The kind only: the path is in the audit line, the token nowhere.
+                tracing::warn!(site = %site.id, error = %error.kind(), not_logged = unlogged, "link bound to a file version refused: cannot read the file's metadata");
+            }
+            Err(Reason::FileChanged)
+        }
+        Err(_) => Err(Reason::FileChanged),
+    }
 }
 
 /// `/upload`: nginx's `auth_request` for an upload slot, before it reads the body. 204 with
@@ -576,6 +634,9 @@ struct MintResponse {
     /// Issued-at of a version 2 token.
     #[serde(skip_serializing_if = "Option::is_none")]
     issued_at: Option<u64>,
+    /// The file version a bound link carries (16 hex digits).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    file_version: Option<String>,
 }
 
 /// `POST /mint`: JSON in, signed URL out. Requires `Authorization: Bearer <internal secret>`.
@@ -601,7 +662,7 @@ async fn mint_endpoint(app: &App, config: &Config, request: Request<Incoming>) -
         Ok(body) => body,
         Err(error) => return json_error(StatusCode::BAD_REQUEST, &format!("bad JSON: {error}")),
     };
-    match mint_from_body(config, body) {
+    match mint_from_body(config, body).await {
         Ok(response) => {
             app.metrics.minted_api();
             if config.log.audit {
@@ -618,9 +679,23 @@ async fn mint_endpoint(app: &App, config: &Config, request: Request<Incoming>) -
     }
 }
 
-/// The JSON body goes through the same front end as `mediagate sign`'s flags.
-fn mint_from_body(config: &Config, body: MintInput) -> Result<MintResponse, String> {
-    let (request, site) = body.resolve(config).map_err(|error| error.to_string())?;
+/// The JSON body goes through the same front end as `mediagate sign`'s flags. A link bound
+/// to its file's version reads the file's metadata on the blocking pool.
+async fn mint_from_body(config: &Config, body: MintInput) -> Result<MintResponse, String> {
+    let (mut request, site) = body.resolve(config).map_err(|error| error.to_string())?;
+    if body.bind_version {
+        // resolve() refused a site without a root already; this only keeps it typed.
+        let root = site
+            .and_then(|site| site.files_root.clone())
+            .ok_or("no files_root")?;
+        let asked = request.clone();
+        let version =
+            tokio::task::spawn_blocking(move || crate::mint::resolve_file_version(&root, &asked))
+                .await
+                .map_err(|_| "the file's metadata could not be read".to_owned())?
+                .map_err(|error| error.to_string())?;
+        request.file_version = Some(version);
+    }
     let minted = mint(config, &request, clock::now()).map_err(|error| error.to_string())?;
     let origin = site.map_or("", |site| site.media_origin.as_str());
     Ok(MintResponse {
@@ -631,6 +706,7 @@ fn mint_from_body(config: &Config, body: MintInput) -> Result<MintResponse, Stri
         expires: minted.expires,
         token_id: minted.token_id,
         issued_at: minted.issued_at,
+        file_version: request.file_version.map(|version| version.to_string()),
     })
 }
 

@@ -1,6 +1,6 @@
 //! Value types of token fields that are more than bytes: method sets, IP networks, the
-//! refresh marker, and the v2 response overrides (disposition, download name). Each knows its
-//! exact wire encoding.
+//! refresh marker, the v2 response overrides (disposition, download name) and the file
+//! version. Each knows its exact wire encoding.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -341,6 +341,69 @@ pub fn download_name_problem(name: &[u8]) -> Option<&'static str> {
     None
 }
 
+/// The version of one file a token is bound to (v2 field `0x13`): the first 8 bytes of
+/// SHA-256 over a domain prefix and the file's size, modification time (seconds and
+/// nanoseconds) and inode number. Pure: the caller did the `stat`.
+///
+/// Why these three: replacing a file the safe way (write a new one, rename it over) gives a
+/// new inode; rewriting it in place changes its modification time (and usually its size).
+/// A `touch` changes the modification time too, so it also ends the binding: nothing cheaper
+/// than reading the content tells a `touch` from a same-size rewrite, and failing closed is
+/// the side to err on. Not the device number (it can change across reboots and remounts,
+/// which would end every binding) nor the change time (a `chmod` or a new hard link is no
+/// new content). Hashed rather than carried, so a link does not show its file's size, time
+/// or inode, and the field stays 8 bytes.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FileVersion([u8; 8]);
+
+impl FileVersion {
+    /// Domain prefix of the hashed input, so the hash is of nothing else mediagate hashes.
+    const DOMAIN: &'static [u8] = b"mediagate file version\0";
+
+    /// The version of a file with this `size` (bytes), modification time (`mtime` seconds,
+    /// may be negative, and `mtime_nsec` nanoseconds) and inode number.
+    pub fn of(size: u64, mtime: i64, mtime_nsec: i64, inode: u64) -> FileVersion {
+        use sha2::{Digest, Sha256};
+        let mut hash = Sha256::new();
+        hash.update(Self::DOMAIN);
+        hash.update(size.to_be_bytes());
+        hash.update(mtime.to_be_bytes());
+        hash.update(mtime_nsec.to_be_bytes());
+        hash.update(inode.to_be_bytes());
+        let digest = hash.finalize();
+        let mut out = [0; 8];
+        out.copy_from_slice(&digest[..8]);
+        FileVersion(out)
+    }
+
+    /// Wraps the 8 wire bytes.
+    pub fn from_bytes(bytes: [u8; 8]) -> FileVersion {
+        FileVersion(bytes)
+    }
+
+    /// The 8 wire bytes.
+    pub fn to_bytes(self) -> [u8; 8] {
+        self.0
+    }
+
+    /// Parses the wire form: exactly 8 bytes.
+    pub fn from_wire(bytes: &[u8]) -> Option<FileVersion> {
+        bytes.try_into().ok().map(FileVersion)
+    }
+}
+
+impl fmt::Display for FileVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
+    }
+}
+
+impl fmt::Debug for FileVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "FileVersion({self})")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -444,5 +507,22 @@ mod tests {
         assert!("203.0.113.7/24".parse::<IpNet>().is_err());
         assert!("203.0.113.0/33".parse::<IpNet>().is_err());
         assert!(IpNet::from_wire(&[203, 0, 113, 7, 24]).is_none());
+    }
+
+    #[test]
+    fn file_version_changes_with_each_input_and_prints_as_hex() {
+        let base = FileVersion::of(1024, 1_800_000_000, 5, 77);
+        assert_eq!(base, FileVersion::of(1024, 1_800_000_000, 5, 77));
+        for other in [
+            FileVersion::of(1025, 1_800_000_000, 5, 77),
+            FileVersion::of(1024, 1_800_000_001, 5, 77),
+            FileVersion::of(1024, 1_800_000_000, 6, 77),
+            FileVersion::of(1024, 1_800_000_000, 5, 78),
+        ] {
+            assert_ne!(base, other);
+        }
+        assert_eq!(base.to_string().len(), 16);
+        assert_eq!(FileVersion::from_wire(&base.to_bytes()), Some(base));
+        assert_eq!(FileVersion::from_wire(&[0; 7]), None);
     }
 }

@@ -3,7 +3,9 @@
 //!
 //! - [`wire`]: field layout, limits, zero-copy decoding.
 //! - [`mac`]: which bytes are signed, and the tag.
-//! - [`fields`]: method sets, IP networks, refresh markers, dispositions and download names.
+//! - [`fields`]: method sets, IP networks, refresh markers, dispositions, download names and
+//!   file versions.
+//! - [`scopes`]: the v2 scopes list (several method sets on paths and prefixes).
 //! - [`mod@verify`]: checks a token against a request, in a fixed order, to one [`Reason`].
 //!
 //! The normative description is `docs/token-format.md`; `tests/vectors/tokens.json` pins it.
@@ -12,10 +14,12 @@
 
 pub mod fields;
 pub mod mac;
+pub mod scopes;
 pub mod verify;
 pub mod wire;
 
-pub use fields::{download_name_problem, Disposition, IpNet, Methods, RefreshMarker};
+pub use fields::{download_name_problem, Disposition, FileVersion, IpNet, Methods, RefreshMarker};
+pub use scopes::{Admission, ScopeEntry, ScopeRef, Scopes};
 pub use verify::{verify, Authentic, Denied, Limits, Request, Verified};
 pub use wire::{
     canonical_content_types, decode, is_canonical_content_types, is_canonical_media_type,
@@ -37,6 +41,11 @@ pub enum Purpose {
     Upload = 2,
     /// The `state` a media domain hands to the refresh endpoint.
     RefreshState = 3,
+    /// A call to an application endpoint behind `protect-api.conf` (version 2 only). Its own
+    /// byte, inside the MAC, so that an API token never opens a media location and a media
+    /// link never calls an API, whatever the paths: which one a location expects is set by
+    /// nginx's configuration (`X-Mediagate-Purpose`), never by the client.
+    Api = 4,
 }
 
 impl Purpose {
@@ -46,8 +55,30 @@ impl Purpose {
             1 => Some(Purpose::Download),
             2 => Some(Purpose::Upload),
             3 => Some(Purpose::RefreshState),
+            4 => Some(Purpose::Api),
             _ => None,
         }
+    }
+
+    /// Every purpose, in byte order.
+    pub const ALL: [Purpose; 4] = [
+        Purpose::Download,
+        Purpose::Upload,
+        Purpose::RefreshState,
+        Purpose::Api,
+    ];
+
+    /// The purpose named `name` (as [`Purpose::as_str`] spells it), for configuration.
+    pub fn from_name(name: &str) -> Option<Purpose> {
+        Purpose::ALL
+            .into_iter()
+            .find(|purpose| purpose.as_str() == name)
+    }
+
+    /// True for a purpose that exists in version 2 only: a v1 body with its byte is an
+    /// unknown purpose (v1 is frozen), and claims with it are encoded as version 2.
+    pub fn is_v2_only(self) -> bool {
+        self == Purpose::Api
     }
 
     /// Lower-case name for inspect output and docs.
@@ -56,6 +87,7 @@ impl Purpose {
             Purpose::Download => "download",
             Purpose::Upload => "upload",
             Purpose::RefreshState => "refresh_state",
+            Purpose::Api => "api",
         }
     }
 }
@@ -65,7 +97,7 @@ pub fn sign(claims: &Claims, key: &Key) -> Result<String, Malformed> {
     let body = claims.encode_body(key.id())?;
     let bound_path = match &claims.scope {
         Scope::Exact(path) => Some(path.as_str()),
-        Scope::Prefix(_) => None,
+        Scope::Prefix(_) | Scope::List(_) => None,
     };
     let tag = mac::tag(key, &body, bound_path);
     Ok(wire::encode_token(&body, &tag))

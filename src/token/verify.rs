@@ -1,9 +1,14 @@
 //! Verification: one token against one request, checked in a fixed order so that every
 //! failure maps to exactly one [`Reason`].
 //!
-//! Order: structure, purpose, key, MAC, expiry, not-before, lifetime cap, host, scope, method,
-//! client IP. The MAC comes before any claim is trusted, so a reason such as `expired` is only
-//! ever reported for an authentic token.
+//! Order: structure, purpose, key, MAC, key purpose, expiry, not-before, lifetime cap, host,
+//! scope, method, client IP. The MAC comes before any claim is trusted, so a reason such as
+//! `expired` is only ever reported for an authentic token. The key-purpose check comes right
+//! after the MAC: `key_purpose` then means that a holder of the key really signed a token of a
+//! purpose the key is not allowed (an alert worth raising), never that someone typed a key id
+//! into a forged token. For a token with a scopes list (v2), scope and method are one walk over
+//! the entries: no entry covers the path is `out_of_scope`, entries cover it but none allows
+//! the method is `method`.
 //!
 //! Trust is a type, not a convention. [`decode`] yields a [`Token`]: bytes anyone could have
 //! written. Only [`verify`] makes an [`Authentic`] (the tag matched one of our keys; its fields
@@ -15,6 +20,7 @@
 use std::net::IpAddr;
 use std::ops::Deref;
 
+use super::scopes::Admission;
 use super::wire::{decode, Token, TokenBuf};
 use super::{mac, Purpose};
 use crate::keys::KeyRing;
@@ -69,7 +75,8 @@ impl<'a> Deref for Verified<'a> {
 
 /// A failed verification: the reason, and the token when its tag matched one of our keys
 /// (reasons after the MAC: `expired`, `out_of_scope`, ...). For `malformed`,
-/// `wrong_purpose`, `unknown_key` and `bad_signature` nothing of the token is passed on.
+/// `wrong_purpose`, `unknown_key`, `bad_signature` and `key_purpose` nothing of the token is
+/// passed on: a key used beyond its purposes has no say in any later decision.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Denied<'a> {
     /// Why.
@@ -107,12 +114,12 @@ pub fn verify<'a>(
     let key = keys
         .get(token.kid)
         .ok_or(Denied::unauthenticated(Reason::UnknownKey))?;
-    let bound_path = match token.prefix {
-        Some(_) => None,
-        None => Some(request.path),
-    };
+    let bound_path = token.binds_path().then_some(request.path);
     if !mac::tag_matches(key, token.body, bound_path, token.tag) {
         return Err(Denied::unauthenticated(Reason::BadSignature));
+    }
+    if !key.allows(token.purpose) {
+        return Err(Denied::unauthenticated(Reason::KeyPurpose));
     }
     match check_claims(&token, request, limits, now) {
         Ok(()) => Ok(Verified(token)),
@@ -150,13 +157,22 @@ pub fn check_claims(
             return Err(Reason::WrongHost);
         }
     }
-    if let Some(prefix) = token.prefix {
-        if !path::is_within(request.path, prefix) {
-            return Err(Reason::OutOfScope);
+    if let Some(scopes) = token.scopes {
+        // Decoding refused a prefix or methods field beside the list: it is the whole scope.
+        match scopes.admit(request.path, request.method) {
+            Admission::Allowed => {}
+            Admission::NoPath => return Err(Reason::OutOfScope),
+            Admission::NoMethod => return Err(Reason::Method),
         }
-    }
-    if !token.methods().allows(request.method) {
-        return Err(Reason::Method);
+    } else {
+        if let Some(prefix) = token.prefix {
+            if !path::is_within(request.path, prefix) {
+                return Err(Reason::OutOfScope);
+            }
+        }
+        if !token.methods().allows(request.method) {
+            return Err(Reason::Method);
+        }
     }
     if let Some(net) = token.ip {
         if !request.client_ip.is_some_and(|ip| net.contains(ip)) {
@@ -164,4 +180,79 @@ pub fn check_claims(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::{Key, Purposes, Secret};
+    use crate::token::{sign, Claims, Scope};
+
+    #[test]
+    fn a_key_not_allowed_the_purpose_is_refused_after_the_mac_and_passes_nothing_on() {
+        let secret = Secret::new(vec![9; 32]);
+        let api_only = Purposes::of([Purpose::Api]).unwrap();
+        let key = Key::new("api", &secret).unwrap();
+        let ring = KeyRing::new(vec![key.clone().with_purposes(api_only)], "api").unwrap();
+        let limits = Limits {
+            leeway: 30,
+            max_lifetime: 3600,
+        };
+        let request = Request {
+            path: "/media/a.pdf",
+            method: "GET",
+            host: None,
+            client_ip: None,
+        };
+        let now = 1_800_000_000;
+        // Signed by the key's holder with a purpose the ring does not allow it.
+        let download = sign(
+            &Claims::download(Scope::Exact("/media/a.pdf".into()), now + 60),
+            &key,
+        )
+        .unwrap();
+        let mut buf = TokenBuf::new();
+        let denied = verify(
+            &download,
+            &mut buf,
+            Purpose::Download,
+            &request,
+            &ring,
+            limits,
+            now,
+        )
+        .unwrap_err();
+        assert_eq!(
+            (denied.reason, denied.authentic),
+            (Reason::KeyPurpose, None)
+        );
+        // A forged tag under the same key id stays bad_signature: only a real signature
+        // raises key_purpose.
+        let mut forged = download.clone();
+        let last = forged.pop().unwrap();
+        forged.push(if last == 'A' { 'Q' } else { 'A' });
+        let mut buf = TokenBuf::new();
+        let denied = verify(
+            &forged,
+            &mut buf,
+            Purpose::Download,
+            &request,
+            &ring,
+            limits,
+            now,
+        )
+        .unwrap_err();
+        assert_eq!(denied.reason, Reason::BadSignature);
+        // The allowed purpose verifies.
+        let api = sign(
+            &Claims {
+                purpose: Purpose::Api,
+                ..Claims::download(Scope::Exact("/media/a.pdf".into()), now + 60)
+            },
+            &key,
+        )
+        .unwrap();
+        let mut buf = TokenBuf::new();
+        assert!(verify(&api, &mut buf, Purpose::Api, &request, &ring, limits, now).is_ok());
+    }
 }

@@ -9,9 +9,11 @@
 //! ```
 //!
 //! Version 2 has every v1 field plus issued-at, a use limit, the upload limits (maximum
-//! size, content types), the per-link response overrides (download name, disposition, cache
-//! max-age) and the refresh state's kept query. The same claims have exactly one encoding: a
-//! body is v2 exactly when it carries a v2-only field (every id from `0x0c` up).
+//! size, content types), a scopes list (`scopes.rs`), a recipient, a file version, the
+//! per-link response overrides (download name, disposition, cache max-age), the refresh
+//! state's kept query, and the `api` purpose. The same claims have exactly one encoding: a
+//! body is v2 exactly when it carries a v2-only field (every id from `0x0c` up) or a v2-only
+//! purpose.
 //!
 //! `docs/token-format.md` is the normative description (§17 for v2); this file and that one
 //! change together.
@@ -19,7 +21,10 @@
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 
-use super::fields::{download_name_problem, Disposition, IpNet, Methods, RefreshMarker};
+use super::fields::{
+    download_name_problem, Disposition, FileVersion, IpNet, Methods, RefreshMarker,
+};
+use super::scopes::{self, ScopeEntry, Scopes};
 use super::Purpose;
 use crate::path;
 
@@ -27,7 +32,8 @@ use crate::path;
 pub const VERSION: u8 = VERSION_1;
 /// Version 1: frozen (spec §1-§16).
 pub const VERSION_1: u8 = 1;
-/// Version 2: a draft (spec §17); every v1 field plus the v2-only ids from `0x0c` up.
+/// Version 2: a draft (spec §17); every v1 field plus the v2-only ids from `0x0c` up (`0x10`
+/// is never in a body) and the v2-only `api` purpose.
 pub const VERSION_2: u8 = 2;
 /// Tag length in bytes: HMAC-SHA256 truncated to 128 bits (see the spec for why that is enough).
 pub const TAG_LEN: usize = 16;
@@ -68,6 +74,16 @@ pub mod id {
     pub const MAX_SIZE: u8 = 0x0e;
     /// v2: allowed upload media types, a sorted comma-separated list; upload tokens only.
     pub const CONTENT_TYPES: u8 = 0x0f;
+    /// Never on the wire: the exact request path, appended to the MAC input only.
+    pub const BOUND_PATH: u8 = 0x10;
+    /// v2: several (methods, exact path or prefix) entries; no `prefix`, no `methods`, no
+    /// path binding (see `scopes.rs`).
+    pub const SCOPES: u8 = 0x11;
+    /// v2: who the token was handed to, passed upstream as `X-Mediagate-Recipient`.
+    pub const RECIPIENT: u8 = 0x12;
+    /// v2: the version of the one file an exact-path download token is bound to (8 bytes,
+    /// [`super::FileVersion`]).
+    pub const FILE_VERSION: u8 = 0x13;
     /// v2: the download file name (UTF-8) sent in `Content-Disposition`; download tokens only.
     pub const FILENAME: u8 = 0x14;
     /// v2: `Content-Disposition` type, one byte (1 inline, 2 attachment); download tokens only.
@@ -78,13 +94,12 @@ pub mod id {
     pub const KEPT_QUERY: u8 = 0x17;
     /// The highest id of a v1 body.
     pub const LAST_V1: u8 = REFRESH;
-    /// The lowest v2-only id: every id from here up exists in v2 bodies only, so a v2 body
-    /// must carry one (a range, so that ids added later count without a change here).
+    /// The lowest v2-only id: every id from here up (`BOUND_PATH` is never in a body) exists
+    /// in v2 bodies only, so a v2 body must carry one or a v2-only purpose (a range, so that
+    /// ids added later count without a change here).
     pub const FIRST_V2: u8 = ISSUED_AT;
-    /// The highest id of a v2 body.
+    /// The highest id of a v2 body: the last assigned one.
     pub const LAST_V2: u8 = KEPT_QUERY;
-    /// Never on the wire: the exact request path, appended to the MAC input only.
-    pub const BOUND_PATH: u8 = 0x10;
 }
 
 /// Field length limits (inclusive), enforced both when minting and when decoding.
@@ -109,6 +124,10 @@ pub mod limit {
     pub const FILENAME: usize = 255;
     /// Kept query length in bytes (one length byte); a longer query is not refreshed.
     pub const KEPT_QUERY: usize = 255;
+    /// Scopes list length (one length byte).
+    pub const SCOPES: usize = super::scopes::MAX_BYTES;
+    /// Recipient length (as the subject's).
+    pub const RECIPIENT: usize = 128;
 }
 
 /// What a token grants, with every optional field; the input to minting.
@@ -120,7 +139,7 @@ pub struct Claims {
     pub expires: u64,
     /// Unix seconds before which the token is not valid.
     pub not_before: Option<u64>,
-    /// One exact canonical path, or a canonical prefix ending in `/`.
+    /// One exact canonical path, a canonical prefix ending in `/`, or (v2) a scopes list.
     pub scope: Scope,
     /// Media host name (lower case).
     pub host: Option<String>,
@@ -155,6 +174,10 @@ pub struct Claims {
     /// v2, refresh states only: the media URL's query without the token parameter, raw (see
     /// [`is_kept_query`]).
     pub kept_query: Option<String>,
+    /// v2, exact-path download tokens only: the version of the file the token is bound to.
+    pub file_version: Option<FileVersion>,
+    /// v2: who the token was handed to (visible ASCII or space, 1-128 bytes, as `subject`).
+    pub recipient: Option<String>,
 }
 
 /// The path scope of a token being minted.
@@ -164,6 +187,9 @@ pub enum Scope {
     Exact(String),
     /// Every path below this canonical prefix (which ends with `/`).
     Prefix(String),
+    /// v2: several (methods, path or prefix) entries, in their canonical order
+    /// ([`scopes::canonical_scopes`]); the token carries no `methods` field then.
+    List(Vec<ScopeEntry>),
 }
 
 /// Why a string is not a well-formed token (v1 or v2). Maps to the `malformed` reason; the text is
@@ -236,6 +262,12 @@ pub struct Token<'a> {
     pub max_age: Option<u32>,
     /// v2, refresh states only: the query the refreshed URL keeps (see [`is_kept_query`]).
     pub kept_query: Option<&'a str>,
+    /// v2, exact-path download tokens only: the file version the token is bound to.
+    pub file_version: Option<FileVersion>,
+    /// v2: the scopes list; a token with one has neither `prefix` nor `methods_field`.
+    pub scopes: Option<Scopes<'a>>,
+    /// v2: the recipient.
+    pub recipient: Option<&'a str>,
     /// The body bytes the MAC covers.
     pub body: &'a [u8],
     /// The tag.
@@ -243,7 +275,13 @@ pub struct Token<'a> {
 }
 
 impl<'a> Token<'a> {
-    /// Allowed methods, with the default applied: POST and PUT for a v2 upload token, GET and
+    /// True when the MAC input binds the request path: a token with neither a prefix nor a
+    /// scopes list (those carry their paths in the signed body).
+    pub fn binds_path(&self) -> bool {
+        self.prefix.is_none() && self.scopes.is_none()
+    }
+
+    /// Allowed methods (for a token with a scopes list, the entries decide instead), with the default applied: POST and PUT for a v2 upload token, GET and
     /// HEAD otherwise (v1 is frozen: a v1 token without a methods field allows GET and HEAD,
     /// whatever its purpose).
     pub fn methods(&self) -> Methods {
@@ -313,13 +351,16 @@ impl Claims {
             disposition: None,
             max_age: None,
             kept_query: None,
+            file_version: None,
+            recipient: None,
         }
     }
 
-    /// True when any v2-only field is set: such claims are encoded as version 2, all others
-    /// as version 1 (one encoding per set of claims).
+    /// True when any v2-only field or a v2-only purpose is set: such claims are encoded as
+    /// version 2, all others as version 1 (one encoding per set of claims).
     pub fn needs_v2(&self) -> bool {
-        self.issued_at.is_some()
+        self.purpose.is_v2_only()
+            || self.issued_at.is_some()
             || self.uses.is_some()
             || self.max_size.is_some()
             || self.content_types.is_some()
@@ -327,6 +368,9 @@ impl Claims {
             || self.disposition.is_some()
             || self.max_age.is_some()
             || self.kept_query.is_some()
+            || self.file_version.is_some()
+            || matches!(self.scope, Scope::List(_))
+            || self.recipient.is_some()
     }
 
     /// The version [`Claims::encode_body`] writes.
@@ -386,6 +430,16 @@ impl Claims {
         if let Some(content_types) = &self.content_types {
             push_field(&mut body, id::CONTENT_TYPES, content_types.as_bytes())?;
         }
+        if let Scope::List(entries) = &self.scope {
+            let value = scopes::encode(entries).map_err(Malformed)?;
+            push_field(&mut body, id::SCOPES, &value)?;
+        }
+        if let Some(recipient) = &self.recipient {
+            push_field(&mut body, id::RECIPIENT, recipient.as_bytes())?;
+        }
+        if let Some(version) = self.file_version {
+            push_field(&mut body, id::FILE_VERSION, &version.to_bytes())?;
+        }
         if let Some(filename) = &self.filename {
             push_field(&mut body, id::FILENAME, filename.as_bytes())?;
         }
@@ -401,10 +455,12 @@ impl Claims {
         // The rules across fields, exactly as the decoder checks them.
         V2Facts {
             version: self.version(),
+            has_scopes: matches!(self.scope, Scope::List(_)),
+            has_prefix_or_methods: matches!(self.scope, Scope::Prefix(_)) || self.methods.is_some(),
             purpose: self.purpose,
+            has_v2_field: self.needs_v2(),
             expires: self.expires,
             issued_at: self.issued_at,
-            has_v2_field: self.needs_v2(),
             has_uses: self.uses.is_some(),
             has_token_id: self.token_id.is_some(),
             has_upload_limits: self.max_size.is_some() || self.content_types.is_some(),
@@ -412,6 +468,8 @@ impl Claims {
                 || self.disposition.is_some()
                 || self.max_age.is_some(),
             has_kept_query: self.kept_query.is_some(),
+            has_file_version: self.file_version.is_some(),
+            has_prefix: matches!(self.scope, Scope::Prefix(_)),
         }
         .check()?;
         if let Scope::Exact(path) = &self.scope {
@@ -508,7 +566,9 @@ fn parse(raw: &[u8]) -> Result<Token<'_>, Malformed> {
         VERSION_2 => id::LAST_V2,
         _ => return Err(Malformed("unknown version")),
     };
-    let purpose = Purpose::from_byte(body[1]).ok_or(Malformed("unknown purpose"))?;
+    let purpose = Purpose::from_byte(body[1])
+        .filter(|purpose| version == VERSION_2 || !purpose.is_v2_only())
+        .ok_or(Malformed("unknown purpose"))?;
     let mut token = Token {
         version,
         purpose,
@@ -531,6 +591,9 @@ fn parse(raw: &[u8]) -> Result<Token<'_>, Malformed> {
         disposition: None,
         max_age: None,
         kept_query: None,
+        file_version: None,
+        scopes: None,
+        recipient: None,
         body,
         tag,
     };
@@ -546,6 +609,8 @@ fn parse(raw: &[u8]) -> Result<Token<'_>, Malformed> {
             .get(..len)
             .ok_or(Malformed("field runs past the end"))?;
         rest = &tail[len..];
+        // Ids past the version's last are unknown; unassigned ids below it (and the
+        // never-carried binding id) are refused by `validate_field`.
         if *field > last_known_id {
             return Err(Malformed("unknown field"));
         }
@@ -570,6 +635,9 @@ fn parse(raw: &[u8]) -> Result<Token<'_>, Malformed> {
             id::DISPOSITION => token.disposition = Disposition::from_byte(value[0]),
             id::MAX_AGE => token.max_age = Some(be_u32(value)),
             id::KEPT_QUERY => token.kept_query = Some(ascii(value)),
+            id::FILE_VERSION => token.file_version = FileVersion::from_wire(value),
+            id::SCOPES => token.scopes = Some(Scopes::validated(value)),
+            id::RECIPIENT => token.recipient = Some(ascii(value)),
             _ => return Err(Malformed("unknown field")),
         }
     }
@@ -581,17 +649,21 @@ fn parse(raw: &[u8]) -> Result<Token<'_>, Malformed> {
     }
     V2Facts {
         version,
+        has_scopes: token.scopes.is_some(),
+        has_prefix_or_methods: token.prefix.is_some() || token.methods_field.is_some(),
         purpose,
+        // Ids ascend, so the last one is the highest: one range check counts every v2-only
+        // id, including ones added after this line was written.
+        has_v2_field: last_id >= id::FIRST_V2 || purpose.is_v2_only(),
         expires: token.expires,
         issued_at: token.issued_at,
-        // Ids ascend, so the last one is the highest: a range check that counts every v2-only
-        // id, including ones added after this line was written.
-        has_v2_field: last_id >= id::FIRST_V2,
         has_uses: token.uses.is_some(),
         has_token_id: token.token_id.is_some(),
         has_upload_limits: token.max_size.is_some() || token.content_types.is_some(),
         has_overrides: token.has_overrides(),
         has_kept_query: token.kept_query.is_some(),
+        has_file_version: token.file_version.is_some(),
+        has_prefix: token.prefix.is_some(),
     }
     .check()?;
     Ok(token)
@@ -601,23 +673,27 @@ fn parse(raw: &[u8]) -> Result<Token<'_>, Malformed> {
 /// minting and from a [`Token`] when decoding, so both apply exactly the same rules.
 struct V2Facts {
     version: u8,
+    has_scopes: bool,
+    has_prefix_or_methods: bool,
     purpose: Purpose,
+    /// Some id from [`id::FIRST_V2`] up is present, or the purpose is v2-only.
+    has_v2_field: bool,
     expires: u64,
     issued_at: Option<u64>,
-    /// Some id from [`id::FIRST_V2`] up is present.
-    has_v2_field: bool,
     has_uses: bool,
     has_token_id: bool,
     has_upload_limits: bool,
     has_overrides: bool,
     has_kept_query: bool,
+    has_file_version: bool,
+    has_prefix: bool,
 }
 
 impl V2Facts {
     fn check(&self) -> Result<(), Malformed> {
         if self.version == VERSION_1 {
-            // Unreachable from both callers (v1 bodies cannot carry ids from 0x0c up and
-            // claims with such a field encode as v2); kept so the rule reads complete.
+            // Unreachable from both callers (v1 bodies cannot carry v2-only ids or purposes
+            // and claims with one encode as v2); kept so the rule reads complete.
             return match self.has_v2_field {
                 true => Err(Malformed("v2 fields in a v1 body")),
                 false => Ok(()),
@@ -651,12 +727,31 @@ impl V2Facts {
         if self.has_kept_query && self.purpose != Purpose::RefreshState {
             return Err(Malformed("a kept query belongs in refresh states only"));
         }
+        // A version names one file: a prefix or a scopes list covers many (and binds no
+        // path), and only downloads read a file.
+        if self.has_file_version
+            && (self.purpose != Purpose::Download || self.has_prefix || self.has_scopes)
+        {
+            return Err(Malformed(
+                "a file version belongs in exact-path download tokens only",
+            ));
+        }
+        // The list is the whole scope: a prefix or a methods field beside it would be a
+        // second, contradicting one.
+        if self.has_scopes && self.has_prefix_or_methods {
+            return Err(Malformed(
+                "a token with scopes carries neither a prefix nor a methods field",
+            ));
+        }
         Ok(())
     }
 }
 
 /// The single definition of what each field may contain, shared by minting and decoding.
 fn validate_field(field: u8, value: &[u8]) -> Result<(), Malformed> {
+    if field == id::SCOPES {
+        return scopes::check(value).map_err(Malformed);
+    }
     let ok = match field {
         id::KID => is_kid(value),
         id::EXPIRES | id::NOT_BEFORE => value.len() == 8 && be_u64(value) != 0,
@@ -680,6 +775,10 @@ fn validate_field(field: u8, value: &[u8]) -> Result<(), Malformed> {
             (1..=limit::SUBJECT).contains(&value.len())
                 && value.iter().all(|&b| b == b' ' || b.is_ascii_graphic())
         }
+        id::RECIPIENT => {
+            (1..=limit::RECIPIENT).contains(&value.len())
+                && value.iter().all(|&b| b == b' ' || b.is_ascii_graphic())
+        }
         id::DATA => (1..=limit::DATA).contains(&value.len()),
         id::REFRESH => RefreshMarker::from_wire(value).is_some(),
         id::ISSUED_AT | id::MAX_SIZE => value.len() == 8 && be_u64(value) != 0,
@@ -692,6 +791,7 @@ fn validate_field(field: u8, value: &[u8]) -> Result<(), Malformed> {
         id::DISPOSITION => value.len() == 1 && Disposition::from_byte(value[0]).is_some(),
         id::MAX_AGE => value.len() == 4,
         id::KEPT_QUERY => is_kept_query(value),
+        id::FILE_VERSION => value.len() == 8,
         _ => return Err(Malformed("unknown field")),
     };
     if ok {
@@ -729,6 +829,8 @@ fn field_error(field: u8) -> &'static str {
         id::DISPOSITION => "bad disposition: one byte, 1 (inline) or 2 (attachment)",
         id::MAX_AGE => "bad max-age: a u32 (4 bytes)",
         id::KEPT_QUERY => "bad kept query: 1-255 bytes of URL query characters in non-empty '&'-separated pairs, '%' only before two hex digits",
+        id::FILE_VERSION => "bad file version: exactly 8 bytes",
+        id::RECIPIENT => "bad recipient",
         _ => "bad content types: lower-case type/subtype names, ascending, comma-separated, no duplicates, no parameters, 1-255 bytes",
     }
 }
@@ -1326,20 +1428,142 @@ mod tests {
     #[test]
     fn every_id_above_the_binding_id_is_v2_only_and_unassigned_ones_are_unknown() {
         // A v1 body knows none of them.
-        for field in [id::FILENAME, id::DISPOSITION, id::MAX_AGE, id::KEPT_QUERY] {
+        for field in [
+            id::SCOPES,
+            id::RECIPIENT,
+            id::FILE_VERSION,
+            id::FILENAME,
+            id::DISPOSITION,
+            id::MAX_AGE,
+            id::KEPT_QUERY,
+        ] {
             assert_eq!(
                 decode_body(&body(1, 1, &[(field, &[1])])),
                 Err(Malformed("unknown field"))
             );
         }
-        // Ids not (yet) assigned in this build stay unknown in v2.
-        for field in [0x11, 0x12, 0x13, 0x18, 0xff] {
+        // The binding id and ids past the last assigned one stay unknown in v2.
+        for field in [id::BOUND_PATH, id::LAST_V2 + 1, 0xff] {
             assert_eq!(
                 download(&[(field, &[1])]),
                 Err(Malformed("unknown field")),
                 "{field:#x}"
             );
         }
+    }
+
+    #[test]
+    fn the_api_purpose_exists_in_version_2_only_and_makes_claims_v2() {
+        // Purpose 4 in a v1 body is an unknown purpose: v1 is frozen.
+        assert_eq!(
+            decode_body(&body(1, 4, &[])),
+            Err(Malformed("unknown purpose"))
+        );
+        // In v2 it is enough on its own: it is the v2-only part.
+        assert_eq!(decode_body(&body(2, 4, &[])), Ok(()));
+        assert_eq!(
+            decode_body(&body(2, 5, &[])),
+            Err(Malformed("unknown purpose"))
+        );
+        let claims = Claims {
+            purpose: Purpose::Api,
+            ..Claims::download(Scope::Prefix("/api/v1/".into()), EXP)
+        };
+        assert_eq!(claims.version(), VERSION_2);
+        let mut buf = TokenBuf::new();
+        let text = sign(&claims, &key()).unwrap();
+        let token = decode(&text, &mut buf).unwrap();
+        assert_eq!((token.version, token.purpose), (VERSION_2, Purpose::Api));
+        assert_eq!(token.methods(), Methods::READ);
+    }
+
+    #[test]
+    fn a_file_version_is_eight_bytes_in_exact_path_download_tokens_only() {
+        let version = [1, 2, 3, 4, 5, 6, 7, 8];
+        assert_eq!(
+            decode_body(&body(2, 1, &[(id::FILE_VERSION, &version)])),
+            Ok(())
+        );
+        // An id above 0x10 makes the body v2 by itself; in v1 it is unknown.
+        assert_eq!(
+            decode_body(&body(1, 1, &[(id::FILE_VERSION, &version)])),
+            Err(Malformed("unknown field"))
+        );
+        for bad in [&version[..7], &[0; 9][..]] {
+            assert_eq!(
+                decode_body(&body(2, 1, &[(id::FILE_VERSION, bad)])),
+                Err(Malformed("bad file version: exactly 8 bytes"))
+            );
+        }
+        let misplaced = Err(Malformed(
+            "a file version belongs in exact-path download tokens only",
+        ));
+        for purpose in [2, 3, 4] {
+            assert_eq!(
+                decode_body(&body(2, purpose, &[(id::FILE_VERSION, &version)])),
+                misplaced
+            );
+        }
+        assert_eq!(
+            decode_body(&body(
+                2,
+                1,
+                &[(id::PREFIX, b"/media/"), (id::FILE_VERSION, &version)]
+            )),
+            misplaced
+        );
+        // Unassigned ids (past the last assigned one) stay unknown.
+        for unassigned in [0x18, 0xff] {
+            assert_eq!(
+                decode_body(&body(2, 1, &[(unassigned, b"x")])),
+                Err(Malformed("unknown field")),
+                "{unassigned:#x}"
+            );
+        }
+        let bound = Claims {
+            file_version: Some(FileVersion::from_bytes(version)),
+            ..Claims::download(Scope::Exact("/media/a.pdf".into()), EXP)
+        };
+        let mut buf = TokenBuf::new();
+        let text = sign(&bound, &key()).unwrap();
+        let token = decode(&text, &mut buf).unwrap();
+        assert_eq!(token.version, VERSION_2);
+        assert_eq!(token.file_version, Some(FileVersion::from_bytes(version)));
+        let prefix = Claims {
+            scope: Scope::Prefix("/media/".into()),
+            ..bound
+        };
+        assert_eq!(prefix.encode_body("k1").map(|_| ()), misplaced);
+        // A scopes list binds no path and covers several: no file version beside it either.
+        let scoped = Claims {
+            scope: Scope::List(vec![
+                ScopeEntry {
+                    methods: Methods::READ,
+                    prefix: false,
+                    path: "/media/a.pdf".into(),
+                },
+                ScopeEntry {
+                    methods: Methods::READ,
+                    prefix: false,
+                    path: "/media/b.pdf".into(),
+                },
+            ]),
+            ..prefix
+        };
+        assert_eq!(scoped.encode_body("k1").map(|_| ()), misplaced);
+        let mut scopes = vec![1, 0, 2];
+        scopes.extend_from_slice(b"/a");
+        scopes.extend_from_slice(&[1, 0, 2]);
+        scopes.extend_from_slice(b"/b");
+        assert_eq!(decode_body(&body(2, 1, &[(id::SCOPES, &scopes)])), Ok(()));
+        assert_eq!(
+            decode_body(&body(
+                2,
+                1,
+                &[(id::SCOPES, &scopes), (id::FILE_VERSION, &version)]
+            )),
+            misplaced
+        );
     }
 
     proptest::proptest! {
@@ -1355,6 +1579,7 @@ mod tests {
             max_size in proptest::option::of(1u64..=u64::MAX),
             content_types in proptest::option::of(proptest::collection::btree_set("[a-z0-9][a-z0-9.+-]{0,8}/[a-z0-9][a-z0-9.+-]{0,8}", 1..6)),
             methods in proptest::option::of(1u8..0x80),
+            recipient in proptest::option::of("[ -~]{1,128}"),
         ) {
             // Generated within the rules (a use limit brings a token id, upload limits come
             // with uploads, issued-at precedes the expiry): every case must mint.
@@ -1369,6 +1594,7 @@ mod tests {
                     .filter(|_| upload)
                     .map(|set| set.into_iter().collect::<Vec<_>>().join(",")),
                 methods: methods.and_then(Methods::from_bits),
+                recipient,
                 ..Claims::download(Scope::Exact("/uploads/a.bin".into()), expires)
             };
             let text = sign(&claims, &key()).expect("claims within the rules mint");
@@ -1383,6 +1609,7 @@ mod tests {
             proptest::prop_assert_eq!(token.max_size, claims.max_size);
             proptest::prop_assert_eq!(token.content_types, claims.content_types.as_deref());
             proptest::prop_assert_eq!(token.methods_field, claims.methods);
+            proptest::prop_assert_eq!(token.recipient, claims.recipient.as_deref());
         }
     }
 }

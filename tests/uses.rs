@@ -322,6 +322,7 @@ fn a_single_action_link_reaches_the_application_once_with_its_subject() {
             methods: Some("POST".parse().unwrap()),
             uses: Some(1),
             subject: Some("user-42".into()),
+            data: Some(b"list=weekly".to_vec()),
             ..mediagate::mint::MintRequest::default()
         },
         clock::now(),
@@ -347,11 +348,19 @@ fn a_single_action_link_reaches_the_application_once_with_its_subject() {
         raw.push_str(body);
         crate::support::request_raw(&stack.socket("media.sock"), raw.as_bytes(), false)
     };
-    let first = post(&[("X-Mediagate-Subject", "admin")]);
+    let first = post(&[
+        ("X-Mediagate-Subject", "admin"),
+        ("X-Mediagate-Data", "admin"),
+    ]);
     let echo = first.text();
     assert_eq!(first.status, 200, "{echo}");
     assert!(echo.starts_with("target /api/unsubscribe\n"), "{echo}");
     assert!(echo.contains("\nx-mediagate-subject: user-42\n"), "{echo}");
+    // The token's data, base64url ("list=weekly"), from the token only.
+    assert!(
+        echo.contains("\nx-mediagate-data: bGlzdD13ZWVrbHk\n"),
+        "{echo}"
+    );
     assert!(
         echo.contains(&format!("\nx-mediagate-token-id: {token_id}\n")),
         "{echo}"

@@ -374,6 +374,13 @@ fn a_single_action_link_reaches_the_application_once_with_its_subject() {
         (second.status, second.header("x-mediagate-reason")),
         (403, Some("used_up"))
     );
+    // A Range header does not make a second action a continuation of the first: only a
+    // file's ranged GET continues a use.
+    let ranged = post(&[("Range", "bytes=0-")]);
+    assert_eq!(
+        (ranged.status, ranged.header("x-mediagate-reason")),
+        (403, Some("used_up"))
+    );
     // A link scanner's GET neither works nor spends anything.
     let get = stack.media("GET", &minted.path_and_query);
     assert_eq!(

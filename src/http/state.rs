@@ -22,7 +22,7 @@ use crate::store::state::UseKind;
 use crate::store::{
     Consume, Consumed, HistoryEntry, Holder, Reserve, Reserved, Settled, Store, StoreError, UseKey,
 };
-use crate::token::{mac, Verified};
+use crate::token::{mac, Purpose, Verified};
 use crate::upload::{self, Reservation};
 
 /// The store and what the verify path needs from it without I/O.
@@ -206,12 +206,15 @@ pub struct Use<'r> {
 }
 
 impl Use<'_> {
-    /// What the request is, for counting: `HEAD` and `OPTIONS` look and never count; a
-    /// ranged request may continue its client's use; anything else is a new use.
-    pub fn kind(&self) -> UseKind {
-        match self.method {
-            "HEAD" | "OPTIONS" => UseKind::Peek,
-            _ if self.ranged => UseKind::Continue,
+    /// What the request is, for counting a token of `purpose`. For a file (`download`):
+    /// `HEAD` and `OPTIONS` look and never count, a ranged `GET` may continue its client's
+    /// use (a player seeking), anything else is a new use. For everything else (an `api`
+    /// token in front of an application) every request is a new use: the application, not
+    /// nginx, answers it, and may act on a `HEAD` or a ranged `POST` as on any other.
+    pub fn kind(&self, purpose: Purpose) -> UseKind {
+        match (purpose, self.method) {
+            (Purpose::Download, "HEAD" | "OPTIONS") => UseKind::Peek,
+            (Purpose::Download, "GET") if self.ranged => UseKind::Continue,
             _ => UseKind::New,
         }
     }
@@ -246,7 +249,7 @@ pub async fn count_use(
         limit,
         expires: token.expires,
         holder: holder(key, request.client, request.user_agent),
-        kind: request.kind(),
+        kind: request.kind(token.purpose),
         now,
     };
     let answer = match store.consume(&key_id, consume).await {
@@ -401,4 +404,37 @@ pub fn holder(key: &Key, client: Option<IpAddr>, user_agent: Option<&str>) -> Ho
     input.push(0);
     input.extend_from_slice(user_agent.unwrap_or("").as_bytes());
     Holder(mac::tag(key, &input, None))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_files_ranged_get_continues_and_only_a_files_head_or_options_peeks() {
+        let cases = [
+            (Purpose::Download, "GET", false, UseKind::New),
+            (Purpose::Download, "GET", true, UseKind::Continue),
+            (Purpose::Download, "HEAD", true, UseKind::Peek),
+            (Purpose::Download, "OPTIONS", false, UseKind::Peek),
+            (Purpose::Download, "POST", true, UseKind::New),
+            (Purpose::Api, "GET", true, UseKind::New),
+            (Purpose::Api, "POST", true, UseKind::New),
+            (Purpose::Api, "HEAD", false, UseKind::New),
+            (Purpose::Api, "OPTIONS", false, UseKind::New),
+        ];
+        for (purpose, method, ranged, expected) in cases {
+            let request = Use {
+                method,
+                ranged,
+                client: None,
+                user_agent: None,
+            };
+            assert_eq!(
+                request.kind(purpose),
+                expected,
+                "{purpose:?} {method} {ranged}"
+            );
+        }
+    }
 }

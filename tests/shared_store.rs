@@ -86,8 +86,25 @@ fn a_revocation_on_one_sidecar_reaches_the_other_within_a_second() {
     let stack = shared("shared-revoke", &redis);
     let link = counted(&stack, 100, "shared-revoked");
     assert_eq!(auth_on(&stack, "second-verify.sock", &link), (204, None));
+    let elapsed = revoke_and_wait(&stack, r#"{"token_id":"shared-revoked"}"#, &link);
+    eprintln!("revocation reached the second sidecar after {elapsed:?}");
+
+    // A key cut-off, which never expires, through Redis too (stateless tokens included).
+    let plain = stack.sign("/media/clip.mp4");
+    assert_eq!(auth_on(&stack, "second-verify.sock", &plain), (204, None));
+    let kid = stack.config.keys.signing_key().id().to_owned();
+    let cutoff = clock::now() + 1;
+    revoke_and_wait(
+        &stack,
+        &format!(r#"{{"key":"{kid}","before":{cutoff}}}"#),
+        &plain,
+    );
+}
+
+/// POSTs `body` to the first sidecar's `/revoke`, checks that `link` is revoked there at
+/// once, and waits (at most a second) until the second sidecar refuses it too.
+fn revoke_and_wait(stack: &Stack, body: &str, link: &str) -> Duration {
     let bearer = format!("Bearer {}", stack.internal_secret);
-    let body = r#"{"token_id":"shared-revoked"}"#;
     let length = body.len().to_string();
     let raw = format!(
         "POST /revoke HTTP/1.1\r\nHost: mediagate\r\nConnection: close\r\n\
@@ -96,30 +113,26 @@ fn a_revocation_on_one_sidecar_reaches_the_other_within_a_second() {
     );
     let started = Instant::now();
     let answer = crate::support::request_raw(&stack.socket("internal.sock"), raw.as_bytes(), false);
-    assert_eq!(answer.status, 200, "{}", answer.text());
+    assert_eq!(answer.status, 200, "{body}: {}", answer.text());
     // In force at once on the sidecar that took it...
     assert_eq!(
-        auth_on(&stack, "verify.sock", &link),
+        auth_on(stack, "verify.sock", link),
         (403, Some("revoked".into()))
     );
     // ...and on the other after its next poll (store.revocation_poll, 250 ms by default).
     let deadline = started + Duration::from_secs(1);
     loop {
-        match auth_on(&stack, "second-verify.sock", &link) {
-            (403, Some(reason)) if reason == "revoked" => break,
+        match auth_on(stack, "second-verify.sock", link) {
+            (403, Some(reason)) if reason == "revoked" => return started.elapsed(),
             other => {
                 assert!(
                     Instant::now() < deadline,
-                    "still {other:?} on the second sidecar a second after the revocation"
+                    "{body}: still {other:?} on the second sidecar a second after the revocation"
                 );
                 thread::yield_now();
             }
         }
     }
-    eprintln!(
-        "revocation reached the second sidecar after {:?}",
-        started.elapsed()
-    );
 }
 
 #[test]

@@ -145,8 +145,10 @@ local function load(key)
   end
   return rec
 end
+-- Redis expires the key on its own clock, the record's times are the sidecars': five minutes
+-- of margin, so a Redis clock running ahead cannot forget a use while its token still verifies.
 local function save(key, rec)
-  redis.call('SET', key, cjson.encode(rec), 'PXAT', string.format('%.0f', rec.keep_until * 1000))
+  redis.call('SET', key, cjson.encode(rec), 'PXAT', string.format('%.0f', (rec.keep_until + 300) * 1000))
 end
 local function live_pending(rec, now)
   local n = 0
@@ -684,7 +686,10 @@ impl RedisStore {
         let args = vec![
             field,
             value,
-            check_time(entry.expires)?.to_string(),
+            // A key cut-off never expires (`u64::MAX`): Lua's doubles and Redis's
+            // milliseconds stop at 9999-12-31, which is "never" as well. The JSON value keeps
+            // the exact expiry.
+            check_time(entry.expires.min(MAX_TIME))?.to_string(),
             check_time(entry.created)?.to_string(),
         ];
         let keys = vec![self.revocations_key(), self.version_key()];

@@ -222,6 +222,15 @@ pub fn decide<'a>(
         // which an API location refuses): what a fresh token could cure is a 401 challenge
         // there, when the header source is on, and a plain denial otherwise.
         Err(denied) if request.purpose == Purpose::Api => api_denial(config, site, denied.reason),
+        // A revoked link stays revoked once it has also expired (or is refused for any other
+        // reason a refresh could cure): a refresh would hand its holder a fresh link.
+        Err(denied)
+            if denied
+                .authentic
+                .is_some_and(|authentic| revoked.covers(revocable(authentic.token()))) =>
+        {
+            Outcome::deny(Reason::Revoked, site)
+        }
         Err(denied) => {
             // Only an authentic token's marker may continue a refresh chain: a forged or
             // unknown-key token's fields never reach the loop guard or the next state.

@@ -467,3 +467,25 @@ fn a_head_and_a_cors_preflight_never_spend_a_single_use() {
         nginx_denied("used_up")
     );
 }
+
+/// A revoked link that has also expired is still revoked: a refresh would hand its holder a
+/// fresh link for the same file.
+#[test]
+fn an_expired_revoked_link_is_not_refreshed() {
+    let stack = stack("uses-revoked-expired");
+    let now = clock::now();
+    let mut claims = Claims::download(Scope::Exact("/media/clip.mp4".into()), now - 10);
+    claims.token_id = Some("gone-1".into());
+    claims.issued_at = Some(now - 100);
+    let token = token::sign(&claims, stack.config.keys.signing_key()).unwrap();
+    let link = format!("/media/clip.mp4?token={token}");
+    let before = stack.media("GET", &link);
+    assert_eq!(
+        (before.status, before.header("x-mediagate-reason")),
+        (302, Some("expired")),
+        "an expired link is refreshed"
+    );
+    let answer = internal(&stack, "POST", "/revoke", Some(r#"{"token_id":"gone-1"}"#));
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    assert_eq!(seen(&stack.media("GET", &link)), nginx_denied("revoked"));
+}

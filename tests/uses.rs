@@ -72,6 +72,21 @@ fn a_single_use_link_works_once_in_both_modes() {
 }
 
 #[test]
+fn ranged_gets_continue_a_use_in_accel_mode_too() {
+    let stack = stack("uses-accel-range");
+    let link = counted(&stack, "/files/once.txt", 1, "accel-range", None);
+    let range = |from: &str, agent: &str| {
+        stack.media_with("GET", &link, &[("Range", from), ("User-Agent", agent)])
+    };
+    let first = range("bytes=0-4", AGENT.1);
+    assert_eq!((first.status, first.text().as_str()), (206, "accel"));
+    let seek = range("bytes=6-", AGENT.1);
+    assert_eq!((seek.status, seek.text().as_str()), (206, "once"));
+    let other = range("bytes=6-", "curl/8");
+    assert_eq!(seen(&other), accel_denied("used_up"));
+}
+
+#[test]
 fn head_requests_never_spend_a_use() {
     let stack = stack("uses-head");
     let link = counted(&stack, "/media/clip.mp4", 1, "head-1", None);

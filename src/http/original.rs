@@ -33,8 +33,8 @@ pub const APPROVED_PATH: HeaderName = HeaderName::from_static("x-mediagate-appro
 /// only: `/accel` serves files, and forward-auth proxies copy the client's headers.
 pub const PURPOSE: HeaderName = HeaderName::from_static("x-mediagate-purpose");
 /// `X-Real-IP`: nginx `$remote_addr`.
-/// `X-Original-Range`: the client's `Range` header, forwarded by the auth snippet (nginx sends
-/// `auth_request` subrequests without the client's headers). Only its presence is read: a
+/// `X-Original-Range`: the client's `Range` header, forwarded by the auth and accel snippets
+/// (both send mediagate the request without the client's own headers). Only its presence is read: a
 /// ranged request from a client that already made a use continues that use.
 pub const ORIGINAL_RANGE: HeaderName = HeaderName::from_static("x-original-range");
 /// `X-Original-Content-Length`: an upload's `Content-Length` as the client sent it (nginx's

@@ -170,8 +170,11 @@ async fn decide_media(
             ..
         } if token.uses.is_some() => {
             let ranged = match mode {
-                Mode::Auth => original::optional(headers, &original::ORIGINAL_RANGE),
-                Mode::Accel | Mode::Forward => original::optional(headers, &RANGE),
+                // The snippets send their subrequest or proxied request without the
+                // client's headers and forward the range as X-Original-Range; Caddy and
+                // Traefik copy the client's own.
+                Mode::Auth | Mode::Accel => original::optional(headers, &original::ORIGINAL_RANGE),
+                Mode::Forward => original::optional(headers, &RANGE),
             }
             .is_ok_and(|range| range.is_some_and(|range| !range.is_empty()));
             let user_agent = original::optional(headers, &USER_AGENT).ok().flatten();

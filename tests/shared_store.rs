@@ -213,3 +213,59 @@ fn with_redis_down_counted_tokens_fail_closed_and_recover_without_double_spend()
     assert_eq!(count(200), 3, "{} requests under load", statuses.len());
     assert_eq!(count(200) + count(403) + count(500), statuses.len());
 }
+
+/// Redis down when mediagate starts: no revocation can have been read, so no token is known
+/// not to be revoked. Every token is refused (503 `store_unavailable`, `/readyz` 503) until
+/// Redis answers; then everything works without a restart.
+#[test]
+fn with_redis_down_at_start_every_token_fails_closed_until_the_revocations_are_read() {
+    let mut redis = Standalone::start();
+    redis.kill();
+    let stack = shared("shared-late", &redis);
+    let plain = stack.sign("/media/clip.mp4");
+    for socket in ["verify.sock", "second-verify.sock"] {
+        assert_eq!(
+            auth_on(&stack, socket, &plain),
+            (503, Some("store_unavailable".into())),
+            "{socket}"
+        );
+    }
+    let ready = request(
+        &stack.socket("internal.sock"),
+        "GET",
+        "mediagate",
+        "/readyz",
+        &[],
+    );
+    assert_eq!(
+        (ready.status, ready.text().as_str()),
+        (503, "revocations not loaded yet (store unavailable)\n")
+    );
+    // Public paths need no token and no revocation.
+    stack.dir.write("files/media/public/free.txt", "free");
+    assert_eq!(
+        seen(&stack.media("GET", "/media/public/free.txt")),
+        served("free")
+    );
+
+    redis.run();
+    for socket in ["verify.sock", "second-verify.sock"] {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while auth_on(&stack, socket, &plain).0 != 204 {
+            assert!(
+                Instant::now() < deadline,
+                "{socket} never loaded the revocations"
+            );
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+    let ready = request(
+        &stack.socket("internal.sock"),
+        "GET",
+        "mediagate",
+        "/readyz",
+        &[],
+    );
+    assert_eq!((ready.status, ready.text().as_str()), (200, "ready\n"));
+    assert_eq!(seen(&stack.media("GET", &plain)), served(CLIP));
+}

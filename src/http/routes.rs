@@ -81,10 +81,15 @@ pub async fn handle(
 }
 
 fn readyz(app: &App) -> Response<Body> {
-    if app.ready.load(Ordering::Relaxed) {
-        decision::text_response(StatusCode::OK, "ready\n".into())
-    } else {
+    if !app.ready.load(Ordering::Relaxed) {
         decision::text_response(StatusCode::SERVICE_UNAVAILABLE, "draining\n".into())
+    } else if app.state.revocations_pending() {
+        decision::text_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "revocations not loaded yet (store unavailable)\n".into(),
+        )
+    } else {
+        decision::text_response(StatusCode::OK, "ready\n".into())
     }
 }
 
@@ -164,6 +169,16 @@ async fn decide_media(
     };
     // Only a token with a use limit waits for the store; every other answer is decided.
     let outcome = match outcome {
+        // Until the revocations have been read once (Redis down since start-up), no token
+        // is known not to be revoked: fail closed.
+        Outcome::Allow {
+            token: Some(_),
+            site,
+            ..
+        } if app.state.revocations_pending() => Outcome::Deny {
+            reason: Reason::StoreUnavailable,
+            site: Some(site),
+        },
         Outcome::Allow {
             token: Some(ref token),
             site,
@@ -303,6 +318,11 @@ async fn upload_endpoint(
         upload::decide_upload(config, &upload_request, &mut buf, now, &revoked)
     };
     let token = match outcome {
+        UploadOutcome::Allow { .. } if app.state.revocations_pending() => {
+            let reason = Reason::StoreUnavailable;
+            audit_upload(config, Some(&upload_request), None, Some(reason));
+            return decision::deny(StatusCode::FORBIDDEN, reason);
+        }
         UploadOutcome::Allow { token, .. } => token,
         UploadOutcome::Deny { reason, .. } => {
             audit_upload(config, Some(&upload_request), None, Some(reason));

@@ -4,6 +4,7 @@
 
 use std::fmt;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -35,6 +36,9 @@ pub struct StateEdge {
     store: OnceLock<Arc<dyn Store>>,
     /// The revocations in force, swapped by the poller.
     revoked: ArcSwap<Revoked>,
+    /// True while the store has never been read (Redis down since start-up): no token can
+    /// be known not to be revoked, so every token is refused until it is.
+    pending: AtomicBool,
 }
 
 impl Default for StateEdge {
@@ -43,6 +47,7 @@ impl Default for StateEdge {
             outages: RefusalLog::default(),
             store: OnceLock::new(),
             revoked: ArcSwap::from_pointee(Revoked::default()),
+            pending: AtomicBool::new(false),
         }
     }
 }
@@ -61,9 +66,10 @@ impl StateEdge {
     /// answers anything: a revoked token must never verify in a server's first second.
     ///
     /// The embedded store must open (a locked or unwritable file is a start-up error). Redis
-    /// may be down at start: the server then starts without it, counted tokens fail closed
-    /// until a connection succeeds (retried every second), and revocations take effect from
-    /// then on.
+    /// may be down at start: the server then starts, answers `/healthz`, and refuses every
+    /// token with `store_unavailable` (and `/readyz` with 503) until a connection succeeds
+    /// (retried every second) and the revocations are loaded: without them no token is known
+    /// not to be revoked.
     pub async fn open(self: &Arc<Self>, config: &StoreConfig) -> Result<(), StoreError> {
         match &config.backend {
             Backend::Embedded { path } => {
@@ -92,10 +98,12 @@ impl StateEdge {
                 match self.connect_redis(&settings).await {
                     Ok(()) => {}
                     Err(error) => {
+                        self.pending.store(true, Ordering::Relaxed);
                         tracing::warn!(
                             %error,
-                            "Redis store unavailable at start; counted tokens fail closed \
-                             until it answers (retrying every second)"
+                            "Redis store unavailable at start; every token is refused \
+                             (store_unavailable) until the revocations are loaded, retrying \
+                             every second"
                         );
                         let state = Arc::clone(self);
                         tokio::spawn(async move {
@@ -144,6 +152,12 @@ impl StateEdge {
         let _ = self.store.set(store);
     }
 
+    /// True until the revocations have been read once from a store that was down at
+    /// start-up; see [`StateEdge::open`].
+    pub fn revocations_pending(&self) -> bool {
+        self.pending.load(Ordering::Relaxed)
+    }
+
     /// The revocations in force: one lock-free load.
     pub fn revoked(&self) -> arc_swap::Guard<Arc<Revoked>> {
         self.revoked.load()
@@ -156,6 +170,7 @@ impl StateEdge {
         let entries = store.revocations(now).await?;
         self.revoked
             .store(Arc::new(Revoked::new(entries.iter(), now)));
+        self.pending.store(false, Ordering::Relaxed);
         Ok(())
     }
 

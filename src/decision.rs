@@ -311,10 +311,16 @@ fn cache_headers(
 /// Until when (unix seconds) nginx's optional auth cache (`nginx/snippets/media-auth-cached.conf`)
 /// may reuse an allow: never beyond the token's expiry, never longer than
 /// `accel.max_expires`, and never for IP-bound tokens, whose answer depends on the client
-/// address that the cache key does not contain, nor for tokens with a use limit.
+/// address that the cache key does not contain, nor for tokens with a use limit or a file
+/// version.
 fn auth_cache_until(token: &Token<'_>, accel: &AccelConfig, now: u64) -> Option<u64> {
-    // A counted token's answer is a use: every request must reach the store.
-    if token.ip.is_some() || token.uses.is_some() || accel.max_expires == 0 {
+    // A counted token's answer is a use: every request must reach the store. A version-bound
+    // token's answer depends on the file, which may be replaced at any moment.
+    if token.ip.is_some()
+        || token.uses.is_some()
+        || token.file_version.is_some()
+        || accel.max_expires == 0
+    {
         return None;
     }
     // nginx serves an entry while `valid_sec >= now`, but a token is expired at

@@ -324,7 +324,13 @@ pub async fn reserve_upload(
         limit,
         expires: token.expires,
         reservation: id,
-        lease_until: now.saturating_add(config.store.upload_lease),
+        // Never shorter than the token's life: nginx bounds each read of the body, not the
+        // whole upload, so a slow client could outlast a shorter lease, a second upload then
+        // reserve the lapsed slot, and both commit. A reservation nginx never settles (nginx
+        // killed mid-upload) keeps its slot until the token expires.
+        lease_until: now
+            .saturating_add(config.store.upload_lease)
+            .max(token.expires),
         now,
     };
     match store.reserve(&reservation.key, request).await {

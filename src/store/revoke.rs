@@ -32,8 +32,9 @@ impl RevokeInput {
     /// The entry to store, or why the input is refused.
     ///
     /// Expiry: a revocation by token id or subject is kept for `token.max_lifetime` plus the
-    /// leeway after it is made (no token valid then can outlive that; a whole token gives its
-    /// own expiry instead). A key cut-off is kept for ever: a token may carry an expiry
+    /// leeway after it is made (every token valid then has expired by that time; a token with
+    /// an expiry beyond `max_lifetime`, refused as `lifetime` now, would outlive it: minters
+    /// never make one). A whole token gives its own expiry instead, however far. A key cut-off is kept for ever: a token may carry an expiry
     /// further out than `max_lifetime` and become valid later, and the key's own signature is
     /// all that could tell. Remove the key from the ring to forget it.
     pub fn resolve(&self, config: &Config, now: u64) -> Result<RevocationEntry, String> {
@@ -71,7 +72,9 @@ impl RevokeInput {
                 kid: token.kid.to_owned(),
                 token_id: token_id.to_owned(),
             };
-            (revocation, expires.min(horizon))
+            // The token's own expiry, even beyond the horizon: such a token is refused as
+            // `lifetime` now but becomes valid later, and must still be revoked then.
+            (revocation, expires)
         } else if let Some(token_id) = &self.token_id {
             if !is_token_id(token_id) {
                 return Err("token_id: 1-64 visible ASCII characters".into());

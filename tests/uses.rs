@@ -366,6 +366,9 @@ fn a_single_action_link_reaches_the_application_once_with_its_subject() {
     let first = post(&[
         ("X-Mediagate-Subject", "admin"),
         ("X-Mediagate-Data", "admin"),
+        ("X-Mediagate-Reservation", "admin"),
+        ("X-Mediagate-Reason", "admin"),
+        ("X-Mediagate-Content-Disposition", "admin"),
     ]);
     let echo = first.text();
     assert_eq!(first.status, 200, "{echo}");

@@ -39,6 +39,10 @@ pub struct StateEdge {
     /// True while the store has never been read (Redis down since start-up): no token can
     /// be known not to be revoked, so every token is refused until it is.
     pending: AtomicBool,
+    /// Permits for history writes in flight ([`MAX_HISTORY_IN_FLIGHT`]).
+    history_slots: Arc<tokio::sync::Semaphore>,
+    /// Rate limit for the "history entry dropped" warning.
+    history_drops: RefusalLog,
 }
 
 impl Default for StateEdge {
@@ -48,6 +52,8 @@ impl Default for StateEdge {
             store: OnceLock::new(),
             revoked: ArcSwap::from_pointee(Revoked::default()),
             pending: AtomicBool::new(false),
+            history_slots: Arc::new(tokio::sync::Semaphore::new(MAX_HISTORY_IN_FLIGHT)),
+            history_drops: RefusalLog::default(),
         }
     }
 }
@@ -278,7 +284,7 @@ pub async fn count_use(
         Consumed::Continued | Consumed::Peeked => return Ok(()),
     };
     let entry = history_entry(now, request.client, request.user_agent, status, reason);
-    record_later(config, store, key_id, entry);
+    app.state.record_later(config, store, key_id, entry);
     reason.map_or(Ok(()), Err)
 }
 
@@ -337,7 +343,8 @@ pub async fn reserve_upload(
         Ok(Reserved::Granted) => Ok(Some(reservation)),
         Ok(Reserved::Full) => {
             let entry = history_entry(now, client, user_agent, 403, Some(Reason::UsedUp));
-            record_later(config, store, reservation.key, entry);
+            app.state
+                .record_later(config, store, reservation.key, entry);
             Err(Reason::UsedUp)
         }
         Err(error) => Err(app.state.unavailable(&error)),
@@ -362,7 +369,8 @@ pub async fn settle_upload(
         .settle(&reservation.key, reservation.id, committed, now)
         .await?;
     let entry = history_entry(now, client, user_agent, status, None);
-    record_later(config, store, reservation.key, entry);
+    app.state
+        .record_later(config, store, reservation.key, entry);
     Ok(settled)
 }
 
@@ -390,18 +398,42 @@ fn history_entry(
 
 /// Appends `entry` to the history of `key` off the answer's path (an answer must not wait
 /// for a history write).
-fn record_later(config: &Config, store: Arc<dyn Store>, key: UseKey, entry: HistoryEntry) {
-    let retention = config.store.retention;
-    if retention.max_entries > 0 {
+/// History writes in flight at most: past this (a flood of refusals of a used-up link, a
+/// slow store), an entry is dropped and counted, rather than a task piling up per request.
+const MAX_HISTORY_IN_FLIGHT: usize = 1024;
+
+impl StateEdge {
+    /// Appends `entry` to the token's history off the answer's path, unless
+    /// [`MAX_HISTORY_IN_FLIGHT`] writes are already waiting (then it is dropped, and the drops
+    /// are logged at most once a second with their count).
+    fn record_later(
+        &self,
+        config: &Config,
+        store: Arc<dyn Store>,
+        key: UseKey,
+        entry: HistoryEntry,
+    ) {
+        let retention = config.store.retention;
+        if retention.max_entries == 0 {
+            return;
+        }
+        let Ok(permit) = Arc::clone(&self.history_slots).try_acquire_owned() else {
+            if let Some(unlogged) = self.history_drops.note(std::time::Instant::now()) {
+                tracing::warn!(
+                    not_logged = unlogged,
+                    "use history entry dropped: {MAX_HISTORY_IN_FLIGHT} writes already waiting"
+                );
+            }
+            return;
+        };
         tokio::spawn(async move {
             if let Err(error) = store.record(&key, entry, retention).await {
                 tracing::warn!(%error, "use history not recorded");
             }
+            drop(permit);
         });
     }
-}
 
-impl StateEdge {
     /// Logs a counted request refused for a store error (at most one line a second, with
     /// the number of refusals not logged) and gives the reason to answer.
     fn unavailable(&self, error: &StoreError) -> Reason {

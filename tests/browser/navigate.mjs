@@ -8,7 +8,7 @@
 //   BROWSER_PROFILE      a fresh, empty directory for Chromium's profile
 //   BROWSER_COOKIE_URL   optional: the origin the cookie belongs to (e.g. http://www.localhost:P/)
 //   BROWSER_COOKIE       optional: name=value of that cookie
-import { chromium } from 'playwright-core';
+import { launch } from './chromium.mjs';
 
 const url = process.env.BROWSER_URL;
 const profile = process.env.BROWSER_PROFILE;
@@ -17,21 +17,7 @@ if (!url || !profile) {
   process.exit(2);
 }
 
-// Only loopback traffic: no update checks, sync, QUIC or first-run calls home.
-const context = await chromium.launchPersistentContext(profile, {
-  executablePath: '/usr/bin/chromium',
-  headless: true,
-  args: [
-    '--headless',
-    '--no-sandbox',
-    '--disable-gpu',
-    '--disable-background-networking',
-    '--disable-component-update',
-    '--no-first-run',
-    '--disable-sync',
-    '--disable-quic',
-  ],
-});
+const context = await launch(profile);
 try {
   if (process.env.BROWSER_COOKIE) {
     const [name, ...rest] = process.env.BROWSER_COOKIE.split('=');

@@ -9,7 +9,7 @@
 //   PAGE_URL         the page to upload from
 //   SLOT_URL         the slot (media origin, path and token)
 //   BROWSER_PROFILE  a fresh, empty directory for Chromium's profile
-import { chromium } from 'playwright-core';
+import { launch } from './chromium.mjs';
 
 const { PAGE_URL: pageUrl, SLOT_URL: slotUrl, BROWSER_PROFILE: profile } = process.env;
 if (!pageUrl || !slotUrl || !profile) {
@@ -17,21 +17,7 @@ if (!pageUrl || !slotUrl || !profile) {
   process.exit(2);
 }
 
-// Only loopback traffic: no update checks, sync, QUIC or first-run calls home.
-const context = await chromium.launchPersistentContext(profile, {
-  executablePath: '/usr/bin/chromium',
-  headless: true,
-  args: [
-    '--headless',
-    '--no-sandbox',
-    '--disable-gpu',
-    '--disable-background-networking',
-    '--disable-component-update',
-    '--no-first-run',
-    '--disable-sync',
-    '--disable-quic',
-  ],
-});
+const context = await launch(profile);
 try {
   const page = context.pages()[0] ?? (await context.newPage());
   await page.goto(pageUrl, { waitUntil: 'load', timeout: 20000 });

@@ -10,7 +10,7 @@
 //   BROWSER_VIDEO_URL    the video's URL (a limited-use link)
 //   BROWSER_SEEK_TO      where to seek, in seconds
 //   BROWSER_PROFILE      a fresh, empty directory for Chromium's profile
-import { chromium } from 'playwright-core';
+import { launch } from './chromium.mjs';
 
 const pageUrl = process.env.BROWSER_PAGE_URL;
 const videoUrl = process.env.BROWSER_VIDEO_URL;
@@ -23,23 +23,8 @@ if (!pageUrl || !videoUrl || !profile || !(seekTo > 0)) {
   process.exit(2);
 }
 
-// Only loopback traffic: no update checks, sync, QUIC or first-run calls home. Muted media
-// may start without a user gesture; the policy switch makes that explicit.
-const context = await chromium.launchPersistentContext(profile, {
-  executablePath: '/usr/bin/chromium',
-  headless: true,
-  args: [
-    '--headless',
-    '--no-sandbox',
-    '--disable-gpu',
-    '--disable-background-networking',
-    '--disable-component-update',
-    '--no-first-run',
-    '--disable-sync',
-    '--disable-quic',
-    '--autoplay-policy=no-user-gesture-required',
-  ],
-});
+// Muted media may start without a user gesture; the policy switch makes that explicit.
+const context = await launch(profile, ['--autoplay-policy=no-user-gesture-required']);
 try {
   const page = context.pages()[0] ?? (await context.newPage());
   // Every request for the video, in the order Chromium sent them: its Range header and the

@@ -18,7 +18,7 @@ cp nginx/snippets/*.conf "$run/mediagate/"
 sed -e "s|/srv/mediagate-demo|$run/files|g" \
     -e "s|ZGVtby1pbnRlcm5hbC1zZWNyZXQtY2hhbmdlLW1l|$secret|" \
     nginx/example.conf > "$run/nginx.conf"
-printf '%%PDF-1.4 demo report\n' > "$run/files/media/report.pdf"
+python3 examples/demo_pdf.py > "$run/files/media/report.pdf"
 echo "hello from a public prefix" > "$run/files/media/public/hello.txt"
 echo "served through X-Accel-Redirect" > "$run/files/files/notes.txt"
 chmod -R a+rX "$run"

@@ -19,6 +19,15 @@ sed -e "s|/srv/mediagate-demo|$run/files|g" \
     -e "s|ZGVtby1pbnRlcm5hbC1zZWNyZXQtY2hhbmdlLW1l|$secret|" \
     nginx/example.conf > "$run/nginx.conf"
 python3 examples/demo_pdf.py > "$run/files/media/report.pdf"
+# A short H.264/AAC clip with its index up front (+faststart), so a player starts at once.
+if command -v ffmpeg >/dev/null; then
+  ffmpeg -hide_banner -loglevel error -nostdin -y \
+    -f lavfi -i testsrc2=size=640x360:rate=25 -f lavfi -i sine=frequency=440:sample_rate=48000 \
+    -t 10 -c:v libx264 -preset veryfast -pix_fmt yuv420p -c:a aac -b:a 96k -movflags +faststart \
+    "$run/files/media/clip.mp4"
+else
+  echo "demo: ffmpeg is not installed, so there is no video (/media/clip.mp4 answers 404); apt-get install ffmpeg to get one" >&2
+fi
 echo "hello from a public prefix" > "$run/files/media/public/hello.txt"
 echo "served through X-Accel-Redirect" > "$run/files/files/notes.txt"
 chmod -R a+rX "$run"
@@ -36,6 +45,7 @@ cat <<MSG
   mediagate demo is running.
     application (session domain):  http://www.localhost:8081/
     a protected file:              http://media.localhost:8080/media/report.pdf
+    a protected video:             http://media.localhost:8080/media/clip.mp4
     a signed link:                 $(target/release/mediagate sign /media/report.pdf --ttl 10m)
   Try the protected file while logged out (-> login -> back with a fresh token), and
   curl -i the signed link. Ctrl-C stops everything.

@@ -2,7 +2,8 @@
 //! from `tests/browser/navigate.mjs`, against real nginx and mediagate on loopback TCP
 //! ([`Options::browser`]). What is pinned is what a person ends on: the final status, URL and
 //! text, and the chain of navigations that led there; and a `<video>` element on a single-use
-//! link (`tests/browser/video.mjs`) plays and seeks while the link stays single-use.
+//! link (`tests/browser/video.mjs`) plays and seeks while the link stays single-use; and the
+//! demo application's login form (`tests/browser/login.mjs`) ends on the protected PDF.
 //! `bash scripts/test.sh` installs Chromium, ffmpeg and playwright-core; without them these
 //! tests fail, never skip.
 
@@ -488,4 +489,189 @@ fn a_single_use_link_plays_and_seeks_in_a_real_video_element_and_stays_single_us
         ],
         "{uses:#?}"
     );
+}
+
+/// What `tests/browser/login.mjs` saw: the browser's navigations and where it ended.
+#[derive(Debug)]
+struct LoggedIn {
+    status: u64,
+    url: String,
+    content_type: String,
+    /// `fetch` of [`LoggedIn::url`] by the page: Chromium reports its PDF viewer's wrapper as
+    /// a PDF navigation's body, so the file's bytes are read again from the page.
+    fetched_status: u64,
+    body: Vec<u8>,
+    /// Every top-level navigation response, oldest first: (method, status, URL, Location).
+    chain: Vec<(String, u64, String, Option<String>)>,
+}
+
+/// Opens `url` in a fresh headless Chromium with no cookie, fills the login form it lands on
+/// with `user` and submits it.
+fn log_in_and_open(url: &str, user: &str) -> LoggedIn {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let install = "run `bash scripts/test.sh`, which installs Chromium (apt) and playwright-core (npm ci in tests/browser)";
+    assert!(
+        Path::new("/usr/bin/chromium").exists(),
+        "/usr/bin/chromium is missing: {install}"
+    );
+    let profile = TempDir::new("chromium-profile");
+    let output = Command::new("node")
+        .arg(root.join("tests/browser/login.mjs"))
+        .env("BROWSER_URL", url)
+        .env("BROWSER_USER", user)
+        .env("BROWSER_PROFILE", profile.path())
+        .output()
+        .unwrap_or_else(|error| panic!("cannot run node ({error}): {install}"));
+    assert!(
+        output.status.success(),
+        "login.mjs failed ({}): {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let result: Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|error| {
+        panic!(
+            "login.mjs printed no JSON ({error}): {}",
+            String::from_utf8_lossy(&output.stdout)
+        )
+    });
+    let string = |value: &Value| value.as_str().unwrap_or_default().to_owned();
+    LoggedIn {
+        status: result["status"].as_u64().unwrap(),
+        url: string(&result["url"]),
+        content_type: string(&result["contentType"]),
+        fetched_status: result["fetchedStatus"].as_u64().unwrap(),
+        body: base64::Engine::decode(
+            &base64::engine::general_purpose::STANDARD,
+            string(&result["body"]),
+        )
+        .unwrap(),
+        chain: result["chain"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|hop| {
+                (
+                    string(&hop["method"]),
+                    hop["status"].as_u64().unwrap_or(0),
+                    string(&hop["url"]),
+                    hop["location"].as_str().map(str::to_owned),
+                )
+            })
+            .collect(),
+    }
+}
+
+/// The demo's report, as `scripts/demo.sh` writes it.
+fn demo_pdf() -> Vec<u8> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let output = Command::new("python3")
+        .arg(root.join("examples/demo_pdf.py"))
+        .output()
+        .unwrap_or_else(|error| panic!("cannot run python3 examples/demo_pdf.py: {error}"));
+    assert!(output.status.success(), "demo_pdf.py failed");
+    output.stdout
+}
+
+/// Checks what a PDF reader relies on first: the header, `startxref` naming the `xref`
+/// table, and every in-use entry of that table naming the offset where its object starts.
+fn assert_pdf_structure(pdf: &[u8]) {
+    let text = String::from_utf8_lossy(pdf);
+    assert!(pdf.starts_with(b"%PDF-1.4\n"), "{text}");
+    assert!(pdf.ends_with(b"%%EOF\n"), "{text}");
+    let tail = text.rsplit_once("startxref\n").unwrap().1;
+    let xref: usize = tail.lines().next().unwrap().parse().unwrap();
+    assert!(pdf[xref..].starts_with(b"xref\n0 6\n"), "{text}");
+    // From `xref` on, the file is ASCII (the binary comment line is near the start).
+    let table = std::str::from_utf8(&pdf[xref..]).unwrap();
+    let entries: Vec<&str> = table.lines().skip(2).take(6).collect();
+    assert_eq!(entries[0], "0000000000 65535 f ");
+    for (number, entry) in entries.iter().enumerate().skip(1) {
+        let (offset, rest) = entry.split_once(' ').unwrap();
+        assert_eq!(rest, "00000 n ", "{text}");
+        let offset: usize = offset.parse().unwrap();
+        assert!(
+            pdf[offset..].starts_with(format!("{number} 0 obj\n").as_bytes()),
+            "object {number} is not at {offset}: {text}"
+        );
+    }
+}
+
+#[test]
+fn demo_login_form_ends_on_the_valid_pdf_in_a_real_browser() {
+    // Issue 10: the demo ships a valid PDF and a real login form, and a person who opens the
+    // protected PDF while logged out logs in and ends on the file.
+    let stack = Stack::start_with(
+        "browser-demo-login",
+        Options {
+            browser: true,
+            demo_app: true,
+            ..Options::default()
+        },
+    );
+    let pdf = demo_pdf();
+    assert_pdf_structure(&pdf);
+    stack.dir.write("files/media/report.pdf", &pdf);
+    let (media, session) = stack.browser_origins();
+    let start = format!("{media}/media/report.pdf");
+    let visit = log_in_and_open(&start, "alice");
+
+    assert_eq!(visit.status, 200, "{visit:#?}");
+    token_after(&visit.url, &start);
+    assert_eq!(visit.content_type, "application/pdf", "{visit:#?}");
+    assert_eq!(visit.fetched_status, 200, "{visit:#?}");
+    assert!(
+        visit.body == pdf,
+        "the browser received other bytes: {visit:#?}"
+    );
+
+    // media (no token) -> refresh: not logged in -> login form -> POST -> refresh -> media
+    // with a fresh token.
+    let hops: Vec<(&str, u64, &str)> = visit
+        .chain
+        .iter()
+        .map(|(method, status, url, _)| {
+            let side = if url.starts_with(&format!("{session}/")) {
+                "session"
+            } else if url.starts_with(&format!("{media}/")) {
+                "media"
+            } else {
+                "elsewhere"
+            };
+            (method.as_str(), *status, side)
+        })
+        .collect();
+    assert_eq!(
+        hops,
+        [
+            ("GET", 302, "media"),
+            ("GET", 302, "session"),
+            ("GET", 200, "session"),
+            ("POST", 303, "session"),
+            ("GET", 302, "session"),
+            ("GET", 200, "media"),
+        ],
+        "{visit:#?}"
+    );
+    let url = |hop: usize| visit.chain[hop].2.as_str();
+    let location = |hop: usize| visit.chain[hop].3.as_deref().unwrap_or_default();
+    assert_eq!(url(0), start);
+    let refresh = format!("{session}/_mediagate/refresh/media/report.pdf?state=");
+    assert!(url(1).starts_with(&refresh), "{visit:#?}");
+    assert!(
+        url(2).starts_with(&format!(
+            "{session}/login?next=%2F_mediagate%2Frefresh%2Fmedia%2Freport.pdf%3Fstate%3D"
+        )),
+        "{visit:#?}"
+    );
+    assert_eq!(url(3), format!("{session}/login"));
+    // The form carried `next` back: the POST returns to the refresh URL the login URL named,
+    // as a local path.
+    let next_state = url(2).rsplit_once("%3Fstate%3D").unwrap().1;
+    assert_eq!(
+        location(3),
+        format!("/_mediagate/refresh/media/report.pdf?state={next_state}")
+    );
+    assert_eq!(url(4), format!("{refresh}{next_state}"));
+    assert_eq!(url(5), visit.url);
+    assert_eq!(location(4), visit.url);
 }

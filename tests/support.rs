@@ -267,6 +267,11 @@ pub struct Options {
     /// stack ([`Stack::browser_origins`]). nginx's `server_name` ignores the port, so site
     /// selection is unchanged.
     pub browser: bool,
+    /// The application nginx asks is the demo's, `examples/demo_app.py` (login form,
+    /// `session=<user>` cookie), on a free loopback port, instead of [`TestApp`] (which still
+    /// listens on `app.sock`, unasked). Its page links the media origin of
+    /// [`Options::browser`] when that is set.
+    pub demo_app: bool,
 }
 
 impl Options {
@@ -382,8 +387,10 @@ pub struct Stack {
     pub config: Config,
     pub internal_secret: String,
     pub app: TestApp,
-    // Field order is drop order: nginx stops before mediagate.
+    // Field order is drop order: nginx stops before mediagate and the demo application.
     pub nginx: Process,
+    /// With [`Options::demo_app`]: `examples/demo_app.py`.
+    pub demo_app: Option<Process>,
     pub mediagate: Process,
     pub session_mediagate: Option<Process>,
     /// With [`Options::second_verifier`].
@@ -486,6 +493,18 @@ impl Stack {
         let config = mediagate::config::load(Some(&config_path))
             .unwrap_or_else(|error| panic!("test configuration is invalid: {error}"));
         let app = TestApp::start(&dir.path().join("app.sock"));
+        let demo_app = options.demo_app.then(|| {
+            let port = free_port();
+            nginx_edits.push((
+                format!("server unix:{d}/app.sock;"),
+                format!("server 127.0.0.1:{port};"),
+            ));
+            let media_origin = match (media_tcp, options.browser) {
+                (Some((_, media_port)), true) => format!("http://{MEDIA_HOST}:{media_port}"),
+                _ => format!("http://{MEDIA_HOST}"),
+            };
+            start_demo_app(&dir, port, &media_origin)
+        });
         let mediagate = start_mediagate(&dir, &config_path, "", media_tcp.map(|ports| ports.0));
         let session_side = match options.session_clock_offset {
             _ if options.session_side_signs_with_unknown_key => {
@@ -560,6 +579,7 @@ impl Stack {
             internal_secret,
             app,
             nginx,
+            demo_app,
             mediagate,
             session_mediagate,
             second_mediagate,
@@ -763,6 +783,25 @@ fn start_mediagate_with_clock(
         &mut process,
         "mediagate",
     );
+    process
+}
+
+/// Starts `examples/demo_app.py` on 127.0.0.1:`port` (its stderr in `<dir>/demo_app.log`),
+/// linking `media_origin` on its page, and waits until it listens.
+fn start_demo_app(dir: &TempDir, port: u16, media_origin: &str) -> Process {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/demo_app.py");
+    let log = dir.path().join("demo_app.log");
+    let child = Command::new("python3")
+        .arg(script)
+        .arg(port.to_string())
+        .arg(media_origin)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap_or_else(|error| panic!("cannot start python3 examples/demo_app.py: {error}"));
+    let mut process = Process { child, log };
+    wait_for_tcp(port, &mut process, "examples/demo_app.py");
     process
 }
 

@@ -1067,8 +1067,9 @@ pub fn split_url(url: &str) -> (String, String) {
 
 /// The stand-in application: `/media-access` decides by cookie, `/login` is a login page.
 ///
-/// - `mode=instant-login`: `/login` behaves like the demo's instant login (302 to `next`,
-///   setting a session cookie this browser never sends back), and `/media-access` says 401.
+/// - `mode=instant-login`: `/login` logs in at once, as the demo did before its form (302 to
+///   `next`, setting a session cookie this browser never sends back), and `/media-access`
+///   says 401.
 /// - `session=alice`: may see everything; folders under `/media/hls/` and `/media/50%/` are
 ///   granted as a prefix; paths containing `short` get a 60 s grant.
 /// - `session=mallory`: logged in but may see nothing (403).

@@ -32,9 +32,10 @@ struct Visit {
     chain: Vec<(u64, String)>,
 }
 
-/// Opens `url` in a fresh headless Chromium whose only cookie is `session=<session>` for the
-/// stack's session origin (none without `session`).
-fn open(stack: &Stack, url: &str, session: Option<&str>) -> Visit {
+/// Runs `tests/browser/<script>` with node in a fresh headless Chromium profile and `env`, and
+/// returns the JSON it printed. Chromium, node and playwright-core must be installed: a
+/// missing one fails the test with what to run.
+fn run_script(script: &str, env: &[(&str, String)]) -> Value {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let install = "run `bash scripts/test.sh`, which installs Chromium (apt) and playwright-core (npm ci in tests/browser)";
     assert!(
@@ -47,32 +48,36 @@ fn open(stack: &Stack, url: &str, session: Option<&str>) -> Visit {
         "tests/browser/node_modules/playwright-core is missing: {install}"
     );
     let profile = TempDir::new("chromium-profile");
-    let (_, session_origin) = stack.browser_origins();
-    let mut command = Command::new("node");
-    command
-        .arg(root.join("tests/browser/navigate.mjs"))
-        .env("BROWSER_URL", url)
-        .env("BROWSER_PROFILE", profile.path());
-    if let Some(session) = session {
-        command
-            .env("BROWSER_COOKIE_URL", format!("{session_origin}/"))
-            .env("BROWSER_COOKIE", format!("session={session}"));
-    }
-    let output = command
+    let output = Command::new("node")
+        .arg(root.join("tests/browser").join(script))
+        .envs(env.iter().map(|(name, value)| (*name, value.as_str())))
+        .env("BROWSER_PROFILE", profile.path())
         .output()
         .unwrap_or_else(|error| panic!("cannot run node ({error}): {install}"));
     assert!(
         output.status.success(),
-        "navigate.mjs failed ({}): {}",
+        "{script} failed ({}): {}",
         output.status,
         String::from_utf8_lossy(&output.stderr)
     );
-    let result: Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|error| {
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|error| {
         panic!(
-            "navigate.mjs printed no JSON ({error}): {}",
+            "{script} printed no JSON ({error}): {}",
             String::from_utf8_lossy(&output.stdout)
         )
-    });
+    })
+}
+
+/// Opens `url` in a fresh headless Chromium whose only cookie is `session=<session>` for the
+/// stack's session origin (none without `session`).
+fn open(stack: &Stack, url: &str, session: Option<&str>) -> Visit {
+    let (_, session_origin) = stack.browser_origins();
+    let mut env = vec![("BROWSER_URL", url.to_owned())];
+    if let Some(session) = session {
+        env.push(("BROWSER_COOKIE_URL", format!("{session_origin}/")));
+        env.push(("BROWSER_COOKIE", format!("session={session}")));
+    }
+    let result = run_script("navigate.mjs", &env);
     let string = |key: &str| result[key].as_str().unwrap_or_default().to_owned();
     Visit {
         status: result["status"].as_u64().unwrap(),
@@ -221,22 +226,13 @@ fn a_page_uploads_a_file_cross_origin_to_a_slot_once_in_a_real_browser() {
         request.content_types = Some("image/png".into());
         request.max_size = Some(1024);
     });
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let profile = TempDir::new("chromium-profile");
-    let output = Command::new("node")
-        .arg(root.join("tests/browser/upload.mjs"))
-        .env("PAGE_URL", format!("{session}/"))
-        .env("SLOT_URL", format!("{media}{slot}"))
-        .env("BROWSER_PROFILE", profile.path())
-        .output()
-        .unwrap_or_else(|error| panic!("cannot run node ({error}): run `bash scripts/test.sh`"));
-    assert!(
-        output.status.success(),
-        "upload.mjs failed ({}): {}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
+    let attempts = run_script(
+        "upload.mjs",
+        &[
+            ("PAGE_URL", format!("{session}/")),
+            ("SLOT_URL", format!("{media}{slot}")),
+        ],
     );
-    let attempts: Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(attempts[0]["status"], 201, "{attempts:#}");
     assert_eq!(attempts[1]["status"], 403, "{attempts:#}");
     assert_eq!(attempts[1]["reason"], "used_up", "{attempts:#}");
@@ -267,33 +263,14 @@ struct Played {
 /// Puts `<video src=video_url>` on the page at `page_url` in a fresh headless Chromium and
 /// plays it, seeks to `seek_to` seconds and plays on (`tests/browser/video.mjs`).
 fn play(page_url: &str, video_url: &str, seek_to: f64) -> Played {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let install = "run `bash scripts/test.sh`, which installs Chromium (apt) and playwright-core (npm ci in tests/browser)";
-    assert!(
-        Path::new("/usr/bin/chromium").exists(),
-        "/usr/bin/chromium is missing: {install}"
+    let result = run_script(
+        "video.mjs",
+        &[
+            ("BROWSER_PAGE_URL", page_url.to_owned()),
+            ("BROWSER_VIDEO_URL", video_url.to_owned()),
+            ("BROWSER_SEEK_TO", seek_to.to_string()),
+        ],
     );
-    let profile = TempDir::new("chromium-profile");
-    let output = Command::new("node")
-        .arg(root.join("tests/browser/video.mjs"))
-        .env("BROWSER_PAGE_URL", page_url)
-        .env("BROWSER_VIDEO_URL", video_url)
-        .env("BROWSER_SEEK_TO", seek_to.to_string())
-        .env("BROWSER_PROFILE", profile.path())
-        .output()
-        .unwrap_or_else(|error| panic!("cannot run node ({error}): {install}"));
-    assert!(
-        output.status.success(),
-        "video.mjs failed ({}): {}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let result: Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|error| {
-        panic!(
-            "video.mjs printed no JSON ({error}): {}",
-            String::from_utf8_lossy(&output.stdout)
-        )
-    });
     let text = |value: &Value| value.as_str().unwrap_or_default().to_owned();
     Played {
         can_play: (
@@ -508,32 +485,13 @@ struct LoggedIn {
 /// Opens `url` in a fresh headless Chromium with no cookie, fills the login form it lands on
 /// with `user` and submits it.
 fn log_in_and_open(url: &str, user: &str) -> LoggedIn {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let install = "run `bash scripts/test.sh`, which installs Chromium (apt) and playwright-core (npm ci in tests/browser)";
-    assert!(
-        Path::new("/usr/bin/chromium").exists(),
-        "/usr/bin/chromium is missing: {install}"
+    let result = run_script(
+        "login.mjs",
+        &[
+            ("BROWSER_URL", url.to_owned()),
+            ("BROWSER_USER", user.to_owned()),
+        ],
     );
-    let profile = TempDir::new("chromium-profile");
-    let output = Command::new("node")
-        .arg(root.join("tests/browser/login.mjs"))
-        .env("BROWSER_URL", url)
-        .env("BROWSER_USER", user)
-        .env("BROWSER_PROFILE", profile.path())
-        .output()
-        .unwrap_or_else(|error| panic!("cannot run node ({error}): {install}"));
-    assert!(
-        output.status.success(),
-        "login.mjs failed ({}): {}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let result: Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|error| {
-        panic!(
-            "login.mjs printed no JSON ({error}): {}",
-            String::from_utf8_lossy(&output.stdout)
-        )
-    });
     let string = |value: &Value| value.as_str().unwrap_or_default().to_owned();
     LoggedIn {
         status: result["status"].as_u64().unwrap(),

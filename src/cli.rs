@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
-use crate::config::{self, Config, KeyOrigin};
+use crate::config::{self, Config, KeyOrigin, LinkForm};
 use crate::gate::{self, Authorization, MediaRequest, Outcome};
 use crate::keys::Secret;
 use crate::mint::{mint, MintInput, MintPurpose, ScopeInput};
@@ -210,6 +210,10 @@ pub struct SignArgs {
     /// 1-128 visible ASCII characters or spaces.
     #[arg(long)]
     pub recipient: Option<String>,
+    /// How the link carries the token: query (`?token=`) or path (a `~mg~<token>` segment
+    /// after the prefix or in the file's folder, which relative URLs in a playlist keep).
+    #[arg(long, value_name = "FORM", default_value = "query", value_parser = ["query", "path"])]
+    pub form: String,
     /// Bind to a client address or network, e.g. 203.0.113.0/24.
     #[arg(long)]
     pub ip: Option<String>,
@@ -351,6 +355,11 @@ pub fn sign(config: &Config, args: &SignArgs) -> anyhow::Result<Signed> {
         path: args.path.clone().unwrap_or_default(),
         scopes: (!scopes.is_empty()).then_some(scopes),
         recipient: args.recipient.clone(),
+        form: if args.form == "path" {
+            LinkForm::Path
+        } else {
+            LinkForm::Query
+        },
         prefix: args.prefix,
         ttl,
         methods: (!args.methods.is_empty()).then(|| args.methods.clone()),

@@ -144,6 +144,20 @@ pub fn decide<'a>(
     let Ok(canonical) = path::canonicalize(raw_path) else {
         return Outcome::deny(Reason::BadPath, site);
     };
+    // A token segment (`/media/clip/~mg~<token>/seg0.ts`) names the file without it, which is
+    // what nginx serves (protect.conf's rewrite takes the same segment out): everything below
+    // decides about that file. With the path source off, nginx would still take the segment
+    // out, so such a path is refused rather than read as a file name.
+    let (canonical, in_path) = match path::split_grant(&canonical) {
+        Ok(None) => (canonical, None),
+        // Only media locations: an API location hands the raw URL, segment and all, to the
+        // application, which would see another path than the one decided here.
+        Ok(Some(mut grant)) if config.token.from_path && request.purpose == Purpose::Download => {
+            let file = std::mem::take(&mut grant.file);
+            (Cow::Owned(file), Some((canonical, grant)))
+        }
+        Ok(Some(_)) | Err(_) => return Outcome::deny(Reason::BadPath, site),
+    };
     // Public prefixes are decided on the canonical path, so `/public/../private` cannot count.
     if site
         .public_prefixes
@@ -157,7 +171,10 @@ pub fn decide<'a>(
             site,
         };
     }
-    let (text, source) = match request_token(config, request) {
+    let path_token = in_path
+        .as_ref()
+        .map(|(full, grant)| &full[grant.token.clone()]);
+    let (text, source) = match request_token(config, request, path_token) {
         Ok(Some(found)) => found,
         Ok(None) if request.purpose == Purpose::Api => {
             return api_denial(config, site, Reason::MissingToken)
@@ -212,6 +229,16 @@ pub fn decide<'a>(
         }
         // Revoked is final: a refresh would only hand the same holder a new link.
         Ok(token) if revoked.covers(revocable(&token)) => Outcome::deny(Reason::Revoked, site),
+        // One URL per path-carried link: the segment sits right after the token's prefix, or
+        // in the folder of its exact path, so relative URLs below it keep it and `../` leaves
+        // it. Anywhere else the link was edited by hand.
+        Ok(token)
+            if in_path.as_ref().is_some_and(|(_, grant)| {
+                !grant_in_place(&token, &canonical[..grant.base_len], &canonical)
+            }) =>
+        {
+            Outcome::deny(Reason::OutOfScope, site)
+        }
         Ok(token) => Outcome::Allow {
             path: canonical,
             token: Some(token),
@@ -249,6 +276,16 @@ pub fn decide<'a>(
     }
 }
 
+/// True when a path-carried token's segment is where the token's scope puts it: right after
+/// its prefix, or in the folder of its exact path. A scopes list has no such place.
+fn grant_in_place(token: &Token<'_>, base: &str, file: &str) -> bool {
+    match (token.prefix, &token.scopes) {
+        (Some(prefix), None) => prefix == base,
+        (None, None) => path::folder(file) == base,
+        _ => false,
+    }
+}
+
 /// A denial at an API location: 401 with `WWW-Authenticate` for what a new token cures
 /// (with the `Authorization` source on), 403 for everything else.
 fn api_denial<'a>(config: &Config, site: &'a Site, reason: Reason) -> Outcome<'a> {
@@ -269,12 +306,14 @@ pub enum TokenProblem {
 }
 
 /// The request's token and where it came from: `Ok(None)` when it has none. Each configured
-/// source is read, and its own syntax judged, before either is used. Shared by the media
-/// gate and the upload edge, so both read tokens the same way.
-pub fn request_token<'a>(
+/// source is read, and its own syntax judged, before any is used; `in_path` is the token of
+/// the path's token segment, when the caller found one ([`path::split_grant`]). Shared by the
+/// media gate and the upload edge, so both read tokens the same way.
+pub fn request_token<'t>(
     config: &Config,
-    request: &MediaRequest<'a>,
-) -> Result<Option<(&'a str, TokenSource)>, TokenProblem> {
+    request: &MediaRequest<'t>,
+    in_path: Option<&'t str>,
+) -> Result<Option<(&'t str, TokenSource)>, TokenProblem> {
     let (_, query) = path::split_uri(request.uri);
     let mut in_query = None;
     if config.token.from_query {
@@ -289,14 +328,25 @@ pub fn request_token<'a>(
         in_header = header_token(request.authorization, &config.token.auth_schemes)
             .map_err(|()| TokenProblem::Challenge)?;
     }
-    match (in_query, in_header) {
-        (Some(text), None) => Ok(Some((text, TokenSource::Query))),
-        (None, Some(text)) => Ok(Some((text, TokenSource::Authorization))),
-        // Exactly one source per request, even when both hold the same string: which of
-        // two credentials nginx, the application and mediagate each read would differ.
-        (Some(_), Some(_)) => Err(TokenProblem::Malformed),
-        (None, None) => Ok(None),
+    // Exactly one source per request, even when two hold the same string: which of two
+    // credentials nginx, the application and mediagate each read would differ.
+    let mut found = None;
+    for (text, source) in [
+        (in_query, TokenSource::Query),
+        (
+            in_path.filter(|_| config.token.from_path),
+            TokenSource::Path,
+        ),
+        (in_header, TokenSource::Authorization),
+    ] {
+        if let Some(text) = text {
+            if found.is_some() {
+                return Err(TokenProblem::Malformed);
+            }
+            found = Some((text, source));
+        }
     }
+    Ok(found)
 }
 
 /// The fields of an authenticated token that a revocation can name.

@@ -22,7 +22,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use crate::config::{Config, Duration, Site};
+use crate::config::{Config, Duration, LinkForm, Site};
 use crate::files::{self, FileError};
 use crate::keys::Key;
 use crate::path;
@@ -109,6 +109,13 @@ fn canonical_url_path(raw: &str) -> Result<String, MintError> {
     let canonical = path::canonicalize(raw)
         .map_err(|error| MintError::BadPath(raw.to_owned(), error))?
         .into_owned();
+    // Such a segment carries a token (spec §13.3): nginx serves the path without it, so a
+    // link for the path with it could never open the file it names.
+    if path::split_grant(&canonical) != Ok(None) {
+        return Err(MintError::BadField(
+            "a path segment may not begin with ~mg~ (that segment carries a token)",
+        ));
+    }
     // The URL carries the encoded form, which can be three times longer than the canonical
     // one; never mint a link whose path the verifier will refuse as too long.
     if path::encode_path(&canonical).len() > path::MAX_PATH_LEN {
@@ -184,6 +191,9 @@ pub struct MintInput {
     pub scopes: Option<Vec<ScopeInput>>,
     /// v2: who the token is handed to (`X-Mediagate-Recipient` upstream).
     pub recipient: Option<String>,
+    /// How the link carries the token: `"query"` (default) or `"path"` (spec §13.3).
+    #[serde(default)]
+    pub form: LinkForm,
 }
 
 impl MintInput {
@@ -300,6 +310,7 @@ impl MintInput {
             max_age,
             scopes,
             recipient: self.recipient.clone(),
+            form: self.form,
         };
         Ok((request, site))
     }
@@ -356,6 +367,8 @@ pub struct MintRequest {
     pub scopes: Option<Vec<ScopeEntry>>,
     /// v2: who the token is handed to.
     pub recipient: Option<String>,
+    /// How [`Minted::path_and_query`] carries the token.
+    pub form: LinkForm,
 }
 
 /// A minted token and where it points.
@@ -365,7 +378,8 @@ pub struct Minted {
     pub token: String,
     /// Canonical path (or prefix) the token is scoped to.
     pub path: String,
-    /// The path, percent-encoded, with the token as query parameter (no origin).
+    /// The path, percent-encoded, with the token (no origin): as the query parameter, or in
+    /// a path segment when minted in [`LinkForm::Path`].
     pub path_and_query: String,
     /// Expiry, unix seconds.
     pub expires: u64,
@@ -518,6 +532,15 @@ pub fn mint(config: &Config, request: &MintRequest, now: u64) -> Result<Minted, 
     {
         return Err(MintError::NotForPurpose(ONE_FILE_ONLY));
     }
+    // Only media locations read a token from the path, and a scopes list has no one place
+    // in a path for it.
+    if request.form == LinkForm::Path
+        && (request.purpose != Purpose::Download || request.scopes.is_some())
+    {
+        return Err(MintError::NotForPurpose(
+            "a link in path form is a download link for one path or prefix (no scopes, uploads or API calls)",
+        ));
+    }
     if request.purpose == Purpose::RefreshState {
         return Err(MintError::NotForPurpose(
             "refresh_state tokens are minted by the refresh flow only",
@@ -609,7 +632,18 @@ pub fn mint(config: &Config, request: &MintRequest, now: u64) -> Result<Minted, 
         ..Claims::download(scope, now + ttl)
     };
     let token = token::sign(&claims, key).map_err(|error| MintError::BadField(error.0))?;
-    let path_and_query = format!("{encoded_path}?{}={token}", config.token.param);
+    let path_and_query = match request.form {
+        LinkForm::Query => format!("{encoded_path}?{}={token}", config.token.param),
+        // Right after the prefix, or in the file's folder: where the verifier expects it.
+        LinkForm::Path => {
+            let base = if request.prefix {
+                canonical.as_str()
+            } else {
+                path::folder(&canonical)
+            };
+            path::grant_path(&canonical, base, &token)
+        }
+    };
     Ok(Minted {
         token,
         path: canonical,

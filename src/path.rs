@@ -182,6 +182,133 @@ pub fn is_within(path: &str, prefix: &str) -> bool {
     path.starts_with(prefix)
 }
 
+/// How a path segment that carries a token begins (spec §13.3): in
+/// `/media/clip/~mg~<token>/seg0.ts` the token covers `/media/clip/seg0.ts`, and every URL a
+/// playlist there names relatively (`seg1.ts`, `360p/seg0.ts`) carries it too. `~` is
+/// unreserved, so the marker needs no encoding and survives [`encode_path`] as it is.
+pub const GRANT_MARKER: &str = "~mg~";
+
+/// [`GRANT_MARKER`] at the start of a segment.
+const GRANT_SEGMENT: &str = "/~mg~";
+
+/// A canonical request path with its token segment taken out (see [`split_grant`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathGrant {
+    /// The path of the file: the canonical path without the segment. This is what the token
+    /// is verified for and what nginx serves (its `rewrite` removes the same segment).
+    pub file: String,
+    /// Where the token is in the canonical path (after the marker). A range rather than a
+    /// borrow, so that the caller can keep the file path and the canonical path side by side.
+    pub token: std::ops::Range<usize>,
+    /// The length of the part before the segment, which begins both the file path and the
+    /// canonical path: see [`PathGrant::base`].
+    pub base_len: usize,
+}
+
+impl PathGrant {
+    /// Everything before the segment, ending in `/`: where the token's scope must begin.
+    pub fn base(&self) -> &str {
+        &self.file[..self.base_len]
+    }
+}
+
+/// Why a path's token segment cannot be read: the request is `bad_path`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("a path carries more than one token segment, or one without a token or a file after it")]
+pub struct BadGrantSegment;
+
+/// Finds the token segment of a canonical path (decoded, so `%7Emg%7E` counts as the marker,
+/// as it does in nginx's decoded `$uri`): `Ok(None)` when no segment begins with
+/// [`GRANT_MARKER`]. Refused rather than guessed at: a second such segment (which token, which
+/// file?), an empty token, and a segment that ends the path (`/a/~mg~T` names no file; a
+/// folder is `/a/~mg~T/`).
+pub fn split_grant(canonical: &str) -> Result<Option<PathGrant>, BadGrantSegment> {
+    let Some(slash) = canonical.find(GRANT_SEGMENT) else {
+        return Ok(None);
+    };
+    let start = slash + GRANT_SEGMENT.len();
+    let Some(length) = canonical[start..].find('/') else {
+        return Err(BadGrantSegment);
+    };
+    let end = start + length;
+    if length == 0 || canonical[end..].contains(GRANT_SEGMENT) {
+        return Err(BadGrantSegment);
+    }
+    let base_len = slash + 1;
+    let mut file = String::with_capacity(canonical.len() - (end - slash));
+    file.push_str(&canonical[..base_len]);
+    file.push_str(&canonical[end + 1..]);
+    Ok(Some(PathGrant {
+        file,
+        token: start..end,
+        base_len,
+    }))
+}
+
+/// A raw request path fit for a log line: every segment that carries a token (one that begins
+/// with [`GRANT_MARKER`] once percent-decoded, however it is spelled) becomes `~mg~-`. Logs
+/// never hold a working link; a path that needs no change is borrowed.
+pub fn redact_grants(raw: &str) -> Cow<'_, str> {
+    let carries = |segment: &str| decoded_starts_with(segment.as_bytes(), GRANT_MARKER.as_bytes());
+    if !raw.split('/').any(carries) {
+        return Cow::Borrowed(raw);
+    }
+    let redacted: Vec<&str> = raw
+        .split('/')
+        .map(|segment| if carries(segment) { "~mg~-" } else { segment })
+        .collect();
+    Cow::Owned(redacted.join("/"))
+}
+
+/// True when `bytes`, percent-decoded once (a malformed escape stays as it is), begin with
+/// `prefix`.
+fn decoded_starts_with(bytes: &[u8], prefix: &[u8]) -> bool {
+    let mut i = 0;
+    for &want in prefix {
+        let escape = match bytes.get(i..i + 3) {
+            Some([b'%', high, low]) => hex_value(*high).zip(hex_value(*low)),
+            _ => None,
+        };
+        let got = match escape {
+            Some((high, low)) => {
+                i += 3;
+                (high << 4) | low
+            }
+            None => match bytes.get(i) {
+                Some(&b) => {
+                    i += 1;
+                    b
+                }
+                None => return false,
+            },
+        };
+        if got != want {
+            return false;
+        }
+    }
+    true
+}
+
+/// The URL path of a link that carries `token` as a segment after `base` (see
+/// [`GRANT_MARKER`]): percent-encoded like [`encode_path`]. `base` is the token's prefix, or
+/// the folder of its exact path, and `file` lies inside it.
+pub fn grant_path(file: &str, base: &str, token: &str) -> String {
+    debug_assert!(base.ends_with('/') && file.starts_with(base));
+    let mut out = String::with_capacity(file.len() + token.len() + 16);
+    append_encoded(&mut out, base.as_bytes(), b"/");
+    out.push_str(GRANT_MARKER);
+    out.push_str(token);
+    out.push('/');
+    append_encoded(&mut out, file[base.len()..].as_bytes(), b"/");
+    out
+}
+
+/// The folder of a canonical path, with its trailing `/`: `/a/b.mp4` gives `/a/`, `/a/` gives
+/// `/a/`. Where an exact-path token's segment goes.
+pub fn folder(path: &str) -> &str {
+    &path[..=path.rfind('/').unwrap_or(0)]
+}
+
 /// Splits a raw request URI (`$request_uri`) into its path and its query (without `?`).
 pub fn split_uri(uri: &str) -> (&str, Option<&str>) {
     match uri.split_once('?') {
@@ -334,5 +461,92 @@ mod tests {
         assert_eq!(query_param("TOKEN=x", "token"), Err(()));
         assert_eq!(query_param("%74oken=x", "token"), Err(()));
         assert_eq!(query_param("%zzoken=x&token=y", "token"), Ok(Some("y")));
+    }
+
+    #[test]
+    fn a_token_segment_is_taken_out_of_the_path() {
+        let split = |path: &'static str| {
+            split_grant(path)
+                .map(|found| found.map(|g| (g.file.clone(), g.base().to_owned(), &path[g.token])))
+        };
+        assert_eq!(split("/media/a/b.ts"), Ok(None));
+        assert_eq!(
+            split("/media/clip/~mg~AQ/seg0.ts"),
+            Ok(Some((
+                "/media/clip/seg0.ts".into(),
+                "/media/clip/".into(),
+                "AQ"
+            )))
+        );
+        assert_eq!(
+            split("/~mg~AQ/media/x/y.ts"),
+            Ok(Some(("/media/x/y.ts".into(), "/".into(), "AQ")))
+        );
+        // A folder (nginx's index) is a file path too.
+        assert_eq!(
+            split("/media/clip/~mg~AQ/"),
+            Ok(Some(("/media/clip/".into(), "/media/clip/".into(), "AQ")))
+        );
+        // Only a segment that begins with the marker is one.
+        assert_eq!(split("/media/x~mg~AQ/y.ts"), Ok(None));
+        assert_eq!(split("/media/~MG~AQ/y.ts"), Ok(None));
+        for refused in [
+            "/media/clip/~mg~AQ",
+            "/media/~mg~/seg0.ts",
+            "/media/~mg~AQ/~mg~AQ/seg0.ts",
+            "/~mg~AQ/media/~mg~BQ/seg0.ts",
+            "/media/~mg~AQ/x/~mg~",
+        ] {
+            assert_eq!(split(refused), Err(BadGrantSegment), "{refused}");
+        }
+    }
+
+    #[test]
+    fn a_grant_path_splits_back_into_file_base_and_token() {
+        for (file, base) in [
+            ("/media/clip/seg0.ts", "/media/clip/"),
+            ("/media/a b/ünï/100%.ts", "/media/a b/"),
+            ("/media/clip/", "/media/clip/"),
+            ("/x.pdf", "/"),
+        ] {
+            let url = grant_path(file, base, "AQEB-_x");
+            let canonical = canonicalize(&url).unwrap();
+            let grant = split_grant(&canonical).unwrap().unwrap();
+            assert_eq!(
+                (
+                    grant.file.as_str(),
+                    grant.base(),
+                    &canonical[grant.token.clone()]
+                ),
+                (file, base, "AQEB-_x")
+            );
+        }
+        assert_eq!(
+            grant_path("/media/a b/c.ts", "/media/", "T"),
+            "/media/~mg~T/a%20b/c.ts"
+        );
+        assert_eq!(folder("/media/a/b.mp4"), "/media/a/");
+        assert_eq!(folder("/media/a/"), "/media/a/");
+        assert_eq!(folder("/b.mp4"), "/");
+    }
+
+    #[test]
+    fn logged_paths_never_hold_a_token_segment() {
+        assert_eq!(redact_grants("/media/a/b.ts"), "/media/a/b.ts");
+        assert!(matches!(redact_grants("/media/a/b.ts"), Cow::Borrowed(_)));
+        for (raw, logged) in [
+            ("/media/clip/~mg~AQEB/seg0.ts", "/media/clip/~mg~-/seg0.ts"),
+            ("/media/%7Emg%7EAQEB/seg0.ts", "/media/~mg~-/seg0.ts"),
+            ("/media/%7emg~AQEB/x", "/media/~mg~-/x"),
+            ("/media/~%6Dg~AQEB/x", "/media/~mg~-/x"),
+            ("/~mg~A/b/~mg~B", "/~mg~-/b/~mg~-"),
+            ("/media/~mg~", "/media/~mg~-"),
+        ] {
+            assert_eq!(redact_grants(raw), logged, "{raw}");
+        }
+        // Not a token segment: the marker inside a name, another case, a broken escape.
+        for kept in ["/media/x~mg~AQ/y", "/media/~MG~AQ/y", "/media/%7~mg~"] {
+            assert_eq!(redact_grants(kept), kept);
+        }
     }
 }

@@ -13,7 +13,7 @@
 //! Nothing of the state is read before its tag is checked: the site is found from the
 //! forwarding server and the refresh URL's path, and the state must then verify for it.
 
-use crate::config::{Config, Duration, Site};
+use crate::config::{Config, Duration, LinkForm, Site};
 use crate::keys::Key;
 use crate::mint;
 use crate::path;
@@ -192,16 +192,29 @@ pub fn approve(
     let token = token::sign(&claims, target.key).map_err(|_| Reason::BadRequest)?;
     // The kept query comes from the verified state only, byte for byte as the media side
     // received it; the fresh token goes last.
-    let kept = target
-        .kept_query
-        .as_deref()
-        .map_or_else(String::new, |kept| format!("{kept}&"));
-    Ok(format!(
-        "{}{}?{kept}{}={token}",
-        target.site.media_origin,
-        path::encode_path(&target.path),
-        config.token.param,
-    ))
+    let origin = &target.site.media_origin;
+    let kept = target.kept_query.as_deref();
+    Ok(match target.site.link_form {
+        LinkForm::Query => format!(
+            "{origin}{}?{}{}={token}",
+            path::encode_path(&target.path),
+            kept.map_or_else(String::new, |kept| format!("{kept}&")),
+            config.token.param,
+        ),
+        // The token goes right after the granted prefix (or in the file's folder), so that
+        // what a playlist there names relatively carries it too.
+        LinkForm::Path => {
+            let base = match &claims.scope {
+                Scope::Prefix(prefix) => prefix.as_str(),
+                _ => path::folder(&target.path),
+            };
+            format!(
+                "{origin}{}{}",
+                path::grant_path(&target.path, base, &token),
+                kept.map_or_else(String::new, |kept| format!("?{kept}")),
+            )
+        }
+    })
 }
 
 /// Where to send a user the application says is not logged in: the site's login URL with a

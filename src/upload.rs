@@ -95,7 +95,7 @@ pub fn decide_upload<'a>(
     let Ok(canonical) = path::canonicalize(path::split_uri(media.uri).0) else {
         return deny(Reason::BadPath);
     };
-    let text = match gate::request_token(config, media) {
+    let text = match gate::request_token(config, media, None) {
         Ok(Some((text, _))) => text,
         Ok(None) => return deny(Reason::MissingToken),
         Err(TokenProblem::Malformed | TokenProblem::Challenge) => return deny(Reason::Malformed),

@@ -147,6 +147,8 @@ pub struct TokenConfig {
     /// Read the token from an `Authorization` header with one of
     /// [`TokenConfig::auth_schemes`].
     pub from_authorization: bool,
+    /// Read the token from a path segment that begins with [`crate::path::GRANT_MARKER`].
+    pub from_path: bool,
     /// Authorization schemes that carry a token, as configured (compared ignoring case).
     pub auth_schemes: Vec<String>,
     /// The `WWW-Authenticate` value naming the accepted schemes (`Bearer, TmpToken`).
@@ -164,6 +166,8 @@ pub enum TokenSource {
     Query,
     /// An `Authorization: <scheme> <token>` header.
     Authorization,
+    /// A path segment `~mg~<token>` (spec §13.3).
+    Path,
 }
 
 impl TokenSource {
@@ -172,6 +176,7 @@ impl TokenSource {
         match self {
             TokenSource::Query => "query",
             TokenSource::Authorization => "authorization",
+            TokenSource::Path => "path",
         }
     }
 }
@@ -279,6 +284,23 @@ pub struct Site {
     /// Where the site's files are (`files_root`, resolved: absolute, no symbolic links),
     /// for links bound to a file version; `None` refuses such links.
     pub files_root: Option<PathBuf>,
+    /// The form of the links the refresh flow hands out for this site.
+    pub link_form: LinkForm,
+    /// Seconds a player's first ranged request of a query-form link is exchanged for (a
+    /// path-form link valid that long), so that seeking keeps working after the link the page
+    /// started with expires. `None`: no exchange.
+    pub playback_grant: Option<u64>,
+}
+
+/// How a link carries its token (spec §13, §13.3).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LinkForm {
+    /// `<path>?token=<token>`.
+    #[default]
+    Query,
+    /// `<folder or prefix>/~mg~<token>/<rest>`: relative URLs in a playlist or page keep it.
+    Path,
 }
 
 /// The session-domain side of a site.
@@ -687,6 +709,7 @@ fn validate_with(raw: &RawConfig, dev_key: DevKey, getenv: Getenv) -> Result<Con
             param: raw.token.param.clone(),
             from_query: sources.contains(&TokenSource::Query),
             from_authorization: sources.contains(&TokenSource::Authorization),
+            from_path: sources.contains(&TokenSource::Path),
             auth_schemes: raw.token.auth_schemes.clone(),
             challenge: raw.token.auth_schemes.join(", "),
             default_ttl: raw.token.default_ttl.0,
@@ -727,9 +750,10 @@ fn token_sources(raw: &raw::RawToken) -> Result<Vec<TokenSource>, Vec<String>> {
         let source = match name.as_str() {
             "query" => TokenSource::Query,
             "authorization" => TokenSource::Authorization,
+            "path" => TokenSource::Path,
             other => {
                 errors.push(format!(
-                    "token.sources: {other:?} is not \"query\" or \"authorization\""
+                    "token.sources: {other:?} is not \"query\", \"path\" or \"authorization\""
                 ));
                 continue;
             }
@@ -740,7 +764,9 @@ fn token_sources(raw: &raw::RawToken) -> Result<Vec<TokenSource>, Vec<String>> {
         sources.push(source);
     }
     if raw.sources.is_empty() {
-        errors.push("token.sources: name at least one of \"query\" and \"authorization\"".into());
+        errors.push(
+            "token.sources: name at least one of \"query\", \"path\" and \"authorization\"".into(),
+        );
     }
     for (index, scheme) in raw.auth_schemes.iter().enumerate() {
         if scheme.is_empty() || !scheme.bytes().all(crate::gate::is_tchar) {
@@ -890,6 +916,21 @@ fn validate_site(raw: &raw::RawSite) -> Result<Site, Vec<String>> {
             .map_err(|e| errors.push(format!("files_root: {e}")))
             .ok()
     });
+    let link_form = match raw.link_form.as_str() {
+        "query" => LinkForm::Query,
+        "path" => LinkForm::Path,
+        other => {
+            errors.push(format!("link_form: {other:?} is not \"query\" or \"path\""));
+            LinkForm::Query
+        }
+    };
+    let playback_grant = match raw.playback_grant {
+        Some(raw::Duration(0)) => {
+            errors.push("playback_grant: must be longer than 0 s (leave it out for none)".into());
+            None
+        }
+        other => other.map(|duration| duration.0),
+    };
     match media {
         Some((media_origin, media_host)) if errors.is_empty() => Ok(Site {
             id: raw.id.clone(),
@@ -899,6 +940,8 @@ fn validate_site(raw: &raw::RawSite) -> Result<Site, Vec<String>> {
             public_prefixes,
             pages,
             files_root,
+            link_form,
+            playback_grant,
         }),
         _ => Err(errors),
     }

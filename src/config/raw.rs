@@ -123,6 +123,18 @@ pub struct RawSite {
     /// file version.
     #[serde(default)]
     pub files_root: Option<String>,
+    /// The form of links the refresh flow hands out: `"query"` (`?token=`) or `"path"` (a
+    /// `~mg~<token>` segment, which relative URLs in playlists inherit).
+    #[serde(default = "default_link_form")]
+    pub link_form: String,
+    /// How long a media player may keep reading a file after its first ranged request
+    /// (exchanged for a path-form link); unset: no exchange.
+    #[serde(default)]
+    pub playback_grant: Option<Duration>,
+}
+
+fn default_link_form() -> String {
+    "query".to_owned()
 }
 
 fn default_refresh_path() -> String {

@@ -431,7 +431,9 @@ fn audit_upload(
             .str("method", request.map(|r| r.media.method))
             .str(
                 "path",
-                request.map(|r| crate::path::split_uri(r.media.uri).0),
+                request
+                    .map(|r| crate::path::redact_grants(crate::path::split_uri(r.media.uri).0))
+                    .as_deref(),
             )
             .str("content_length", request.and_then(|r| r.content_length))
             .str("token_id", token.and_then(|t| t.token_id))
@@ -767,8 +769,13 @@ fn audit_media(
             .str("site", outcome.site().map(|site| site.id.as_str()))
             .str("method", Some(request.method))
             .str("server_name", Some(request.server_name))
-            // Never the query: that is where the token is.
-            .str("path", Some(crate::path::split_uri(request.uri).0))
+            // Never the query, nor a path segment carrying a token.
+            .str(
+                "path",
+                Some(&crate::path::redact_grants(
+                    crate::path::split_uri(request.uri).0,
+                )),
+            )
             .str("token_id", token_id)
             .str("subject", subject)
             .ip("client_ip", request.client_ip)
@@ -787,14 +794,14 @@ fn audit_early(config: &Config, mode: Mode, headers: &hyper::HeaderMap, reason: 
             Mode::Auth | Mode::Accel => &ORIGINAL_URI,
         };
         let path = original::single(headers, uri_header)
-            .map(|uri| crate::path::split_uri(uri).0)
+            .map(|uri| crate::path::redact_grants(crate::path::split_uri(uri).0))
             .ok();
         audit::emit(|line| {
             line.str("mode", Some(mode.as_str()))
                 .str("decision", Some("deny"))
                 .str("reason", Some(reason.as_str()))
                 .num("status", 403)
-                .str("path", path);
+                .str("path", path.as_deref());
         });
     }
 }

@@ -299,7 +299,7 @@ pub fn grant_path(file: &str, base: &str, token: &str) -> String {
     out.push_str(GRANT_MARKER);
     out.push_str(token);
     out.push('/');
-    append_encoded(&mut out, file[base.len()..].as_bytes(), b"/");
+    append_encoded(&mut out, &file.as_bytes()[base.len()..], b"/");
     out
 }
 

@@ -23,6 +23,7 @@
 //! - `tokensrc`: where the token comes from (query or `Authorization` header), in-process and
 //!   through real nginx (issue 11).
 //! - `scopes`: one token with several scopes, and its recipient, through real nginx (issue 11).
+//! - `grants`: tokens carried in a path segment, through real nginx in both modes (issue 10).
 
 mod browser;
 mod cli;
@@ -30,6 +31,7 @@ mod denials;
 mod deploy;
 mod e2e;
 mod edges;
+mod grants;
 mod overrides;
 mod paths;
 mod proxies;

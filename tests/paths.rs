@@ -17,7 +17,8 @@ use mediagate::gate::{self, MediaRequest, Outcome};
 use mediagate::keys::{Key, KeyRing, Secret};
 use mediagate::mint::{mint, MintError, MintRequest};
 use mediagate::path::{
-    canonical_prefix, canonicalize, encode_path, is_canonical, is_within, PathError, MAX_PATH_LEN,
+    self, canonical_prefix, canonicalize, encode_path, is_canonical, is_within, PathError,
+    MAX_PATH_LEN,
 };
 use mediagate::reason::Reason;
 use mediagate::refresh;
@@ -322,8 +323,47 @@ const LIMITS: Limits = Limits {
     max_lifetime: 86_400,
 };
 
+/// Paths with token segments, some spelled with escapes, some broken.
+fn grant_path_like() -> impl Strategy<Value = String> {
+    "(/[a-z%]{1,3}){0,3}/(~|%7[Ee])(m|%6[Dd])(g|%67)(~|%7[Ee])[A-Za-z0-9_.-]{0,4}(/[a-z]{1,3}){0,2}/?(/~mg~[A-Z]{1,2})?"
+}
+
+/// The property of the fuzz target's `check_grant`.
+fn assert_grant_splits_back(canonical: &str) {
+    let Ok(Some(grant)) = path::split_grant(canonical) else {
+        return;
+    };
+    assert!(path::is_canonical(&grant.file), "{canonical:?}");
+    assert_eq!(path::split_grant(&grant.file), Ok(None));
+    assert!(grant.base().ends_with('/') && grant.file.starts_with(grant.base()));
+    let token = &canonical[grant.token.clone()];
+    if token
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        let url = path::grant_path(&grant.file, grant.base(), token);
+        assert_eq!(canonicalize(&url).as_deref(), Ok(canonical));
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(1024))]
+
+    #[test]
+    fn token_segments_split_into_a_canonical_file_and_back(raw in prop_oneof![grant_path_like(), raw_path()]) {
+        if let Ok(canonical) = canonicalize(&raw) {
+            assert_grant_splits_back(&canonical);
+        }
+        let logged = path::redact_grants(&raw);
+        assert_eq!(path::redact_grants(&logged), logged.clone());
+        // Nothing after a marker survives in the log: every such segment is `~mg~-`.
+        for segment in logged.split('/') {
+            let decoded = canonicalize(&format!("/{segment}")).map(|s| s.into_owned()).unwrap_or_default();
+            if decoded.starts_with("/~mg~") {
+                assert_eq!(segment, "~mg~-", "{raw:?} logged as {logged:?}");
+            }
+        }
+    }
 
     #[test]
     fn canonicalize_never_panics(raw in raw_path()) {

@@ -322,8 +322,8 @@ fn token_source_settings_are_validated() {
     let dir = TempDir::new("tokensrc-config");
     for (token, expected) in [
         (
-            "sources = [\"query\", \"cookie\"]",
-            "token.sources: \"cookie\" is not \"query\" or \"authorization\"",
+            "sources = [\"query\", \"header\"]",
+            "token.sources: \"header\" is not \"query\", \"path\" or \"authorization\"",
         ),
         (
             "sources = [\"query\", \"query\"]",
@@ -331,7 +331,7 @@ fn token_source_settings_are_validated() {
         ),
         (
             "sources = []",
-            "token.sources: name at least one of \"query\" and \"authorization\"",
+            "token.sources: name at least one of \"query\", \"path\" and \"authorization\"",
         ),
         (
             "auth_schemes = [\"Bearer token\"]",

@@ -19,6 +19,10 @@ fuzz_target!(|data: &[u8]| {
     };
     let canonical = canonical.into_owned();
     check_shape(&canonical);
+    check_grant(&canonical);
+    // A logged path never holds a token segment, so redacting it again changes nothing.
+    let logged = path::redact_grants(raw);
+    assert_eq!(path::redact_grants(&logged), logged);
 
     // Round trip: the URL we would hand out names the same canonical path.
     let encoded = encode_path(&canonical);
@@ -69,6 +73,28 @@ fuzz_target!(|data: &[u8]| {
         }
     }
 });
+
+/// A token segment (spec §13.3): the file path is canonical and holds no other one, the base
+/// begins it, and the link built from the parts splits back into them. The same property is
+/// a proptest in `tests/paths.rs`.
+fn check_grant(canonical: &str) {
+    let Ok(Some(grant)) = path::split_grant(canonical) else {
+        return;
+    };
+    assert!(path::is_canonical(&grant.file), "{canonical:?}");
+    assert_eq!(path::split_grant(&grant.file), Ok(None));
+    assert!(grant.base().ends_with('/') && grant.file.starts_with(grant.base()));
+    let token = &canonical[grant.token.clone()];
+    if token
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        let url = path::grant_path(&grant.file, grant.base(), token);
+        if url.len() <= MAX_PATH_LEN {
+            assert_eq!(canonicalize(&url).as_deref(), Ok(canonical));
+        }
+    }
+}
 
 fn check_shape(canonical: &str) {
     assert!(canonical.starts_with('/'));

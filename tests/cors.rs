@@ -3,6 +3,9 @@
 //! are answered by nginx alone; only the origins of the `$mediagate_cors_origin` map get
 //! `Access-Control-Allow-Origin`, on files, ranges, redirects and denials alike.
 
+use mediagate::config::LinkForm;
+use mediagate::mint::MintRequest;
+
 use crate::support::{nginx_denied, seen, Options, Response, Stack};
 
 /// The origin example.conf's `$mediagate_cors_origin` map allows (the session domain).
@@ -14,9 +17,7 @@ const EXPOSED: &str = "Content-Range, Content-Length, Accept-Ranges, X-Mediagate
 
 fn stack_with(name: &str, options: Options) -> Stack {
     let stack = Stack::start_with(name, options);
-    stack
-        .dir
-        .write("files/media/clip/index.m3u8", PLAYLIST);
+    stack.dir.write("files/media/clip/index.m3u8", PLAYLIST);
     stack.dir.write("files/files/clip.txt", "accel bytes");
     stack
 }
@@ -51,6 +52,18 @@ fn pairs(expected: &[(&str, &str)]) -> Vec<(String, String)> {
         .collect()
 }
 
+/// A link in path form to the playlist (`/media/clip/~mg~<token>/index.m3u8`), granting the
+/// folder.
+fn path_form(stack: &Stack) -> String {
+    let folder = stack.sign_with(MintRequest {
+        path: "/media/clip/".into(),
+        prefix: true,
+        form: LinkForm::Path,
+        ..MintRequest::default()
+    });
+    format!("{folder}index.m3u8")
+}
+
 fn preflight(stack: &Stack, target: &str, origin: &str) -> Response {
     stack.media_with(
         "OPTIONS",
@@ -72,9 +85,14 @@ fn decisions(stack: &Stack) -> usize {
 fn preflights_are_answered_by_nginx_and_only_allowed_origins_get_cors_headers() {
     let mut stack = stack_with("cors-preflight", Options::default());
     let link = stack.sign("/media/clip/index.m3u8");
-    for target in ["/media/clip/index.m3u8", link.as_str()] {
+    let path_form = path_form(&stack);
+    for target in ["/media/clip/index.m3u8", link.as_str(), path_form.as_str()] {
         let allowed = preflight(&stack, target, ORIGIN);
-        assert_eq!((allowed.status, allowed.body.len()), (204, 0), "{allowed:#?}");
+        assert_eq!(
+            (allowed.status, allowed.body.len()),
+            (204, 0),
+            "{allowed:#?}"
+        );
         assert_eq!(
             cors_headers(&allowed),
             pairs(&[
@@ -133,10 +151,18 @@ fn an_allowed_origin_reads_the_file_its_ranges_and_the_headers_a_player_needs() 
     assert_eq!(other.status, 200);
     assert_eq!(cors_headers(&other), pairs(&[("vary", "Origin")]));
 
+    // A path-form link (the token in a `~mg~` segment): the same.
+    let segment = stack.media_with("GET", &path_form(&stack), &[("Origin", ORIGIN)]);
+    assert_eq!((segment.status, segment.text()), (200, PLAYLIST.to_owned()));
+    assert_eq!(cors_headers(&segment), readable, "{segment:#?}");
+
     // X-Accel-Redirect mode: the file comes from the internal location, which has its own.
     let accel = stack.sign("/files/clip.txt");
     let served = stack.media_with("GET", &accel, &[("Origin", ORIGIN)]);
-    assert_eq!((served.status, served.text()), (200, "accel bytes".to_owned()));
+    assert_eq!(
+        (served.status, served.text()),
+        (200, "accel bytes".to_owned())
+    );
     assert_eq!(cors_headers(&served), readable, "{served:#?}");
 }
 

@@ -417,8 +417,7 @@ fn a_head_and_a_cors_preflight_never_spend_a_single_use() {
         "uses-preflight",
         Options {
             nginx_edits: vec![(
-                "include mediagate/cors.conf;\n            include mediagate/protect.conf;"
-                    .into(),
+                "include mediagate/cors.conf;\n            include mediagate/protect.conf;".into(),
                 "include mediagate/protect.conf;".into(),
             )],
             ..Options::default()

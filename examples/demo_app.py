@@ -3,6 +3,8 @@
 
 It plays the part of your web application on the session domain:
   GET /              a page with media links: the report (PDF), the video (MP4), ...
+  GET /video         a page playing the HLS video (<video src=playlist>, no token: the
+                     refresh flow fetches one; browsers with native HLS, e.g. Chrome, Safari)
   GET /login?next=   a login form: a user name (any name of letters, digits, '-' or '_'; no
                      password, this is a stand-in) and `next` in a hidden field
   POST /login        sets the session cookie and sends you back to `next` (a local path only:
@@ -10,8 +12,8 @@ It plays the part of your web application on the session domain:
                      another site) comes back unauthenticated, and mediagate ends that detour on
                      403 refresh_loop after refresh.max_attempts instead of redirecting forever
   GET /logout        forgets the cookie
-  GET /media-access  nginx's access check: 200 if logged in (the user name as grant subject),
-                     else 401
+  GET /media-access  nginx's access check: 200 if logged in (the user name as grant subject,
+                     and a video's whole folder under /media/videos/ as grant prefix), else 401
 
     python3 examples/demo_app.py [PORT [MEDIA_ORIGIN]]    (8000, http://media.localhost:8080)
 """
@@ -26,6 +28,8 @@ from urllib.parse import parse_qs, urlsplit
 MEDIA = "http://media.localhost:8080"
 LINKS = ["/media/report.pdf", "/media/clip.mp4", "/media/public/hello.txt", "/files/notes.txt"]
 USER = re.compile(r"[A-Za-z0-9_-]{1,32}")
+# A video's folder: the playlist and its segments (the X-Media-Path mediagate sends is decoded).
+VIDEO_FOLDER = re.compile(r"/media/videos/[A-Za-z0-9_-]+/")
 # A login form is a few hundred bytes; anything larger is refused unread.
 MAX_FORM = 4096
 
@@ -78,12 +82,26 @@ class App(BaseHTTPRequestHandler):
             user = self.user()
             if user is None:
                 return self.send(401)
-            return self.send(200, headers=[("X-Mediagate-Grant-Subject", user)])
+            grant = [("X-Mediagate-Grant-Subject", user)]
+            # A video's playlist and segments are one grant: one check plays all of it.
+            video = VIDEO_FOLDER.match(self.headers.get("X-Media-Path") or "")
+            if video:
+                grant.append(("X-Mediagate-Grant-Prefix", video.group(0)))
+            return self.send(200, headers=grant)
         if url.path == "/login":
             target = local_path(parse_qs(url.query).get("next", ["/"])[0])
             return self.send_html(200, login_form(target), [("Cache-Control", "no-store")])
         if url.path == "/logout":
             return self.send(302, headers=[("Set-Cookie", "session=; Max-Age=0; Path=/"), ("Location", "/")])
+        if url.path == "/video":
+            src = html.escape(MEDIA + "/media/videos/clip/index.m3u8", quote=True)
+            page = (
+                "<!doctype html><title>mediagate demo: HLS</title><h1>A protected HLS video</h1>"
+                f"<video controls muted autoplay width='640' src=\"{src}\"></video>"
+                "<p>No token in the page: the refresh flow fetches one for the whole folder. "
+                "<a href='/'>back</a></p>"
+            )
+            return self.send_html(200, page.encode())
         if url.path != "/":
             return self.send_html(404, b"<h1>Not found</h1>")
         user = self.user()
@@ -92,7 +110,7 @@ class App(BaseHTTPRequestHandler):
         page = (
             "<!doctype html><title>mediagate demo</title><h1>mediagate demo</h1>"
             f"<p>You are {state}. <a href='/login?next=/'>log in</a> <a href='/logout'>log out</a></p>"
-            f"<ul>{links}</ul>"
+            f"<ul>{links}</ul><p><a href='/video'>the video as HLS, on a page</a></p>"
         )
         self.send_html(200, page.encode())
 

@@ -25,9 +25,28 @@ if command -v ffmpeg >/dev/null; then
     -f lavfi -i testsrc2=size=640x360:rate=25 -f lavfi -i sine=frequency=440:sample_rate=48000 \
     -t 10 -c:v libx264 -preset veryfast -pix_fmt yuv420p -c:a aac -b:a 96k -movflags +faststart \
     "$run/files/media/clip.mp4"
+  # The same as HLS: a playlist and 1-second segments named by relative URL, which inherit a
+  # path grant (/media/videos/clip/~mg~<token>/seg0.ts).
+  mkdir -p "$run/files/media/videos/clip"
+  ffmpeg -hide_banner -loglevel error -nostdin -y \
+    -f lavfi -i testsrc2=size=640x360:rate=25 -f lavfi -i sine=frequency=660:sample_rate=48000 \
+    -t 10 -c:v libx264 -preset veryfast -pix_fmt yuv420p -g 25 -keyint_min 25 -sc_threshold 0 \
+    -c:a aac -b:a 96k -f hls -hls_time 1 -hls_playlist_type vod \
+    -hls_segment_filename "$run/files/media/videos/clip/seg%d.ts" "$run/files/media/videos/clip/index.m3u8"
 else
-  echo "demo: ffmpeg is not installed, so there is no video (/media/clip.mp4 answers 404); apt-get install ffmpeg to get one" >&2
+  echo "demo: ffmpeg is not installed, so there is no video (/media/clip.mp4 and /media/videos/clip/index.m3u8 answer 404); apt-get install ffmpeg to get them" >&2
 fi
+# The embedded development site, with links handed out in path form: the application grants
+# a video's folder, and its playlist's relative segment URLs then carry the grant.
+cat > "$run/mediagate.toml" <<'TOML'
+[[sites]]
+id = "local"
+media_origin = "http://media.localhost:8080"
+session_origin = "http://www.localhost:8081"
+login_url = "http://www.localhost:8081/login"
+public_prefixes = ["/media/public/"]
+link_form = "path"
+TOML
 echo "hello from a public prefix" > "$run/files/media/public/hello.txt"
 echo "served through X-Accel-Redirect" > "$run/files/files/notes.txt"
 chmod -R a+rX "$run"
@@ -37,7 +56,7 @@ cleanup() { kill "${pids[@]}" 2>/dev/null || true; nginx -p "$run" -c "$run/ngin
 trap cleanup EXIT INT TERM
 
 python3 examples/demo_app.py 8000 & pids+=($!)
-MEDIAGATE_INTERNAL__SECRET="$secret" target/release/mediagate serve & pids+=($!)
+MEDIAGATE_INTERNAL__SECRET="$secret" target/release/mediagate --config "$run/mediagate.toml" serve & pids+=($!)
 nginx -p "$run" -c "$run/nginx.conf" -g 'daemon off;' & pids+=($!)
 sleep 1
 cat <<MSG
@@ -46,6 +65,7 @@ cat <<MSG
     application (session domain):  http://www.localhost:8081/
     a protected file:              http://media.localhost:8080/media/report.pdf
     a protected video:             http://media.localhost:8080/media/clip.mp4
+    the same as HLS, on a page:    http://www.localhost:8081/video (log in first)
     a signed link:                 $(target/release/mediagate sign /media/report.pdf --ttl 10m)
   Try the protected file while logged out (-> login -> back with a fresh token), and
   curl -i the signed link. Ctrl-C stops everything.

@@ -2,7 +2,7 @@
 # Runs every test mediagate has: unit, property, vector and end-to-end tests through real nginx.
 # Installs what the tests need (nginx with auth_request and secure_link, python3, faketime, wrk,
 # caddy, promtool, chromium, node and npm, ffmpeg, redis-server, and the browser tests'
-# playwright-core) when missing, so it works on a fresh Debian machine. Run as root or with
+# playwright-core and hls.js) when missing, so it works on a fresh Debian machine. Run as root or with
 # sudo available.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -36,9 +36,12 @@ if [ ${#need_packages[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need_packages[@]}" >/dev/null
 fi
 
-# playwright-core only, pinned by the committed lock file; it drives Debian's chromium and
-# never downloads a browser of its own (so never `npx playwright install`).
-if [ ! -d tests/browser/node_modules ]; then
+# playwright-core and hls.js, pinned by the committed lock file; playwright-core drives
+# Debian's chromium and never downloads a browser of its own (so never `npx playwright
+# install`). Installed again when the lock file is newer than the last install (npm ci
+# writes node_modules/.package-lock.json), so a checkout that gained a dependency gets it.
+if [ ! -d tests/browser/node_modules ] ||
+  [ tests/browser/package-lock.json -nt tests/browser/node_modules/.package-lock.json ]; then
   echo "test.sh: npm ci in tests/browser" >&2
   (cd tests/browser && npm ci --no-audit --no-fund --silent)
 fi

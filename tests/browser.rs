@@ -633,3 +633,283 @@ fn demo_login_form_ends_on_the_valid_pdf_in_a_real_browser() {
     assert_eq!(url(5), visit.url);
     assert_eq!(location(4), visit.url);
 }
+
+/// The segments of [`make_hls`]'s rendition: one a second.
+const HLS_SEGMENTS: [&str; 6] = [
+    "seg0.ts", "seg1.ts", "seg2.ts", "seg3.ts", "seg4.ts", "seg5.ts",
+];
+
+/// Writes a real 6-second HLS rendition (H.264/AAC in MPEG-TS, a moving test picture and a
+/// tone) into `folder`: `index.m3u8`, a VOD playlist naming [`HLS_SEGMENTS`] by relative URL,
+/// one segment a second (a key frame every 25 frames at 25 fps, so every segment starts on
+/// one). Everything world-readable (nginx's workers). A missing ffmpeg fails the test.
+fn make_hls(folder: &Path) {
+    std::fs::create_dir_all(folder).unwrap();
+    let output = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-y"])
+        .args(["-f", "lavfi", "-i", "testsrc2=size=320x180:rate=25"])
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
+        .args(["-t", "6"])
+        .args([
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-pix_fmt",
+            "yuv420p",
+        ])
+        .args(["-g", "25", "-keyint_min", "25", "-sc_threshold", "0"])
+        .args(["-c:a", "aac", "-b:a", "64k"])
+        .args(["-f", "hls", "-hls_time", "1", "-hls_playlist_type", "vod"])
+        .arg("-hls_segment_filename")
+        .arg(folder.join("seg%d.ts"))
+        .arg(folder.join("index.m3u8"))
+        .output()
+        .unwrap_or_else(|error| {
+            panic!("cannot run ffmpeg ({error}): run `bash scripts/test.sh`, which installs it")
+        });
+    assert!(
+        output.status.success(),
+        "ffmpeg failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let mode = |path: &Path, mode: u32| {
+        std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(mode)).unwrap()
+    };
+    let mut dir = folder.to_path_buf();
+    while dir.file_name().is_some_and(|name| name != "files") {
+        mode(&dir, 0o755);
+        dir.pop();
+    }
+    for entry in std::fs::read_dir(folder).unwrap() {
+        mode(&entry.unwrap().path(), 0o644);
+    }
+    // What the players are given: relative segment URLs, which inherit a path grant.
+    let playlist = std::fs::read_to_string(folder.join("index.m3u8")).unwrap();
+    let uris: Vec<&str> = playlist
+        .lines()
+        .filter(|line| !line.starts_with('#') && !line.is_empty())
+        .collect();
+    assert_eq!(uris, HLS_SEGMENTS, "{playlist}");
+    assert!(playlist.contains("#EXT-X-ENDLIST"), "{playlist}");
+}
+
+/// What `tests/browser/hls.mjs` saw.
+#[derive(Debug)]
+struct Streamed {
+    ended: bool,
+    current_time: f64,
+    duration: f64,
+    /// What stopped playback for good: `media:<code>`, or hls.js's `<type>:<details>`.
+    error: Option<String>,
+    /// Every request of the page but the page itself, in order: (URL, status; `None` if it
+    /// never answered).
+    requests: Vec<(String, Option<u64>)>,
+}
+
+impl Streamed {
+    /// The requests whose URL starts with `start`.
+    fn requests_to(&self, start: &str) -> Vec<(String, Option<u64>)> {
+        self.requests
+            .iter()
+            .filter(|(url, _)| url.starts_with(start))
+            .cloned()
+            .collect()
+    }
+}
+
+/// Plays the HLS stream at `hls_url` to its end with `player` ("native" or "hlsjs") on the
+/// page at `page_url`, in a fresh headless Chromium whose only cookie is
+/// `session=<session>` for the stack's session origin (none without `session`).
+fn stream(
+    stack: &Stack,
+    page_url: &str,
+    hls_url: &str,
+    player: &str,
+    session: Option<&str>,
+) -> Streamed {
+    let (_, session_origin) = stack.browser_origins();
+    let mut env = vec![
+        ("BROWSER_PAGE_URL", page_url.to_owned()),
+        ("BROWSER_HLS_URL", hls_url.to_owned()),
+        ("BROWSER_HLS_PLAYER", player.to_owned()),
+    ];
+    if let Some(session) = session {
+        env.push(("BROWSER_COOKIE_URL", format!("{session_origin}/")));
+        env.push(("BROWSER_COOKIE", format!("session={session}")));
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    assert!(
+        root.join("tests/browser/node_modules/hls.js").is_dir(),
+        "tests/browser/node_modules/hls.js is missing: run `bash scripts/test.sh` (npm ci in tests/browser)"
+    );
+    let result = run_script("hls.mjs", &env);
+    Streamed {
+        ended: result["ended"].as_bool().unwrap(),
+        current_time: result["currentTime"].as_f64().unwrap(),
+        duration: result["duration"].as_f64().unwrap_or(f64::NAN),
+        error: result["error"].as_str().map(str::to_owned),
+        requests: result["requests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|request| {
+                (
+                    request["url"].as_str().unwrap_or_default().to_owned(),
+                    request["status"].as_u64(),
+                )
+            })
+            .collect(),
+    }
+}
+
+#[test]
+fn native_hls_plays_every_segment_after_one_application_check_in_a_real_browser() {
+    // Issue 10: a `<video>` on a page of the session origin names the playlist with no
+    // token. The refresh flow asks the application once; it grants the clip's folder, and
+    // the site hands out links in path form, so the playlist's relative segment URLs carry
+    // the grant: no segment goes back to the session domain.
+    let stack = Stack::start_with(
+        "browser-hls-native",
+        Options {
+            browser: true,
+            extra_config: "link_form = \"path\"\n".into(),
+            ..Options::default()
+        },
+    );
+    make_hls(&stack.dir.path().join("files/media/videos/clip"));
+    let (media, session) = stack.browser_origins();
+    let playlist = format!("{media}/media/videos/clip/index.m3u8");
+    let played = stream(
+        &stack,
+        &format!("{session}/"),
+        &playlist,
+        "native",
+        Some("alice"),
+    );
+
+    assert_eq!(
+        (played.error.as_deref(), played.ended),
+        (None, true),
+        "{played:#?}"
+    );
+    assert!((played.duration - 6.0).abs() < 0.2, "{played:#?}");
+    assert_eq!(
+        *stack.app.asked.lock().unwrap(),
+        ["/media/videos/clip/index.m3u8"],
+        "{played:#?}"
+    );
+    // The playlist: media (no token) -> refresh -> the path form of the granted folder.
+    let first: Vec<(&str, Option<u64>)> = played
+        .requests
+        .iter()
+        .take(3)
+        .map(|(url, status)| (url.as_str(), *status))
+        .collect();
+    assert_eq!(
+        first[..2],
+        [(playlist.as_str(), Some(302)), (first[1].0, Some(302))]
+    );
+    assert!(
+        first[1]
+            .0
+            .starts_with(&format!("{session}/_mediagate/refresh/")),
+        "{played:#?}"
+    );
+    let granted = first[2].0;
+    let token = granted
+        .strip_prefix(&format!("{media}/media/videos/clip/~mg~"))
+        .and_then(|rest| rest.strip_suffix("/index.m3u8"))
+        .unwrap_or_else(|| panic!("not the path form of the folder: {played:#?}"));
+    assert!(
+        !token.is_empty()
+            && token
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b)),
+        "{token:?}"
+    );
+    // Chromium's media loader reads everything with `Range: bytes=0-` (206).
+    assert_eq!(first[2].1, Some(206), "{played:#?}");
+    // Then every segment once, in order, by its relative URL under the grant, each
+    // answered, and nothing else at all (no request went back to the session domain).
+    let base = format!("{media}/media/videos/clip/~mg~{token}/");
+    let rest: Vec<(String, Option<u64>)> = played.requests[3..].to_vec();
+    let segments: Vec<(String, Option<u64>)> = HLS_SEGMENTS
+        .iter()
+        .map(|segment| (format!("{base}{segment}"), Some(206)))
+        .collect();
+    assert_eq!(rest, segments, "{played:#?}");
+}
+
+#[test]
+fn hls_js_plays_a_path_form_link_from_the_session_origin_with_the_cors_snippet() {
+    // Issue 10: hls.js fetches the playlist and the segments itself, cross-origin from the
+    // page: the shipped cors.conf lets the session origin read them, and the path form lets
+    // the relative segment URLs carry the grant.
+    let play = |stack: &Stack| {
+        make_hls(&stack.dir.path().join("files/media/videos/clip"));
+        let (media, session) = stack.browser_origins();
+        let folder = stack.sign_with(MintRequest {
+            path: "/media/videos/clip/".into(),
+            prefix: true,
+            form: mediagate::config::LinkForm::Path,
+            ..MintRequest::default()
+        });
+        assert!(folder.ends_with('/'), "{folder}");
+        let playlist = format!("{media}{folder}index.m3u8");
+        let played = stream(stack, &format!("{session}/"), &playlist, "hlsjs", None);
+        (played, format!("{media}{folder}"))
+    };
+
+    let stack = Stack::start_with(
+        "browser-hlsjs",
+        Options {
+            browser: true,
+            ..Options::default()
+        },
+    );
+    let (played, base) = play(&stack);
+    assert_eq!(
+        (played.error.as_deref(), played.ended),
+        (None, true),
+        "{played:#?}"
+    );
+    assert!(played.current_time > 5.5, "{played:#?}");
+    let expected: Vec<(String, Option<u64>)> = ["index.m3u8"]
+        .iter()
+        .chain(HLS_SEGMENTS.iter())
+        .map(|name| (format!("{base}{name}"), Some(200)))
+        .collect();
+    let (media, _) = stack.browser_origins();
+    assert_eq!(played.requests_to(&media), expected, "{played:#?}");
+    assert!(stack.app.asked.lock().unwrap().is_empty());
+
+    // The same without cors.conf in the location: the page may not read the playlist.
+    let stack = Stack::start_with(
+        "browser-hlsjs-no-cors",
+        Options {
+            browser: true,
+            nginx_edits: vec![(
+                "include mediagate/cors.conf;\n            include mediagate/protect.conf;".into(),
+                "include mediagate/protect.conf;".into(),
+            )],
+            ..Options::default()
+        },
+    );
+    let (played, base) = play(&stack);
+    assert_eq!(
+        (played.error.as_deref(), played.ended),
+        (Some("networkError:manifestLoadError"), false),
+        "{played:#?}"
+    );
+    let (media, _) = stack.browser_origins();
+    let urls: Vec<String> = played
+        .requests_to(&media)
+        .into_iter()
+        .map(|(url, _)| url)
+        .collect();
+    assert!(
+        urls.iter().all(|url| *url == format!("{base}index.m3u8")),
+        "{played:#?}"
+    );
+}

@@ -1071,7 +1071,9 @@ pub fn split_url(url: &str) -> (String, String) {
 ///   `next`, setting a session cookie this browser never sends back), and `/media-access`
 ///   says 401.
 /// - `session=alice`: may see everything; folders under `/media/hls/` and `/media/50%/` are
-///   granted as a prefix; paths containing `short` get a 60 s grant.
+///   granted as a prefix, and so is the folder of a file under `/media/videos/` (a video's
+///   playlist and segments, e.g. `/media/videos/clip/`); paths containing `short` get a 60 s
+///   grant.
 /// - `session=mallory`: logged in but may see nothing (403).
 /// - no session: 401.
 pub struct TestApp {
@@ -1170,6 +1172,12 @@ fn app_decide(
             for folder in ["/media/hls/", "/media/50%/"] {
                 if media_path.starts_with(folder) {
                     grant.push(("X-Mediagate-Grant-Prefix", folder.to_owned()));
+                }
+            }
+            if let Some(rest) = media_path.strip_prefix("/media/videos/") {
+                if let Some(slash) = rest.rfind('/') {
+                    let folder = format!("/media/videos/{}", &rest[..=slash]);
+                    grant.push(("X-Mediagate-Grant-Prefix", folder));
                 }
             }
             if media_path.contains("short") {

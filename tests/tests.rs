@@ -5,6 +5,7 @@
 //! - `paths`: hostile request paths and canonicaliser properties.
 //! - `server`: the server in-process on pre-bound TCP listeners (no nginx needed).
 //! - `e2e`: real nginx + real mediagate over real HTTP (needs nginx; see `support`).
+//! - `cors`: CORS for players on the session origin (issue 10), through real nginx.
 //! - `denials`: readable denial pages (issue 10), through real nginx.
 //! - `edges`: the trust boundaries at the edges (issue 8), through real nginx.
 //! - `reload`: configuration and key reload on SIGHUP under `wrk` load, through real nginx.
@@ -27,6 +28,7 @@
 
 mod browser;
 mod cli;
+mod cors;
 mod denials;
 mod deploy;
 mod e2e;

@@ -411,7 +411,18 @@ fn a_single_action_link_reaches_the_application_once_with_its_subject() {
 fn a_head_and_a_cors_preflight_never_spend_a_single_use() {
     // Issue 9: a player's HEAD and a cross-origin page's preflight (OPTIONS with
     // Access-Control-Request-Method) only look; the GET after them still gets the file.
-    let stack = stack("uses-preflight");
+    // Here mediagate decides the preflights: a location without cors.conf (with it, nginx
+    // answers every OPTIONS itself, tests/cors.rs).
+    let stack = stack_with(
+        "uses-preflight",
+        Options {
+            nginx_edits: vec![(
+                "include mediagate/cors.conf;\n            include mediagate/protect.conf;".into(),
+                "include mediagate/protect.conf;".into(),
+            )],
+            ..Options::default()
+        },
+    );
     let preflight = [
         ("User-Agent", AGENT.1),
         ("Origin", "http://www.localhost"),

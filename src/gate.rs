@@ -327,8 +327,7 @@ fn refusal(config: &Config, token: &Token<'_>, revoked: &Revoked) -> Option<Reas
 
 /// The `Set-Cookie` value an allow grants, if any: on a site with a `cookie_grant`, for a
 /// download allowed with a prefix token from the URL (query or path segment) that has no use
-/// limit, the token
-/// itself, for the token's folder, until the token expires.
+/// limit, the token itself, for the token's folder, until the token expires.
 ///
 /// Only a prefix token: the cookie then opens what the link opens, a folder, and no more
 /// (an exact link's cookie would be a folder-wide credential for one file, or a cookie per

@@ -183,7 +183,7 @@ fn only_a_good_cookie_for_the_folder_passes_and_an_expired_one_heals() {
 }
 
 #[test]
-fn a_link_in_the_url_wins_and_links_that_are_not_grants_set_no_cookie() {
+fn a_link_in_the_url_wins_and_only_prefix_links_without_a_use_limit_set_the_cookie() {
     let stack = granted("cookie-links");
     for mode in &MODES {
         let folder = mode.folder;
@@ -213,6 +213,22 @@ fn a_link_in_the_url_wins_and_links_that_are_not_grants_set_no_cookie() {
         assert_eq!(seen(&response), served("photo a"), "{}", mode.name);
         assert_eq!(set_cookies(&response).len(), 1, "{}", mode.name);
         assert!(set_cookies(&response)[0].starts_with(&format!("mg={grant}; Path={folder};")));
+        // A prefix link in the path form (`~mg~` segment) is a grant as well: the cookie's
+        // path is the folder, not the URL with the segment.
+        let grant = token(&stack, folder);
+        let response = get(
+            &stack,
+            &mediagate::path::grant_path(&format!("{folder}a.png"), folder, &grant),
+            None,
+        );
+        assert_eq!(seen(&response), served("photo a"), "{}", mode.name);
+        assert_eq!(set_cookies(&response).len(), 1, "{}", mode.name);
+        assert!(
+            set_cookies(&response)[0].starts_with(&format!("mg={grant}; Path={folder}; Max-Age=")),
+            "{}: {:?}",
+            mode.name,
+            set_cookies(&response)
+        );
     }
 }
 

@@ -323,7 +323,7 @@ fn token_source_settings_are_validated() {
     for (token, expected) in [
         (
             "sources = [\"query\", \"cookie\"]",
-            "token.sources: \"cookie\" is not \"query\" or \"authorization\"",
+            "token.sources: \"cookie\" is turned on per site, with the site's cookie_grant",
         ),
         (
             "sources = [\"query\", \"query\"]",
@@ -331,7 +331,7 @@ fn token_source_settings_are_validated() {
         ),
         (
             "sources = []",
-            "token.sources: name at least one of \"query\" and \"authorization\"",
+            "token.sources: name at least one of \"query\", \"path\" and \"authorization\"",
         ),
         (
             "auth_schemes = [\"Bearer token\"]",

@@ -769,6 +769,15 @@ fn token_sources(raw: &raw::RawToken) -> Result<Vec<TokenSource>, Vec<String>> {
             "query" => TokenSource::Query,
             "authorization" => TokenSource::Authorization,
             "path" => TokenSource::Path,
+            // The grant cookie is a site's (it needs the site's name and SameSite).
+            "cookie" => {
+                errors.push(
+                    "token.sources: \"cookie\" is turned on per site, with the site's \
+                     cookie_grant"
+                        .into(),
+                );
+                continue;
+            }
             other => {
                 errors.push(format!(
                     "token.sources: {other:?} is not \"query\", \"path\" or \"authorization\""

@@ -217,6 +217,7 @@ fn gate_decide(f: &Fixture) {
         server_name: HOST,
         client_ip: Some(f.client_ip),
         authorization: mediagate::gate::Authorization::Absent,
+        cookie: mediagate::gate::CookieHeader::Absent,
         purpose: Purpose::Download,
     };
     let outcome = gate::decide(&f.config, &request, &mut buf, black_box(NOW), &f.revoked);
@@ -275,6 +276,7 @@ fn sanity_check(f: &Fixture) {
         server_name: HOST,
         client_ip: Some(f.client_ip),
         authorization: mediagate::gate::Authorization::Absent,
+        cookie: mediagate::gate::CookieHeader::Absent,
         purpose: Purpose::Download,
     };
     let outcome = gate::decide(&f.config, &request, &mut buf, NOW, &f.revoked);

@@ -647,6 +647,7 @@ pub fn inspect(
         client_ip,
         // `inspect` judges the URL: a token given to it is read as the query parameter.
         authorization: Authorization::Absent,
+        cookie: crate::gate::CookieHeader::Absent,
         // An API token is judged as at an API location (`protect-api.conf`), anything else
         // as at a media location.
         purpose: match &decoded {

@@ -22,7 +22,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use hyper::body::Bytes;
 use hyper::header::{
-    HeaderName, HeaderValue, CACHE_CONTROL, CONTENT_TYPE, LOCATION, WWW_AUTHENTICATE,
+    HeaderName, HeaderValue, CACHE_CONTROL, CONTENT_TYPE, LOCATION, SET_COOKIE, WWW_AUTHENTICATE,
 };
 use hyper::{Response, StatusCode};
 
@@ -56,6 +56,10 @@ pub const OVERRIDE_DISPOSITION: HeaderName =
 /// `X-Mediagate-Cache-Control`: auth mode's per-link `Cache-Control` (token field `max_age`),
 /// which `http.conf`'s `$mediagate_cache_control` sends with a successful response.
 pub const OVERRIDE_CACHE_CONTROL: HeaderName = HeaderName::from_static("x-mediagate-cache-control");
+/// `X-Mediagate-Set-Cookie`: auth mode's grant cookie (a site's `cookie_grant`), which
+/// `protect.conf` sends to the browser as `Set-Cookie` with the file. Not `Set-Cookie`
+/// itself: nginx does not pass an auth subrequest's headers to the client.
+pub const SET_GRANT_COOKIE: HeaderName = HeaderName::from_static("x-mediagate-set-cookie");
 /// `X-Mediagate-Reservation`: the settle handle of an upload slot's reservation
 /// ([`crate::upload::Reservation::handle`]), which nginx hands back to `/settle`.
 pub const RESERVATION: HeaderName = HeaderName::from_static("x-mediagate-reservation");
@@ -111,13 +115,22 @@ pub fn media_response(
                 path,
                 token,
                 source,
+                set_cookie,
                 ..
             },
             Mode::Auth,
         ) => {
             let mut response = empty(StatusCode::NO_CONTENT);
             grant_headers(&mut response, token.as_ref(), now);
-            cache_headers(&mut response, token.as_ref(), *source, accel, now);
+            cache_headers(
+                &mut response,
+                token.as_ref(),
+                *source,
+                set_cookie,
+                accel,
+                now,
+            );
+            insert_cookie(&mut response, SET_GRANT_COOKIE, set_cookie);
             // Only the token's own overrides: the site-wide accel.content_disposition stays an
             // accel-mode setting, as it always was.
             if let Some(token) = token.as_ref() {
@@ -138,10 +151,22 @@ pub fn media_response(
                 path,
                 token,
                 source,
+                set_cookie,
                 ..
             },
             Mode::Accel,
-        ) => accel_response(accel, path, token.as_ref(), *source, now),
+        ) => {
+            let mut response = accel_response(accel, path, token.as_ref(), *source, now);
+            // nginx hands Set-Cookie of an X-Accel-Redirect answer on with the file it then
+            // serves (ngx_http_upstream_headers_in marks it "redirect", as Cache-Control).
+            if response.headers().contains_key(ACCEL_REDIRECT) && set_cookie.is_some() {
+                response.headers_mut().insert(ACCEL_EXPIRES, NO_CACHE);
+                insert_cookie(&mut response, SET_COOKIE, set_cookie);
+            }
+            response
+        }
+        // No grant cookie here: Caddy's and Traefik's forward auth copy the answer's headers
+        // onto the upstream request, not onto the client's response.
         (Outcome::Allow { token, .. }, Mode::Forward) => {
             // 200, not 204: some forward-auth clients test for exactly 200.
             let mut response = empty(StatusCode::OK);
@@ -291,16 +316,22 @@ pub fn empty(status: StatusCode) -> Response<Body> {
 /// (`media-auth-cached.conf`: method, server, `$request_uri`) does not hold the header, so
 /// an allow cached under it would answer the same URL with no token at all. (Putting the
 /// header into the key instead would write the token into every cache file's key line.)
+///
+/// Nor is one from the grant cookie (the key does not hold the `Cookie` header either), nor an
+/// allow that sets the cookie: a cached answer would repeat its `Set-Cookie` with a `Max-Age`
+/// counted from the first request, so a cookie set from the cache would outlive its token.
 fn cache_headers(
     response: &mut Response<Body>,
     token: Option<&Verified<'_>>,
     source: Option<TokenSource>,
+    set_cookie: &Option<String>,
     accel: &AccelConfig,
     now: u64,
 ) {
     if let Some(token) = token {
         let expires = match source {
-            Some(TokenSource::Authorization) => None,
+            Some(TokenSource::Authorization | TokenSource::Cookie) => None,
+            _ if set_cookie.is_some() => None,
             _ => auth_cache_until(token, accel, now),
         }
         .map_or(NO_CACHE, accel_expires_at);
@@ -336,6 +367,17 @@ fn accel_expires_at(until: u64) -> HeaderValue {
     decimal::push(&mut text, until);
     // Only '@' and digits: always a valid header value. `Bytes` is taken over, not copied.
     HeaderValue::from_maybe_shared(Bytes::from(text)).unwrap_or(NO_CACHE)
+}
+
+/// The grant cookie, under `name`, when the allow sets one. A value [`crate::cookie::set_cookie`]
+/// built is always a valid header value; one that were not would only leave the cookie out.
+fn insert_cookie(response: &mut Response<Body>, name: HeaderName, set_cookie: &Option<String>) {
+    if let Some(value) = set_cookie
+        .as_deref()
+        .and_then(|value| HeaderValue::from_str(value).ok())
+    {
+        response.headers_mut().insert(name, value);
+    }
 }
 
 /// Headers nginx hands upstream (`auth_request_set`): fields of a verified token only.
@@ -402,7 +444,8 @@ fn accel_response(
     }
     // A cache in front may reuse the redirect answer: never past the token's life, and never
     // for an IP-bound token, whose answer depends on the client (the same rule as auth mode).
-    cache_headers(&mut response, token, source, accel, now);
+    // An answer that sets the grant cookie is marked by the caller.
+    cache_headers(&mut response, token, source, &None, accel, now);
     response
 }
 

@@ -9,6 +9,7 @@ use std::borrow::Cow;
 use std::net::IpAddr;
 
 use crate::config::{Config, Site, TokenSource};
+use crate::cookie;
 use crate::mint;
 use crate::path;
 use crate::reason::Reason;
@@ -32,6 +33,9 @@ pub struct MediaRequest<'a> {
     /// The client's `Authorization` header, as forwarded. Read only when `token.sources`
     /// has `"authorization"`.
     pub authorization: Authorization<'a>,
+    /// The client's `Cookie` header, as forwarded. Read only on a site with a
+    /// `cookie_grant`, for a download, when no other source holds a token.
+    pub cookie: CookieHeader<'a>,
     /// The purpose the location expects: [`Purpose::Download`] for media,
     /// [`Purpose::Api`] behind `protect-api.conf`. Set by nginx's configuration
     /// (`X-Mediagate-Purpose` in the auth location), never by the client.
@@ -50,6 +54,18 @@ pub enum Authorization<'a> {
     Unreadable,
 }
 
+/// The `Cookie` header of the original request, as the HTTP layer found it. Bytes: other
+/// cookies of the host may hold any octets, and only the grant's value is ever read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CookieHeader<'a> {
+    /// No `Cookie` header.
+    Absent,
+    /// Exactly one (nginx joins a client's several into one, as HTTP/2 intermediaries must).
+    One(&'a [u8]),
+    /// More than one: not what the snippets send, so not guessed at.
+    Unreadable,
+}
+
 /// What to do with a media request.
 // Lives on the stack for one request; boxing the token would allocate on the hot path.
 #[allow(clippy::large_enum_variant)]
@@ -64,6 +80,9 @@ pub enum Outcome<'a> {
         /// Where the token came from (`None` for public paths). An answer for a token
         /// from a header must not be cached under a key made of the URL alone.
         source: Option<TokenSource>,
+        /// The `Set-Cookie` value of the site's grant cookie, when this allow grants one
+        /// (see [`grant_cookie`]). Never on any other outcome.
+        set_cookie: Option<String>,
         /// The site the request belongs to.
         site: &'a Site,
     },
@@ -168,13 +187,24 @@ pub fn decide<'a>(
             path: canonical,
             token: None,
             source: None,
+            set_cookie: None,
             site,
         };
     }
     let path_token = in_path
         .as_ref()
         .map(|(full, grant)| &full[grant.token.clone()]);
-    let (text, source) = match request_token(config, request, path_token) {
+    let found = match request_token(config, request, path_token) {
+        // The browser sends the grant cookie with every request of its folder: it counts only
+        // when the request carries no token of its own, so a fresh link always wins.
+        Ok(None) => match grant_cookie_token(config, site, request, &canonical, now, revoked) {
+            Ok(Some(text)) => Ok(Some((text, TokenSource::Cookie))),
+            Ok(None) => Ok(None),
+            Err(()) => Err(TokenProblem::Malformed),
+        },
+        other => other,
+    };
+    let (text, source) = match found {
         Ok(Some(found)) => found,
         Ok(None) if request.purpose == Purpose::Api => {
             return api_denial(config, site, Reason::MissingToken)
@@ -216,34 +246,24 @@ pub fn decide<'a>(
         )
     };
     match verified {
-        // With several sites sharing the keys, a token bound to no host would open the same
-        // path on every site: only host-bound tokens count (minters bind by default then).
-        Ok(token) if token.host.is_none() && config.sites.len() > 1 => {
-            Outcome::deny(Reason::WrongHost, site)
-        }
-        // A per-link override the operator did not opt into: serving without it would hand
-        // out something other than what was minted, honouring it would let any minter shape
-        // this site's responses. Not refreshable: a refresh cannot change what was asked.
-        Ok(token) if !config.accel.overrides.admit(&token) => {
-            Outcome::deny(Reason::OverrideNotAllowed, site)
-        }
-        // Revoked is final: a refresh would only hand the same holder a new link.
-        Ok(token) if revoked.covers(revocable(&token)) => Outcome::deny(Reason::Revoked, site),
-        // One URL per path-carried link: the segment sits right after the token's prefix, or
-        // in the folder of its exact path, so relative URLs below it keep it and `../` leaves
-        // it. Anywhere else the link was edited by hand.
-        Ok(token)
-            if in_path.as_ref().is_some_and(|(_, grant)| {
+        Ok(token) => match refusal(config, &token, revoked) {
+            Some(reason) => Outcome::deny(reason, site),
+            // One URL per path-carried link: the segment sits right after the token's prefix,
+            // or in the folder of its exact path, so relative URLs below it keep it and `../`
+            // leaves it. Anywhere else the link was edited by hand.
+            None if in_path.as_ref().is_some_and(|(_, grant)| {
                 !grant_in_place(&token, &canonical[..grant.base_len], &canonical)
             }) =>
-        {
-            Outcome::deny(Reason::OutOfScope, site)
-        }
-        Ok(token) => Outcome::Allow {
-            path: canonical,
-            token: Some(token),
-            source: Some(source),
-            site,
+            {
+                Outcome::deny(Reason::OutOfScope, site)
+            }
+            None => Outcome::Allow {
+                set_cookie: grant_cookie(site, request.purpose, &token, text, source, now),
+                path: canonical,
+                token: Some(token),
+                source: Some(source),
+                site,
+            },
         },
         // An API client follows no browser refresh flow (and a refresh mints media links,
         // which an API location refuses): what a fresh token could cure is a 401 challenge
@@ -284,6 +304,117 @@ fn grant_in_place(token: &Token<'_>, base: &str, file: &str) -> bool {
         (None, None) => path::folder(file) == base,
         _ => false,
     }
+}
+
+/// Why a verified token is still refused, if it is.
+fn refusal(config: &Config, token: &Token<'_>, revoked: &Revoked) -> Option<Reason> {
+    if token.host.is_none() && config.sites.len() > 1 {
+        // With several sites sharing the keys, a token bound to no host would open the same
+        // path on every site: only host-bound tokens count (minters bind by default then).
+        Some(Reason::WrongHost)
+    } else if !config.accel.overrides.admit(token) {
+        // A per-link override the operator did not opt into: serving without it would hand
+        // out something other than what was minted, honouring it would let any minter shape
+        // this site's responses. Not refreshable: a refresh cannot change what was asked.
+        Some(Reason::OverrideNotAllowed)
+    } else if revoked.covers(revocable(token)) {
+        // Revoked is final: a refresh would only hand the same holder a new link.
+        Some(Reason::Revoked)
+    } else {
+        None
+    }
+}
+
+/// The `Set-Cookie` value an allow grants, if any: on a site with a `cookie_grant`, for a
+/// download allowed with a prefix token from the URL (query or path segment) that has no use
+/// limit, the token itself, for the token's folder, until the token expires.
+///
+/// Only a prefix token: the cookie then opens what the link opens, a folder, and no more
+/// (an exact link's cookie would be a folder-wide credential for one file, or a cookie per
+/// file). Never a token with a use limit: each of its uses must be asked for with the link.
+/// Never a token from a header or from the cookie itself: the first is an API client's, and
+/// the second would only renew a cookie with the same expiry.
+pub fn grant_cookie(
+    site: &Site,
+    purpose: Purpose,
+    token: &Token<'_>,
+    text: &str,
+    source: TokenSource,
+    now: u64,
+) -> Option<String> {
+    let grant = site.cookie_grant.as_ref()?;
+    let prefix = token.prefix?;
+    if !matches!(source, TokenSource::Query | TokenSource::Path)
+        || purpose != Purpose::Download
+        || token.uses.is_some()
+    {
+        return None;
+    }
+    cookie::set_cookie(grant, text, prefix, token.expires.saturating_sub(now))
+}
+
+/// The token of the site's grant cookie to verify, on a site with a `cookie_grant` and for a
+/// download only: `Ok(None)` without one, `Err(())` for a `Cookie` header that cannot be read
+/// (repeated).
+///
+/// Of several cookies of the grant's name (nested folders' grants, an old one next to its
+/// replacement), the first [`cookie::MAX_TRIED`] are tried in the order sent: the first whose
+/// token verifies for this request and is not refused wins; when none does, the first, so
+/// that its reason (an expired grant: the refresh flow) is the answer. A single cookie is
+/// verified once, by the caller.
+fn grant_cookie_token<'a>(
+    config: &Config,
+    site: &'a Site,
+    request: &MediaRequest<'a>,
+    canonical: &str,
+    now: u64,
+    revoked: &Revoked,
+) -> Result<Option<&'a str>, ()> {
+    let Some(grant) = site.cookie_grant.as_ref() else {
+        return Ok(None);
+    };
+    if request.purpose != Purpose::Download {
+        return Ok(None);
+    }
+    let header = match request.cookie {
+        CookieHeader::Absent => return Ok(None),
+        CookieHeader::Unreadable => return Err(()),
+        CookieHeader::One(header) => header,
+    };
+    // A value that is not UTF-8 is no token: it reads as one that fails to decode.
+    let as_text = |value: &'a [u8]| std::str::from_utf8(value).unwrap_or("\u{0}");
+    let mut values = cookie::values(header, &grant.name).take(cookie::MAX_TRIED);
+    let Some(first) = values.next() else {
+        return Ok(None);
+    };
+    let mut rest = values.peekable();
+    if rest.peek().is_none() {
+        return Ok(Some(as_text(first)));
+    }
+    let token_request = Request {
+        path: canonical,
+        method: request.method,
+        host: Some(&site.media_host),
+        client_ip: request.client_ip,
+    };
+    let passes = |text: &str| {
+        let mut scratch = TokenBuf::new();
+        token::verify(
+            text,
+            &mut scratch,
+            Purpose::Download,
+            &token_request,
+            &config.keys,
+            config.token.limits,
+            now,
+        )
+        .is_ok_and(|token| refusal(config, &token, revoked).is_none())
+    };
+    let winner = std::iter::once(first)
+        .chain(rest)
+        .map(as_text)
+        .find(|text| passes(text));
+    Ok(Some(winner.unwrap_or_else(|| as_text(first))))
 }
 
 /// A denial at an API location: 401 with `WWW-Authenticate` for what a new token cures
@@ -515,7 +646,243 @@ fn next_marker(
 
 #[cfg(test)]
 mod tests {
-    use super::{kept_query, QueryNotKept};
+    use super::*;
+    use crate::mint::{mint, MintRequest};
+
+    const NOW: u64 = 1_800_000_000;
+
+    /// A site with a grant cookie `mg` (same_site strict) and a second site without one.
+    fn config() -> Config {
+        let mut random = [0u8; 8];
+        getrandom::getrandom(&mut random).unwrap();
+        let file = std::env::temp_dir().join(format!(
+            "mediagate-gate-{}.toml",
+            random
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        ));
+        std::fs::write(
+            &file,
+            "[keys]\ndev_key = false\n[keys.secrets]\n\
+             k1 = \"QkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkI\"\n\
+             [[sites]]\nid = \"a\"\nmedia_origin = \"https://media.example.org\"\n\
+             session_origin = \"https://www.example.org\"\n\
+             cookie_grant = { name = \"mg\", same_site = \"strict\" }\n\
+             [[sites]]\nid = \"b\"\nmedia_origin = \"https://media-b.example.org\"\n",
+        )
+        .unwrap();
+        let config = crate::config::load_with_env(Some(&file), Vec::new());
+        std::fs::remove_file(&file).unwrap();
+        config.unwrap()
+    }
+
+    /// A token for `path` (a folder when it ends in `/`) on site `host`, minted at `at`.
+    fn token(config: &Config, path: &str, host: &str, at: u64, uses: Option<u32>) -> String {
+        let request = MintRequest {
+            path: path.into(),
+            prefix: path.ends_with('/'),
+            ttl: Some(600),
+            host: Some(host.into()),
+            uses,
+            token_id: uses.map(|_| "t1".into()),
+            issued_at: uses.is_some(),
+            ..MintRequest::default()
+        };
+        mint(config, &request, at).unwrap().token
+    }
+
+    /// What the gate makes of `uri` with a `Cookie` header on `host`: the reason (`None`
+    /// for an allow), the source, and the cookie to set.
+    fn ask(
+        config: &Config,
+        host: &str,
+        uri: &str,
+        cookie: CookieHeader<'_>,
+    ) -> (Option<Reason>, Option<TokenSource>, Option<String>) {
+        let request = MediaRequest {
+            uri,
+            method: "GET",
+            server_name: host,
+            client_ip: None,
+            authorization: Authorization::Absent,
+            cookie,
+            purpose: Purpose::Download,
+        };
+        let mut buf = TokenBuf::new();
+        match decide(config, &request, &mut buf, NOW, &Revoked::default()) {
+            Outcome::Allow {
+                source, set_cookie, ..
+            } => (None, source, set_cookie),
+            outcome => (outcome.reason(), None, None),
+        }
+    }
+
+    const A: &str = "media.example.org";
+
+    #[test]
+    fn a_prefix_link_sets_the_grant_cookie_for_its_folder_until_it_expires() {
+        let config = config();
+        let folder = token(&config, "/media/photos/", A, NOW - 100, None);
+        let uri = format!("/media/photos/a.png?token={folder}");
+        assert_eq!(
+            ask(&config, A, &uri, CookieHeader::Absent),
+            (
+                None,
+                Some(TokenSource::Query),
+                Some(format!(
+                    "mg={folder}; Path=/media/photos/; Max-Age=500; Secure; HttpOnly; SameSite=Strict"
+                ))
+            )
+        );
+        // An exact link, a link with a use limit, another site: no cookie.
+        let exact = token(&config, "/media/photos/a.png", A, NOW, None);
+        let uri = format!("/media/photos/a.png?token={exact}");
+        assert_eq!(
+            ask(&config, A, &uri, CookieHeader::Absent),
+            (None, Some(TokenSource::Query), None)
+        );
+        let counted = token(&config, "/media/photos/", A, NOW, Some(3));
+        let uri = format!("/media/photos/a.png?token={counted}");
+        assert_eq!(
+            ask(&config, A, &uri, CookieHeader::Absent),
+            (None, Some(TokenSource::Query), None)
+        );
+        let b = "media-b.example.org";
+        let other = token(&config, "/media/photos/", b, NOW, None);
+        let uri = format!("/media/photos/a.png?token={other}");
+        assert_eq!(
+            ask(&config, b, &uri, CookieHeader::Absent),
+            (None, Some(TokenSource::Query), None)
+        );
+    }
+
+    #[test]
+    fn the_cookie_is_read_only_without_another_token_and_only_where_granted() {
+        let config = config();
+        let folder = token(&config, "/media/photos/", A, NOW, None);
+        let header = format!("sid=1; mg={folder}; theme=dark");
+        let cookie = CookieHeader::One(header.as_bytes());
+        assert_eq!(
+            ask(&config, A, "/media/photos/b.png", cookie),
+            (None, Some(TokenSource::Cookie), None)
+        );
+        // Another folder: the token's scope decides, as in the query.
+        assert_eq!(
+            ask(&config, A, "/media/videos/b.mp4", cookie).0,
+            Some(Reason::OutOfScope)
+        );
+        // A link in the query wins, even beside a forged cookie or an unreadable header.
+        let exact = token(&config, "/media/photos/b.png", A, NOW, None);
+        let uri = format!("/media/photos/b.png?token={exact}");
+        for cookie in [
+            CookieHeader::One(b"mg=forged"),
+            CookieHeader::Unreadable,
+            cookie,
+        ] {
+            assert_eq!(
+                ask(&config, A, &uri, cookie),
+                (None, Some(TokenSource::Query), None)
+            );
+        }
+        // Without a token, several Cookie headers are not guessed at.
+        assert_eq!(
+            ask(&config, A, "/media/photos/b.png", CookieHeader::Unreadable).0,
+            Some(Reason::Malformed)
+        );
+        // A site without a grant never reads it: no token, a refresh (or here a denial).
+        let b = "media-b.example.org";
+        let other = token(&config, "/media/photos/", b, NOW, None);
+        let header = format!("mg={other}");
+        assert_eq!(
+            ask(
+                &config,
+                b,
+                "/media/photos/b.png",
+                CookieHeader::One(header.as_bytes())
+            )
+            .0,
+            Some(Reason::MissingToken)
+        );
+    }
+
+    #[test]
+    fn of_several_cookies_the_first_that_verifies_wins_else_the_first_reason() {
+        let config = config();
+        let good = token(&config, "/media/photos/", A, NOW, None);
+        let expired = token(&config, "/media/photos/", A, NOW - 1000, None);
+        let mut forged = good.clone().into_bytes();
+        let last = forged.len() - 5;
+        forged[last] = if forged[last] == b'A' { b'B' } else { b'A' };
+        let forged = String::from_utf8(forged).unwrap();
+        let path = "/media/photos/b.png";
+        let cases = [
+            (format!("mg={forged}; mg={good}"), None),
+            (format!("mg={expired}; x=1; mg=; mg={good}"), None),
+            (format!("mg={expired}; mg={forged}"), Some(Reason::Expired)),
+            (
+                format!("mg={forged}; mg={expired}"),
+                Some(Reason::BadSignature),
+            ),
+            // Only four are tried.
+            (
+                format!("mg={forged}; mg={forged}; mg={forged}; mg={forged}; mg={good}"),
+                Some(Reason::BadSignature),
+            ),
+        ];
+        for (header, expected) in cases {
+            let (reason, source, set_cookie) =
+                ask(&config, A, path, CookieHeader::One(header.as_bytes()));
+            assert_eq!(reason, expected, "{header}");
+            assert_eq!(set_cookie, None, "{header}");
+            if expected.is_none() {
+                assert_eq!(source, Some(TokenSource::Cookie));
+            }
+        }
+        // A value that is no text is a token that does not decode.
+        let mut header = b"mg=\xff; mg=".to_vec();
+        header.extend_from_slice(good.as_bytes());
+        assert_eq!(
+            ask(&config, A, path, CookieHeader::One(&header)),
+            (None, Some(TokenSource::Cookie), None)
+        );
+        assert_eq!(
+            ask(&config, A, path, CookieHeader::One(b"mg=\xff")).0,
+            Some(Reason::Malformed)
+        );
+        // An expired grant heals through the refresh flow, like an expired link.
+        let header = format!("mg={expired}");
+        let request = MediaRequest {
+            uri: path,
+            method: "GET",
+            server_name: A,
+            client_ip: None,
+            authorization: Authorization::Absent,
+            cookie: CookieHeader::One(header.as_bytes()),
+            purpose: Purpose::Download,
+        };
+        let mut buf = TokenBuf::new();
+        match decide(&config, &request, &mut buf, NOW, &Revoked::default()) {
+            Outcome::Refresh {
+                location, reason, ..
+            } => {
+                assert_eq!(reason, Reason::Expired);
+                assert!(location.starts_with(
+                    "https://www.example.org/_mediagate/refresh/media/photos/b.png?state="
+                ));
+            }
+            outcome => panic!("{outcome:?}"),
+        }
+        // An API location never reads it.
+        let request = MediaRequest {
+            cookie: CookieHeader::One(b"mg=x"),
+            purpose: Purpose::Api,
+            ..request
+        };
+        let mut buf = TokenBuf::new();
+        let outcome = decide(&config, &request, &mut buf, NOW, &Revoked::default());
+        assert_eq!(outcome.reason(), Some(Reason::MissingToken));
+    }
 
     #[test]
     fn the_kept_query_is_the_raw_query_without_the_token_parameter() {

@@ -9,6 +9,7 @@
 //! - [`reason`]: the machine-readable denial vocabulary shared by responses, logs and metrics.
 //! - [`mint`]: requests for access -> signed URLs (CLI, `/mint` and refresh share it).
 //! - [`gate`]: the media-domain decision: allow, refresh, or deny. Pure.
+//! - [`cookie`]: cookie grants: the `Cookie` header's syntax and the grant's `Set-Cookie`. Pure.
 //! - [`refresh`]: the session-domain half of the refresh flow. Pure.
 //! - [`files`]: the version of a site's file, for links bound to one (blocking; the async
 //!   edges run it off the runtime threads).
@@ -30,6 +31,7 @@ pub mod audit;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod cookie;
 pub mod decimal;
 pub mod decision;
 pub mod files;

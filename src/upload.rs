@@ -299,6 +299,7 @@ mod tests {
                 server_name: &config.sites[0].media_host,
                 client_ip: None,
                 authorization: Authorization::Absent,
+                cookie: crate::gate::CookieHeader::Absent,
             },
             content_length: length,
             content_type,

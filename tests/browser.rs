@@ -3,7 +3,9 @@
 //! ([`Options::browser`]). What is pinned is what a person ends on: the final status, URL and
 //! text, and the chain of navigations that led there; and a `<video>` element on a single-use
 //! link (`tests/browser/video.mjs`) plays and seeks while the link stays single-use; and the
-//! demo application's login form (`tests/browser/login.mjs`) ends on the protected PDF.
+//! demo application's login form (`tests/browser/login.mjs`) ends on the protected PDF; and
+//! images on a page of the session domain load through a cookie grant
+//! (`tests/browser/images.mjs`).
 //! `bash scripts/test.sh` installs Chromium, ffmpeg and playwright-core; without them these
 //! tests fail, never skip.
 
@@ -911,5 +913,119 @@ fn hls_js_plays_a_path_form_link_from_the_session_origin_with_the_cors_snippet()
     assert!(
         urls.iter().all(|url| *url == format!("{base}index.m3u8")),
         "{played:#?}"
+    );
+}
+
+/// A 1×1 PNG, for images a browser must decode.
+const PNG: &str =
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAQAAAC1HAwCAAAAC0lEQVR42mNkYAAAAAYAAjCB0C8AAAAASUVORK5CYII=";
+
+#[test]
+fn an_image_on_a_page_of_the_session_domain_loads_without_a_token_in_its_url() {
+    // Issue 10, cookie grants: the media host and the page's host are two hosts of one site
+    // (Chromium sends Lax cookies between them; `media.localhost` and `www.localhost` are
+    // two sites, and there the second image takes the refresh flow as well), the site grants
+    // a cookie, and the application grants the folder.
+    use base64::Engine;
+    let stack = Stack::start_with(
+        "browser-cookie",
+        Options {
+            browser: true,
+            browser_hosts: Some(("media.example.localhost", "www.example.localhost")),
+            extra_config: "cookie_grant = { name = \"mg\", same_site = \"lax\" }\n".into(),
+            ..Options::default()
+        },
+    );
+    let png = base64::engine::general_purpose::STANDARD
+        .decode(PNG)
+        .unwrap();
+    for name in ["a", "b"] {
+        stack
+            .dir
+            .write(&format!("files/media/photos/{name}.png"), &png);
+    }
+    let (media, session) = stack.browser_origins();
+    let (a, b) = (
+        format!("{media}/media/photos/a.png"),
+        format!("{media}/media/photos/b.png"),
+    );
+    let result = run_script(
+        "images.mjs",
+        &[
+            ("BROWSER_PAGE_URL", format!("{session}/gallery")),
+            ("BROWSER_IMAGE_URLS", format!("{a} {b}")),
+            ("BROWSER_COOKIE_URL", format!("{session}/")),
+            ("BROWSER_COOKIE", "session=alice".to_owned()),
+        ],
+    );
+    // Both images are there.
+    for (index, src) in [&a, &b].into_iter().enumerate() {
+        let image = &result["images"][index];
+        assert_eq!(
+            (
+                image["src"].as_str(),
+                image["loaded"].as_bool(),
+                image["width"].as_u64()
+            ),
+            (Some(src.as_str()), Some(true), Some(1)),
+            "{result:#}"
+        );
+    }
+    // The first took the refresh flow once and got the grant with the link; the second went
+    // straight to the file with the cookie.
+    let responses = result["responses"].as_array().unwrap();
+    let seen: Vec<(&str, u64)> = responses
+        .iter()
+        .map(|r| (r["url"].as_str().unwrap(), r["status"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(seen.len(), 4, "{result:#}");
+    assert_eq!(seen[0], (a.as_str(), 302), "{result:#}");
+    assert!(
+        seen[1].0.starts_with(&format!(
+            "{session}/_mediagate/refresh/media/photos/a.png?state="
+        )) && seen[1].1 == 302,
+        "{result:#}"
+    );
+    let token = seen[2]
+        .0
+        .strip_prefix(&format!("{a}?token="))
+        .unwrap_or_else(|| panic!("{result:#}"));
+    assert_eq!(seen[2].1, 200, "{result:#}");
+    assert_eq!(seen[3], (b.as_str(), 200), "{result:#}");
+    assert_eq!(
+        responses[3]["cookie"].as_str(),
+        Some(format!("mg={token}").as_str()),
+        "{result:#}"
+    );
+    // One application check for both images.
+    assert_eq!(
+        *stack.app.asked.lock().unwrap(),
+        ["/media/photos/a.png"],
+        "{result:#}"
+    );
+    // The cookie the browser keeps: the media host's only, for the folder, out of scripts'
+    // reach, Lax, and holding the granted link's token.
+    let grant: Vec<&Value> = result["cookies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|cookie| cookie["name"] == "mg")
+        .collect();
+    assert_eq!(grant.len(), 1, "{result:#}");
+    let text = |key: &str| grant[0][key].as_str().unwrap_or_default();
+    assert_eq!(
+        (
+            text("value"),
+            text("domain"),
+            text("path"),
+            text("sameSite")
+        ),
+        (token, "media.example.localhost", "/media/photos/", "Lax"),
+        "{result:#}"
+    );
+    assert_eq!(
+        (grant[0]["httpOnly"].as_bool(), grant[0]["secure"].as_bool()),
+        (Some(true), Some(true)),
+        "{result:#}"
     );
 }

@@ -959,6 +959,7 @@ fn inspect_gives_the_reason_auth_gives() {
             server_name: host,
             client_ip: ip.map(|ip| ip.parse().unwrap()),
             authorization: mediagate::gate::Authorization::Absent,
+            cookie: mediagate::gate::CookieHeader::Absent,
             purpose: mediagate::token::Purpose::Download,
         };
         let expected = match gate::decide(&config, &request, &mut buf, now, &Revoked::default()) {

@@ -679,6 +679,7 @@ fn refresh_redirect_is_never_issued_for_a_path_the_session_side_rejects() {
         server_name: "media.example.org",
         client_ip: None,
         authorization: mediagate::gate::Authorization::Absent,
+        cookie: mediagate::gate::CookieHeader::Absent,
         purpose: mediagate::token::Purpose::Download,
     };
     match gate::decide(&config, &request, &mut buf, NOW, &Revoked::default()) {
@@ -750,6 +751,7 @@ fn token_parameter_is_read_in_one_spelling_only() {
             server_name: "media.example.org",
             client_ip: None,
             authorization: mediagate::gate::Authorization::Absent,
+            cookie: mediagate::gate::CookieHeader::Absent,
             purpose: mediagate::token::Purpose::Download,
         };
         let outcome = gate::decide(&config, &request, &mut buf, NOW, &Revoked::default());

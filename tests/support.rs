@@ -272,6 +272,12 @@ pub struct Options {
     /// listens on `app.sock`, unasked). Its page links the media origin of
     /// [`Options::browser`] when that is set.
     pub demo_app: bool,
+    /// With [`Options::browser`]: the (media, session) host names the browser uses instead
+    /// of [`MEDIA_HOST`] and [`WWW_HOST`], e.g. two hosts of one site
+    /// (`media.example.localhost`, `www.example.localhost`: Chromium counts `x.localhost`
+    /// and `y.localhost` as two sites). The site's origins and nginx's `server_name`s are
+    /// renamed to match; Chromium resolves every `*.localhost` to loopback.
+    pub browser_hosts: Option<(&'static str, &'static str)>,
 }
 
 impl Options {
@@ -399,6 +405,8 @@ pub struct Stack {
     pub tcp_ports: Option<(u16, u16)>,
     /// With [`Options::browser`]: nginx's session server's TCP port.
     pub session_port: Option<u16>,
+    /// The (media, session) host names of [`Options::browser_hosts`], or the standard ones.
+    pub browser_hosts: (&'static str, &'static str),
 }
 
 impl Stack {
@@ -451,9 +459,23 @@ impl Stack {
             &server,
             &options.store_config,
         );
+        let browser_hosts = options.browser_hosts.unwrap_or((MEDIA_HOST, WWW_HOST));
         let session_port = match (options.browser, media_tcp) {
             (true, Some((_, media_port))) => {
                 let session_port = free_port();
+                let (media_host, www_host) = browser_hosts;
+                if options.browser_hosts.is_some() {
+                    // The site is chosen by nginx's server_name, which must be the host of
+                    // the site's origin.
+                    nginx_edits.push((
+                        format!("server_name {MEDIA_HOST};"),
+                        format!("server_name {media_host};"),
+                    ));
+                    nginx_edits.push((
+                        format!("server_name {WWW_HOST};"),
+                        format!("server_name {www_host};"),
+                    ));
+                }
                 nginx_edits.push((
                     format!("listen unix:{d}/www.sock;"),
                     format!("listen unix:{d}/www.sock;\n        listen 127.0.0.1:{session_port};"),
@@ -463,15 +485,15 @@ impl Stack {
                 for (from, to) in [
                     (
                         format!("\"http://{MEDIA_HOST}\""),
-                        format!("\"http://{MEDIA_HOST}:{media_port}\""),
+                        format!("\"http://{media_host}:{media_port}\""),
                     ),
                     (
                         format!("\"http://{WWW_HOST}\""),
-                        format!("\"http://{WWW_HOST}:{session_port}\""),
+                        format!("\"http://{www_host}:{session_port}\""),
                     ),
                     (
                         format!("\"http://{WWW_HOST}/login\""),
-                        format!("\"http://{WWW_HOST}:{session_port}/login\""),
+                        format!("\"http://{www_host}:{session_port}/login\""),
                     ),
                 ] {
                     assert!(
@@ -483,7 +505,7 @@ impl Stack {
                 // Pages of the session origin may upload to the media origin (CORS).
                 nginx_edits.push((
                     "\"http://www.localhost:8081\" $http_origin;".into(),
-                    format!("\"http://{WWW_HOST}:{session_port}\" $http_origin;"),
+                    format!("\"http://{www_host}:{session_port}\" $http_origin;"),
                 ));
                 Some(session_port)
             }
@@ -585,6 +607,7 @@ impl Stack {
             second_mediagate,
             tcp_ports: media_tcp,
             session_port,
+            browser_hosts,
         }
     }
 
@@ -595,9 +618,10 @@ impl Stack {
         else {
             panic!("browser_origins needs Options::browser");
         };
+        let (media_host, www_host) = self.browser_hosts;
         (
-            format!("http://{MEDIA_HOST}:{media_port}"),
-            format!("http://{WWW_HOST}:{session_port}"),
+            format!("http://{media_host}:{media_port}"),
+            format!("http://{www_host}:{session_port}"),
         )
     }
 
@@ -1169,7 +1193,7 @@ fn app_decide(
         "session=alice" => {
             let mut grant = vec![("X-Mediagate-Grant-Subject", "alice".to_owned())];
             // Folders granted whole, named as the application sees paths: decoded.
-            for folder in ["/media/hls/", "/media/50%/"] {
+            for folder in ["/media/hls/", "/media/50%/", "/media/photos/"] {
                 if media_path.starts_with(folder) {
                     grant.push(("X-Mediagate-Grant-Prefix", folder.to_owned()));
                 }

@@ -23,11 +23,13 @@
 //!   and through real nginx.
 //! - `tokensrc`: where the token comes from (query or `Authorization` header), in-process and
 //!   through real nginx (issue 11).
+//! - `cookies`: cookie grants (issue 10), both nginx modes, through real nginx.
 //! - `scopes`: one token with several scopes, and its recipient, through real nginx (issue 11).
 //! - `grants`: tokens carried in a path segment, through real nginx in both modes (issue 10).
 
 mod browser;
 mod cli;
+mod cookies;
 mod cors;
 mod denials;
 mod deploy;

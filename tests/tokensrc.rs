@@ -322,6 +322,10 @@ fn token_source_settings_are_validated() {
     let dir = TempDir::new("tokensrc-config");
     for (token, expected) in [
         (
+            "sources = [\"query\", \"cookie\"]",
+            "token.sources: \"cookie\" is turned on per site, with the site's cookie_grant",
+        ),
+        (
             "sources = [\"query\", \"header\"]",
             "token.sources: \"header\" is not \"query\", \"path\" or \"authorization\"",
         ),

@@ -21,6 +21,8 @@ use figment::Figment;
 pub use raw::{Duration, RawConfig, SecretSource};
 pub use sources::{ENV_PREFIX, NOT_SETTINGS};
 
+use crate::cookie;
+pub use crate::cookie::{CookieGrant, SameSite};
 use crate::keys::{Key, KeyError, KeyRing, Purposes, Secret};
 use crate::pages::{self, Pages};
 use crate::path;
@@ -168,6 +170,9 @@ pub enum TokenSource {
     Authorization,
     /// A path segment `~mg~<token>` (spec §13.3).
     Path,
+    /// The site's grant cookie (`cookie_grant`), read only on a site with one and only when
+    /// the request carries no other token. Not a `token.sources` name: the site turns it on.
+    Cookie,
 }
 
 impl TokenSource {
@@ -177,6 +182,7 @@ impl TokenSource {
             TokenSource::Query => "query",
             TokenSource::Authorization => "authorization",
             TokenSource::Path => "path",
+            TokenSource::Cookie => "cookie",
         }
     }
 }
@@ -290,6 +296,8 @@ pub struct Site {
     /// path-form link valid that long), so that seeking keeps working after the link the page
     /// started with expires. `None`: no exchange.
     pub playback_grant: Option<u64>,
+    /// The grant cookie set on the allow of a prefix link (`cookie_grant`), if any.
+    pub cookie_grant: Option<CookieGrant>,
 }
 
 /// How a link carries its token (spec §13, §13.3).
@@ -599,6 +607,16 @@ fn validate_with(raw: &RawConfig, dev_key: DevKey, getenv: Getenv) -> Result<Con
     for (index, site) in raw.sites.iter().enumerate() {
         match validate_site(site) {
             Ok(site) => {
+                // A grant cookie is only ever set by the allow of a link in the URL.
+                if site.cookie_grant.is_some()
+                    && !sources.contains(&TokenSource::Query)
+                    && !sources.contains(&TokenSource::Path)
+                {
+                    check(Err(format!(
+                        "sites[{index}].cookie_grant: only a link with its token in the URL sets \
+                         the grant cookie, and token.sources has neither \"query\" nor \"path\""
+                    )));
+                }
                 if sites.iter().any(|other| other.id == site.id) {
                     check(Err(format!(
                         "sites[{index}].id: {:?} is used twice",
@@ -751,6 +769,15 @@ fn token_sources(raw: &raw::RawToken) -> Result<Vec<TokenSource>, Vec<String>> {
             "query" => TokenSource::Query,
             "authorization" => TokenSource::Authorization,
             "path" => TokenSource::Path,
+            // The grant cookie is a site's (it needs the site's name and SameSite).
+            "cookie" => {
+                errors.push(
+                    "token.sources: \"cookie\" is turned on per site, with the site's \
+                     cookie_grant"
+                        .into(),
+                );
+                continue;
+            }
             other => {
                 errors.push(format!(
                     "token.sources: {other:?} is not \"query\", \"path\" or \"authorization\""
@@ -931,6 +958,32 @@ fn validate_site(raw: &raw::RawSite) -> Result<Site, Vec<String>> {
         }
         other => other.map(|duration| duration.0),
     };
+    let cookie_grant = raw.cookie_grant.as_ref().and_then(|grant| {
+        if let Some(problem) = cookie::name_problem(&grant.name) {
+            errors.push(format!("cookie_grant.name: {:?} {problem}", grant.name));
+        }
+        let same_site = cookie::SameSite::from_config(&grant.same_site);
+        if same_site.is_none() {
+            errors.push(format!(
+                "cookie_grant.same_site: {:?} is not \"lax\", \"strict\" or \"none\"",
+                grant.same_site
+            ));
+        }
+        // The cookie is Secure: browsers store one only from a secure context, which an
+        // http origin is only on loopback (`localhost`, `*.localhost`, 127.0.0.1, [::1]).
+        if let Some((origin, host)) = media.as_ref() {
+            if !origin.starts_with("https://") && !is_loopback_host(host) {
+                errors.push(format!(
+                    "cookie_grant: the grant cookie is Secure, which browsers keep only from \
+                     https origins (or localhost), and media_origin is {origin:?}"
+                ));
+            }
+        }
+        Some(CookieGrant {
+            name: grant.name.clone(),
+            same_site: same_site?,
+        })
+    });
     match media {
         Some((media_origin, media_host)) if errors.is_empty() => Ok(Site {
             id: raw.id.clone(),
@@ -942,9 +995,20 @@ fn validate_site(raw: &raw::RawSite) -> Result<Site, Vec<String>> {
             files_root,
             link_form,
             playback_grant,
+            cookie_grant,
         }),
         _ => Err(errors),
     }
+}
+
+/// Whether browsers treat an http origin on `host` as a secure context (loopback only).
+fn is_loopback_host(host: &str) -> bool {
+    host == "localhost"
+        || host.ends_with(".localhost")
+        || host == "[::1]"
+        || host
+            .parse::<std::net::Ipv4Addr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// `files_root`: an absolute path to an existing directory, resolved once (symbolic links
@@ -1320,5 +1384,82 @@ mod tests {
         // Unchanged settings are not reported.
         let mut same = load_sites("restartonly-same", "").unwrap();
         assert!(same.keep_restart_only(&running).is_empty());
+    }
+
+    #[test]
+    fn a_cookie_grant_is_validated_and_off_unless_configured() {
+        let site = |origin: &str, grant: &str| {
+            format!("[[sites]]\nid = \"a\"\nmedia_origin = \"{origin}\"\n{grant}\n")
+        };
+        let config = load_sites("cookie-off", &site("https://m.example.org", "")).unwrap();
+        assert_eq!(config.sites[0].cookie_grant, None);
+        let config = load_sites(
+            "cookie-default",
+            &site("https://m.example.org", "cookie_grant = {}"),
+        )
+        .unwrap();
+        assert_eq!(
+            config.sites[0].cookie_grant,
+            Some(CookieGrant {
+                name: "mediagate_grant".into(),
+                same_site: SameSite::Lax,
+            })
+        );
+        for (origin, same_site) in [
+            ("http://media.localhost:8080", "none"),
+            ("http://media.example.localhost", "strict"),
+            ("http://127.0.0.1:8080", "lax"),
+            ("http://[::1]", "lax"),
+        ] {
+            let grant = format!("cookie_grant = {{ name = \"g\", same_site = \"{same_site}\" }}");
+            let config = load_sites("cookie-ok", &site(origin, &grant)).unwrap();
+            assert_eq!(
+                config.sites[0].cookie_grant.as_ref().map(|g| g.same_site),
+                SameSite::from_config(same_site),
+                "{origin}"
+            );
+        }
+        for (origin, grant, expected) in [
+            (
+                "https://m.example.org",
+                "cookie_grant = { name = \"a b\" }",
+                "sites[0].cookie_grant.name: \"a b\" must be an RFC 6265 cookie name",
+            ),
+            (
+                "https://m.example.org",
+                "cookie_grant = { name = \"__Host-g\" }",
+                "sites[0].cookie_grant.name: \"__Host-g\" must not start with __Host-",
+            ),
+            (
+                "https://m.example.org",
+                "cookie_grant = { name = \"\" }",
+                "sites[0].cookie_grant.name: \"\" must be 1 to 64 bytes long",
+            ),
+            (
+                "https://m.example.org",
+                "cookie_grant = { same_site = \"Lax\" }",
+                "sites[0].cookie_grant.same_site: \"Lax\" is not \"lax\", \"strict\" or \"none\"",
+            ),
+            (
+                "http://media.example.org",
+                "cookie_grant = {}",
+                "sites[0].cookie_grant: the grant cookie is Secure",
+            ),
+            (
+                "https://m.example.org",
+                "cookie_grant = { domain = \"example.org\" }",
+                "domain",
+            ),
+            (
+                "https://m.example.org",
+                "cookie_grant = {}\n[token]\nsources = [\"authorization\"]\nauth_schemes = [\"Bearer\"]",
+                "sites[0].cookie_grant: only a link with its token in the URL sets the grant cookie",
+            ),
+        ] {
+            let text = load_sites("cookie-bad", &site(origin, grant))
+                .unwrap_err()
+                .to_string();
+            assert!(text.contains(expected), "{grant}: {text}");
+        }
     }
 }

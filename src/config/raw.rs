@@ -131,10 +131,31 @@ pub struct RawSite {
     /// (exchanged for a path-form link); unset: no exchange.
     #[serde(default)]
     pub playback_grant: Option<Duration>,
+    /// The grant cookie a prefix link sets on its allow (issue 10); absent: none.
+    #[serde(default)]
+    pub cookie_grant: Option<RawCookieGrant>,
 }
 
 fn default_link_form() -> String {
     "query".to_owned()
+}
+
+/// `cookie_grant = { name = "…", same_site = "…" }`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCookieGrant {
+    #[serde(default = "default_cookie_name")]
+    pub name: String,
+    #[serde(default = "default_same_site")]
+    pub same_site: String,
+}
+
+fn default_cookie_name() -> String {
+    "mediagate_grant".to_owned()
+}
+
+fn default_same_site() -> String {
+    "lax".to_owned()
 }
 
 fn default_refresh_path() -> String {

@@ -51,12 +51,14 @@ use deadline::{Deadlines, Expired, TimedIo};
 /// Largest request head (request line and headers) either listener reads; a larger one is
 /// answered `431 Request Header Fields Too Large` and the connection is closed.
 ///
-/// What nginx forwards with the shipped snippets is a handful of fixed headers plus two
-/// client-controlled values: the request URI (`X-Original-URI`) and `User-Agent`. With
-/// nginx's default `large_client_header_buffers 4 8k`, each of those is at most 8 KiB (one
-/// buffer) and the client's whole head at most 32 KiB, so 32 KiB admits everything nginx can
-/// send with room to spare, while bounding what one connection can make mediagate buffer
-/// (hyper's default is about 400 KiB). hyper's read buffer is capped at the same size.
+/// What nginx forwards with the shipped snippets is a handful of fixed headers plus a few
+/// client-controlled values: the request URI (`X-Original-URI`), `User-Agent`, `Range`,
+/// `Authorization` and `Cookie`. With nginx's default `large_client_header_buffers 4 8k`,
+/// each of those is at most 8 KiB (one buffer) and all of them together at most the client's
+/// whole head, 32 KiB: 32 KiB admits what any client nginx accepted can make it send but a
+/// head filled to the last byte with exactly those headers, while bounding what one
+/// connection can make mediagate buffer (hyper's default is about 400 KiB). hyper's read
+/// buffer is capped at the same size.
 pub const MAX_HEAD_BYTES: usize = 32 * 1024;
 
 /// Most request headers either listener accepts; more are answered `431` as well. nginx sends

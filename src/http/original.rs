@@ -4,15 +4,16 @@
 //! These headers are only believed from trusted peers (the caller checks). Each must occur
 //! exactly once: a missing or duplicated header is a denial, never a guess. The client's
 //! `Authorization` header (forwarded by the snippets, copied by Caddy, listed in Traefik's
-//! `authRequestHeaders`) is passed on as found; the gate judges it. Whatever the
+//! `authRequestHeaders`) is passed on as found, and so is its `Cookie` header (forwarded by the
+//! snippets; read only for a site's grant cookie); the gate judges both. Whatever the
 //! proxy, the site is chosen by `X-Mediagate-Server-Name`, which the proxy's configuration
 //! sets; `X-Forwarded-Host` (what the client typed) is never read.
 
 use std::net::IpAddr;
 
-use hyper::header::{HeaderMap, HeaderName, AUTHORIZATION};
+use hyper::header::{HeaderMap, HeaderName, AUTHORIZATION, COOKIE};
 
-use crate::gate::{Authorization, MediaRequest};
+use crate::gate::{Authorization, CookieHeader, MediaRequest};
 use crate::reason::Reason;
 use crate::token::Purpose;
 
@@ -88,6 +89,17 @@ pub fn authorization(headers: &HeaderMap) -> Authorization<'_> {
     }
 }
 
+/// The `Cookie` header: absent, one, or unreadable (repeated). Bytes, as received: only the
+/// site's grant cookie is read from it, and only on a site with one.
+pub fn cookie(headers: &HeaderMap) -> CookieHeader<'_> {
+    let mut values = headers.get_all(COOKIE).iter();
+    match (values.next(), values.next()) {
+        (None, _) => CookieHeader::Absent,
+        (Some(value), None) => CookieHeader::One(value.as_bytes()),
+        (Some(_), Some(_)) => CookieHeader::Unreadable,
+    }
+}
+
 /// The purpose the location expects ([`PURPOSE`]): absent or `download` is a download, `api`
 /// an API call; anything else (another purpose, another spelling, a repeated header) is
 /// `bad_request`: a location whose expectation cannot be read is refused, not guessed.
@@ -124,6 +136,7 @@ pub fn media_request<'h>(
         server_name,
         client_ip,
         authorization: authorization(headers),
+        cookie: cookie(headers),
         purpose: Purpose::Download,
     })
 }
@@ -152,6 +165,7 @@ pub fn forwarded_request(headers: &HeaderMap) -> Result<MediaRequest<'_>, Reason
         server_name,
         client_ip: Some(client_ip),
         authorization: authorization(headers),
+        cookie: cookie(headers),
         purpose: Purpose::Download,
     })
 }

@@ -422,7 +422,7 @@ fn mint_api_requires_the_secret_and_returns_a_working_url() {
             "bad JSON: unknown field `evil`, expected one of `path`, `prefix`, `ttl`, \
              `methods`, `ip`, `host`, `subject`, `token_id`, `data`, `not_before`, `site`, \
              `purpose`, `key`, `bind_version`, `uses`, `max_size`, `content_types`, \
-             `issued_at`, `filename`, `disposition`, `max_age`, `scopes`, `recipient` at line 1 \
+             `issued_at`, `filename`, `disposition`, `max_age`, `scopes`, `recipient`, `form` at line 1 \
              column 21",
         ),
         ("not json", "bad JSON: expected ident at line 1 column 2"),

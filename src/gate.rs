@@ -300,7 +300,8 @@ pub fn decide<'a>(
 /// path (no loops) or from a header (no URL to redirect), a token with a use limit (its ranged
 /// requests continue by holder instead), a scopes list (no path form), a site without the
 /// option or with the path source off (the grant would be refused). So is a link that cannot
-/// be given in path form exactly ([`playback_link`]): the request is then served as before.
+/// be given in path form exactly (a key that may not sign downloads, a query that
+/// cannot be kept raw, a path too long): the request is then served as before.
 ///
 /// `ranged` says the original request had a non-empty `Range` header; `now` is the time
 /// `outcome` was decided at. Pure: the grant is signed here, nothing is stored.

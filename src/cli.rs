@@ -666,7 +666,8 @@ pub fn inspect(
         args.ip.as_deref().unwrap_or("-")
     );
     let verdict = match &outcome {
-        Outcome::Allow { token: Some(_), .. } => {
+        // `inspect` does not run the playback exchange (it has no Range); kept for the match.
+        Outcome::Allow { token: Some(_), .. } | Outcome::Exchange { .. } => {
             out.push_str(&format!("verdict     valid now ({summary})\n"));
             Verdict::Allowed
         }

@@ -1,15 +1,15 @@
 //! The one place where an outcome becomes an HTTP response.
 //!
 //! Three dialects of the same decision:
-//! - **auth** (`auth_request`): 204 allow, 401 + `Location` for a refresh (the snippet's
-//!   `error_page 401 =302 $mediagate_location` turns it into a redirect), 403 deny. Never any
-//!   other status: nginx turns anything else into a 500.
-//! - **accel** (proxied): 200 + `X-Accel-Redirect` into the internal location, 302 refresh,
-//!   403 deny.
+//! - **auth** (`auth_request`): 204 allow, 401 + `Location` for a refresh or a playback
+//!   exchange (`denied.conf`'s `@mediagate_unauthorized` turns it into a 302), 403 deny. Never
+//!   any other status: nginx turns anything else into a 500.
+//! - **accel** (proxied): 200 + `X-Accel-Redirect` into the internal location, 302 refresh
+//!   or exchange, 403 deny.
 //! - **forward** (Caddy `forward_auth`, Traefik ForwardAuth, which hand any non-2xx answer
 //!   to the browser as it is): 200 allow with the grant headers (all five, empty when
 //!   the allow has no such field), 302 + `Location` for a
-//!   refresh (mediagate answers the browser itself), 403 deny. No `X-Accel-*`: neither proxy
+//!   refresh or an exchange (mediagate answers the browser itself), 403 deny. No `X-Accel-*`: neither proxy
 //!   reads them.
 //!
 //! Denials carry `X-Mediagate-Reason` and `Cache-Control: no-store`; they are never cacheable.
@@ -26,7 +26,7 @@ use hyper::header::{
 };
 use hyper::{Response, StatusCode};
 
-use crate::config::{AccelConfig, Config, Disposition, TokenSource};
+use crate::config::{AccelConfig, Config, Disposition, Site, TokenSource};
 use crate::decimal;
 use crate::gate::Outcome;
 use crate::pages::{self, Format, Pages};
@@ -115,21 +115,15 @@ pub fn media_response(
                 path,
                 token,
                 source,
+                site,
                 set_cookie,
-                ..
             },
             Mode::Auth,
         ) => {
             let mut response = empty(StatusCode::NO_CONTENT);
             grant_headers(&mut response, token.as_ref(), now);
-            cache_headers(
-                &mut response,
-                token.as_ref(),
-                *source,
-                set_cookie,
-                accel,
-                now,
-            );
+            let cached = Cached::new(*source, site, set_cookie);
+            cache_headers(&mut response, token.as_ref(), cached, accel, now);
             insert_cookie(&mut response, SET_GRANT_COOKIE, set_cookie);
             // Only the token's own overrides: the site-wide accel.content_disposition stays an
             // accel-mode setting, as it always was.
@@ -151,16 +145,16 @@ pub fn media_response(
                 path,
                 token,
                 source,
+                site,
                 set_cookie,
-                ..
             },
             Mode::Accel,
         ) => {
-            let mut response = accel_response(accel, path, token.as_ref(), *source, now);
+            let cached = Cached::new(*source, site, set_cookie);
+            let mut response = accel_response(accel, path, token.as_ref(), cached, now);
             // nginx hands Set-Cookie of an X-Accel-Redirect answer on with the file it then
             // serves (ngx_http_upstream_headers_in marks it "redirect", as Cache-Control).
             if response.headers().contains_key(ACCEL_REDIRECT) && set_cookie.is_some() {
-                response.headers_mut().insert(ACCEL_EXPIRES, NO_CACHE);
                 insert_cookie(&mut response, SET_COOKIE, set_cookie);
             }
             response
@@ -196,6 +190,20 @@ pub fn media_response(
             let mut response = redirect(status, location, Some(*reason));
             if mode == Mode::Auth && config.token.from_authorization {
                 insert_challenge(&mut response, &config.token.challenge);
+            }
+            response
+        }
+        // The player follows a same-origin redirect (auth mode: protect.conf's 401 handler
+        // turns it into the 302). Never cached: the answer is for a ranged request, and the
+        // auth cache's key holds no Range.
+        (Outcome::Exchange { location, .. }, mode) => {
+            let status = match mode {
+                Mode::Auth => StatusCode::UNAUTHORIZED,
+                Mode::Accel | Mode::Forward => StatusCode::FOUND,
+            };
+            let mut response = redirect(status, location, None);
+            if mode != Mode::Forward {
+                response.headers_mut().insert(ACCEL_EXPIRES, NO_CACHE);
             }
             response
         }
@@ -320,22 +328,55 @@ pub fn empty(status: StatusCode) -> Response<Body> {
 /// Nor is one from the grant cookie (the key does not hold the `Cookie` header either), nor an
 /// allow that sets the cookie: a cached answer would repeat its `Set-Cookie` with a `Max-Age`
 /// counted from the first request, so a cookie set from the cache would outlive its token.
+///
+/// Nor is a query token's allow on a site with a `playback_grant`: the same URL asked with a
+/// `Range` is exchanged ([`crate::gate::exchange`]), and the key holds no `Range` either, so
+/// a cached allow would answer the player's first range and the exchange would never happen.
 fn cache_headers(
     response: &mut Response<Body>,
     token: Option<&Verified<'_>>,
-    source: Option<TokenSource>,
-    set_cookie: &Option<String>,
+    source: Cached,
     accel: &AccelConfig,
     now: u64,
 ) {
     if let Some(token) = token {
         let expires = match source {
-            Some(TokenSource::Authorization | TokenSource::Cookie) => None,
-            _ if set_cookie.is_some() => None,
+            Cached {
+                source: Some(TokenSource::Authorization | TokenSource::Cookie),
+                ..
+            }
+            | Cached {
+                sets_cookie: true, ..
+            }
+            | Cached {
+                source: Some(TokenSource::Query),
+                playback: true,
+                ..
+            } => None,
             _ => auth_cache_until(token, accel, now),
         }
         .map_or(NO_CACHE, accel_expires_at);
         response.headers_mut().insert(ACCEL_EXPIRES, expires);
+    }
+}
+
+/// What [`cache_headers`] needs to know of an allow besides its token: where the token came
+/// from, whether the site exchanges query tokens for playback grants, and whether the answer
+/// sets the grant cookie.
+#[derive(Debug, Clone, Copy)]
+struct Cached {
+    source: Option<TokenSource>,
+    playback: bool,
+    sets_cookie: bool,
+}
+
+impl Cached {
+    fn new(source: Option<TokenSource>, site: &Site, set_cookie: &Option<String>) -> Cached {
+        Cached {
+            source,
+            playback: site.playback_grant.is_some(),
+            sets_cookie: set_cookie.is_some(),
+        }
     }
 }
 
@@ -412,7 +453,7 @@ fn accel_response(
     accel: &AccelConfig,
     canonical: &str,
     token: Option<&Verified<'_>>,
-    source: Option<TokenSource>,
+    source: Cached,
     now: u64,
 ) -> Response<Body> {
     let mut response = empty(StatusCode::OK);
@@ -445,7 +486,7 @@ fn accel_response(
     // A cache in front may reuse the redirect answer: never past the token's life, and never
     // for an IP-bound token, whose answer depends on the client (the same rule as auth mode).
     // An answer that sets the grant cookie is marked by the caller.
-    cache_headers(&mut response, token, source, &None, accel, now);
+    cache_headers(&mut response, token, source, accel, now);
     response
 }
 
@@ -568,6 +609,78 @@ mod tests {
         assert_eq!(accel_expires_at(0), "@0");
         assert_eq!(accel_expires_at(1_795_412_460), "@1795412460");
         assert_eq!(accel_expires_at(u64::MAX), format!("@{}", u64::MAX));
+    }
+
+    /// The exchange is a same-origin redirect in every mode (auth: the 401 protect.conf's
+    /// handler turns into a 302), never cached; on a playback site a query token's allow is
+    /// never cached either (the auth cache's key holds no Range), a path token's still is.
+    #[test]
+    fn an_exchange_redirects_uncached_and_a_query_allow_on_a_playback_site_is_not_cached() {
+        use crate::gate::tests::{claims, config_with, signed};
+        use crate::gate::{self, Authorization, MediaRequest};
+        use crate::store::revoked::Revoked;
+        use crate::token::{Purpose, TokenBuf};
+
+        const NOW: u64 = 1_800_000_000;
+        let config = config_with("", r#"playback_grant = "4h""#);
+        let uri = format!("/media/clip/a.mp4?token={}", signed(&config, &claims()));
+        let request = MediaRequest {
+            uri: &uri,
+            method: "GET",
+            server_name: "media.example.org",
+            client_ip: None,
+            authorization: Authorization::Absent,
+            cookie: gate::CookieHeader::Absent,
+            purpose: Purpose::Download,
+        };
+        let decided = |ranged: bool, mode: Mode| {
+            let mut buf = TokenBuf::new();
+            let outcome = gate::decide(&config, &request, &mut buf, NOW, &Revoked::default());
+            let outcome = gate::exchange(&config, outcome, &request, ranged, NOW);
+            media_response(mode, &outcome, &config, NOW)
+        };
+        for (mode, status, accel_expires) in [
+            (Mode::Auth, StatusCode::UNAUTHORIZED, Some("0")),
+            (Mode::Accel, StatusCode::FOUND, Some("0")),
+            (Mode::Forward, StatusCode::FOUND, None),
+        ] {
+            let response = decided(true, mode);
+            assert_eq!(response.status(), status, "{mode:?}");
+            let headers = response.headers();
+            let location = headers[LOCATION].to_str().unwrap();
+            assert!(
+                location.starts_with("https://media.example.org/media/clip/~mg~"),
+                "{location}"
+            );
+            assert_eq!(headers[CACHE_CONTROL], "no-store");
+            assert_eq!(
+                headers.get(ACCEL_EXPIRES).map(|v| v.to_str().unwrap()),
+                accel_expires
+            );
+            assert!(headers.get(REASON).is_none());
+        }
+        for mode in [Mode::Auth, Mode::Accel] {
+            let response = decided(false, mode);
+            assert_eq!(response.headers()[ACCEL_EXPIRES], "0", "{mode:?}");
+        }
+        // The grant URL itself may be cached (until its expiry, capped by accel.max_expires).
+        let grant = decided(true, Mode::Auth).headers()[LOCATION]
+            .to_str()
+            .unwrap()
+            .strip_prefix("https://media.example.org")
+            .unwrap()
+            .to_owned();
+        let request = MediaRequest {
+            uri: &grant,
+            ..request
+        };
+        let mut buf = TokenBuf::new();
+        let outcome = gate::decide(&config, &request, &mut buf, NOW, &Revoked::default());
+        let outcome = gate::exchange(&config, outcome, &request, true, NOW);
+        let response = media_response(Mode::Auth, &outcome, &config, NOW);
+        assert_eq!(response.status(), StatusCode::NO_CONTENT);
+        let until = NOW + config.accel.max_expires;
+        assert_eq!(response.headers()[ACCEL_EXPIRES], format!("@{until}"));
     }
 
     #[test]

@@ -70,10 +70,18 @@ pub enum Verdict {
     Refresh,
     /// Refused.
     Deny,
+    /// A player's first range of a query-form link, sent to the same link in path form with
+    /// a playback grant (`gate::exchange`).
+    Exchange,
 }
 
 impl Verdict {
-    const ALL: [Verdict; 3] = [Verdict::Allow, Verdict::Refresh, Verdict::Deny];
+    const ALL: [Verdict; 4] = [
+        Verdict::Allow,
+        Verdict::Refresh,
+        Verdict::Deny,
+        Verdict::Exchange,
+    ];
 
     /// Label value.
     pub fn as_str(self) -> &'static str {
@@ -81,15 +89,16 @@ impl Verdict {
             Verdict::Allow => "allow",
             Verdict::Refresh => "refresh",
             Verdict::Deny => "deny",
+            Verdict::Exchange => "exchange",
         }
     }
 
-    /// Whether a media decision can end with this verdict and `reason`: an allowed request
-    /// has no reason; only what a fresh token cures is refreshed; anything but `bad_state`
+    /// Whether a media decision can end with this verdict and `reason`: an allowed or exchanged
+    /// request has no reason; only what a fresh token cures is refreshed; anything but `bad_state`
     /// (the refresh `state` is read by `/refresh` alone) can be denied.
     fn can_have(self, reason: Option<Reason>) -> bool {
         match (self, reason) {
-            (Verdict::Allow, None) => true,
+            (Verdict::Allow | Verdict::Exchange, None) => true,
             (Verdict::Refresh, Some(reason)) => reason.is_refreshable(),
             (Verdict::Deny, Some(reason)) => reason != Reason::BadState,
             _ => false,
@@ -125,7 +134,7 @@ impl Histogram {
 #[derive(Debug, Default)]
 pub struct Metrics {
     /// [mode][verdict][reason or NONE]
-    media: [[[AtomicU64; REASONS + 1]; 3]; Mode::ALL.len()],
+    media: [[[AtomicU64; REASONS + 1]; Verdict::ALL.len()]; Mode::ALL.len()],
     /// [mode]
     latency: [Histogram; Mode::ALL.len()],
     /// Refresh endpoint: [minted(0)/denied(1)][reason or NONE]
@@ -462,13 +471,13 @@ mediagate_decision_duration_seconds_count{mode="accel"} 4
     fn every_possible_series_is_there_from_the_start_and_no_other() {
         let text = rendered(&Metrics::default());
         let decisions = lines_of(&text, "mediagate_decisions_total");
-        // Per mode: allow without a reason, refresh for the three refreshable reasons, deny
-        // for every reason but bad_state.
+        // Per mode: allow and exchange without a reason, refresh for the three refreshable
+        // reasons, deny for every reason but bad_state.
         let refreshable = Reason::ALL.iter().filter(|r| r.is_refreshable()).count();
         assert_eq!(refreshable, 3);
         assert_eq!(
             decisions.len(),
-            Mode::ALL.len() * (1 + refreshable + (REASONS - 1)),
+            Mode::ALL.len() * (2 + refreshable + (REASONS - 1)),
             "{text}"
         );
         assert!(decisions.iter().all(|line| line.ends_with(" 0")), "{text}");
@@ -477,6 +486,11 @@ mediagate_decision_duration_seconds_count{mode="accel"} 4
             assert!(
                 decisions.iter().any(|line| line.ends_with(&allow)),
                 "{allow}"
+            );
+            let exchange = format!("{{mode=\"{mode}\",verdict=\"exchange\",reason=\"none\"}} 0");
+            assert!(
+                decisions.iter().any(|line| line.ends_with(&exchange)),
+                "{exchange}"
             );
             let refresh = format!("{{mode=\"{mode}\",verdict=\"refresh\",reason=\"expired\"}} 0");
             assert!(
@@ -489,6 +503,7 @@ mediagate_decision_duration_seconds_count{mode="accel"} 4
         for impossible in [
             r#"verdict="allow",reason="expired""#,
             r#"verdict="refresh",reason="bad_signature""#,
+            r#"verdict="exchange",reason="expired""#,
             r#"verdict="refresh",reason="none""#,
             r#"verdict="deny",reason="none""#,
             r#"verdict="deny",reason="bad_state""#,

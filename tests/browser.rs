@@ -1029,3 +1029,146 @@ fn an_image_on_a_page_of_the_session_domain_loads_without_a_token_in_its_url() {
         "{result:#}"
     );
 }
+
+/// How a `<video>` fared when sought after its link expired (`tests/browser/playback.mjs`).
+#[derive(Debug)]
+struct Sought {
+    /// "played", or "failed: <why>".
+    after_expiry: String,
+    played_after_seek: f64,
+    /// When the seek was made (ms since the epoch).
+    seek_at: u64,
+    /// Every request for the video: ("link" or "grant", `Range`, status, sent at ms).
+    requests: Vec<(String, Option<String>, Option<u64>, u64)>,
+}
+
+/// Plays `link` (expiring at `expires`) on a page of the session origin, waits for the
+/// expiry, seeks to `seek_to` and plays on.
+fn play_past_expiry(stack: &Stack, link: &str, expires: u64, seek_to: f64) -> Sought {
+    let (media, session) = stack.browser_origins();
+    let result = run_script(
+        "playback.mjs",
+        &[
+            ("BROWSER_PAGE_URL", format!("{session}/watch")),
+            ("BROWSER_VIDEO_URL", format!("{media}{link}")),
+            ("BROWSER_EXPIRES", expires.to_string()),
+            ("BROWSER_SEEK_TO", seek_to.to_string()),
+        ],
+    );
+    Sought {
+        after_expiry: result["afterExpiry"].as_str().unwrap().to_owned(),
+        played_after_seek: result["playedAfterSeek"].as_f64().unwrap(),
+        seek_at: result["seekAt"].as_u64().unwrap(),
+        requests: result["requests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|request| {
+                (
+                    request["url"].as_str().unwrap().to_owned(),
+                    request["range"].as_str().map(str::to_owned),
+                    request["status"].as_u64(),
+                    request["at"].as_u64().unwrap(),
+                )
+            })
+            .collect(),
+    }
+}
+
+/// A `seconds`-long video at `/media/clip.mp4` and a query link to it living `ttl` seconds:
+/// (link, expiry).
+fn short_video_link(stack: &Stack, seconds: u32, ttl: u64) -> (String, u64) {
+    std::fs::create_dir_all(stack.dir.path().join("files/media")).unwrap();
+    make_video(&stack.dir.path().join("files/media/clip.mp4"), seconds);
+    let now = mediagate::clock::now();
+    let minted = mediagate::mint::mint(
+        &stack.config,
+        &MintRequest {
+            path: "/media/clip.mp4".into(),
+            ttl: Some(ttl),
+            ..MintRequest::default()
+        },
+        now,
+    )
+    .unwrap();
+    (minted.path_and_query, minted.expires)
+}
+
+/// A browser stack whose media locations send at most 512 KiB a second per connection
+/// (`limit_rate`): a player cannot have read the whole video before its link expires, so the
+/// seek after the expiry needs a new range (the tests check it did).
+fn playback_stack(name: &str, site_config: &str) -> Stack {
+    Stack::start_with(
+        name,
+        Options {
+            browser: true,
+            extra_config: site_config.into(),
+            nginx_edits: vec![(
+                "include mediagate/protect.conf;".into(),
+                "include mediagate/protect.conf;\n            limit_rate 512k;".into(),
+            )],
+            ..Options::default()
+        },
+    )
+}
+
+#[test]
+fn a_video_seeks_and_plays_on_after_its_link_expired_with_a_playback_grant() {
+    // Issue 10: the first range is exchanged for a path-form grant (same origin), Chromium
+    // sends every later range there, and the seek after the page's link expired plays.
+    let stack = playback_stack("browser-playback", "playback_grant = \"1h\"\n");
+    let (link, expires) = short_video_link(&stack, 20, 8);
+    let sought = play_past_expiry(&stack, &link, expires, 18.0);
+    assert_eq!(sought.after_expiry, "played", "{sought:#?}");
+    assert!(sought.played_after_seek > 18.5, "{sought:#?}");
+    // The first request is the page's link, redirected; every other one a range of the
+    // grant answered 206, some of them sent after the link expired.
+    let (first, rest) = sought.requests.split_first().unwrap();
+    assert_eq!(
+        (first.0.as_str(), first.1.as_deref(), first.2),
+        ("link", Some("bytes=0-"), Some(302)),
+        "{sought:#?}"
+    );
+    let answered: Vec<_> = rest.iter().filter(|request| request.2.is_some()).collect();
+    assert!(answered.len() >= 2, "{sought:#?}");
+    for (url, range, status, _) in &answered {
+        assert!(
+            url == "grant"
+                && range
+                    .as_deref()
+                    .is_some_and(|range| range.starts_with("bytes="))
+                && *status == Some(206),
+            "{sought:#?}"
+        );
+    }
+    assert!(
+        answered.iter().any(|request| request.3 >= sought.seek_at),
+        "the seek needed no new range, so it proves nothing: {sought:#?}"
+    );
+}
+
+#[test]
+fn without_a_playback_grant_the_seek_after_expiry_fails() {
+    // The same video and link on a site without the option: the seek's range goes to the
+    // session domain (another origin), which Chromium's media loader refuses.
+    let stack = playback_stack("browser-noplayback", "");
+    let (link, expires) = short_video_link(&stack, 20, 8);
+    let sought = play_past_expiry(&stack, &link, expires, 18.0);
+    assert!(
+        sought.after_expiry.starts_with("failed: media error"),
+        "{sought:#?}"
+    );
+    assert!(
+        sought.requests.iter().all(|request| request.0 == "link"),
+        "{sought:#?}"
+    );
+    let after: Vec<_> = sought
+        .requests
+        .iter()
+        .filter(|request| request.3 >= sought.seek_at && request.2.is_some())
+        .collect();
+    assert!(
+        !after.is_empty() && after.iter().all(|request| request.2 == Some(302)),
+        "{sought:#?}"
+    );
+}

@@ -26,6 +26,8 @@
 //! - `cookies`: cookie grants (issue 10), both nginx modes, through real nginx.
 //! - `scopes`: one token with several scopes, and its recipient, through real nginx (issue 11).
 //! - `grants`: tokens carried in a path segment, through real nginx in both modes (issue 10).
+//! - `playback`: long playback, a player's first range exchanged for a path-form grant,
+//!   through real nginx in both modes (issue 10).
 
 mod browser;
 mod cli;
@@ -38,6 +40,7 @@ mod edges;
 mod grants;
 mod overrides;
 mod paths;
+mod playback;
 mod proxies;
 mod purposes;
 mod reload;

@@ -152,6 +152,14 @@ async fn decide_media(
             return media_denial(mode, headers, reason, None);
         }
     };
+    // The snippets send their subrequest or proxied request without the client's headers
+    // and forward the range as X-Original-Range; Caddy and Traefik copy the client's own.
+    // Only its presence counts (a repeated or unreadable one is none).
+    let ranged = match mode {
+        Mode::Auth | Mode::Accel => original::optional(headers, &original::ORIGINAL_RANGE),
+        Mode::Forward => original::optional(headers, &RANGE),
+    }
+    .is_ok_and(|range| range.is_some_and(|range| !range.is_empty()));
     let now = clock::now();
     let mut buf = TokenBuf::new();
     let outcome = {
@@ -184,14 +192,6 @@ async fn decide_media(
             site,
             ..
         } if token.uses.is_some() => {
-            let ranged = match mode {
-                // The snippets send their subrequest or proxied request without the
-                // client's headers and forward the range as X-Original-Range; Caddy and
-                // Traefik copy the client's own.
-                Mode::Auth | Mode::Accel => original::optional(headers, &original::ORIGINAL_RANGE),
-                Mode::Forward => original::optional(headers, &RANGE),
-            }
-            .is_ok_and(|range| range.is_some_and(|range| !range.is_empty()));
             let user_agent = original::optional(headers, &USER_AGENT).ok().flatten();
             let counted = state::count_use(
                 app,
@@ -216,6 +216,9 @@ async fn decide_media(
         }
         outcome => outcome,
     };
+    // Last, on what is still an allow: a changed file, a store that is not ready or a used-up
+    // link is refused, never exchanged for a grant.
+    let outcome = gate::exchange(config, outcome, &media_request, ranged, now);
     let response = match outcome {
         Outcome::Deny { reason, site } => media_denial(mode, headers, reason, site),
         _ => decision::media_response(mode, &outcome, config, now),
@@ -223,6 +226,7 @@ async fn decide_media(
     let verdict = match outcome {
         Outcome::Allow { .. } => Verdict::Allow,
         Outcome::Refresh { .. } => Verdict::Refresh,
+        Outcome::Exchange { .. } => Verdict::Exchange,
         Outcome::Challenge { .. } | Outcome::Deny { .. } => Verdict::Deny,
     };
     app.metrics.media(mode, verdict, outcome.reason());
@@ -758,7 +762,8 @@ fn audit_media(
     let (token_id, subject) = match outcome {
         Outcome::Allow {
             token: Some(token), ..
-        } => (token.token_id, token.subject),
+        }
+        | Outcome::Exchange { token, .. } => (token.token_id, token.subject),
         _ => (None, None),
     };
     audit::emit(|line| {

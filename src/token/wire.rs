@@ -328,6 +328,53 @@ impl<'a> Token<'a> {
     }
 }
 
+impl Token<'_> {
+    /// The claims this token carries, owned, for signing the same link again (a playback
+    /// grant: the same claims with a later expiry). An exact-path token carries no path (it
+    /// is bound through the MAC), so `exact_path` says which one it was verified for; a token
+    /// with a prefix or a scopes list ignores it. Signing the result with the token's own key
+    /// gives back the token, byte for byte: no field is dropped, added or reordered.
+    pub fn claims(&self, exact_path: &str) -> Claims {
+        let scope = match (self.prefix, self.scopes) {
+            (Some(prefix), _) => Scope::Prefix(prefix.to_owned()),
+            (None, Some(scopes)) => Scope::List(
+                scopes
+                    .iter()
+                    .map(|entry| ScopeEntry {
+                        methods: entry.methods,
+                        prefix: entry.prefix,
+                        path: entry.path.to_owned(),
+                    })
+                    .collect(),
+            ),
+            (None, None) => Scope::Exact(exact_path.to_owned()),
+        };
+        Claims {
+            purpose: self.purpose,
+            expires: self.expires,
+            not_before: self.not_before,
+            scope,
+            host: self.host.map(str::to_owned),
+            methods: self.methods_field,
+            ip: self.ip,
+            token_id: self.token_id.map(str::to_owned),
+            subject: self.subject.map(str::to_owned),
+            data: self.data.map(<[u8]>::to_vec),
+            refresh: self.refresh,
+            issued_at: self.issued_at,
+            uses: self.uses,
+            max_size: self.max_size,
+            content_types: self.content_types.map(str::to_owned),
+            filename: self.filename.map(str::to_owned),
+            disposition: self.disposition,
+            max_age: self.max_age,
+            kept_query: self.kept_query.map(str::to_owned),
+            file_version: self.file_version,
+            recipient: self.recipient.map(str::to_owned),
+        }
+    }
+}
+
 impl Claims {
     /// A download token for one exact path, with every optional field empty.
     pub fn download(scope: Scope, expires: u64) -> Claims {
@@ -1000,6 +1047,72 @@ mod tests {
             body.extend_from_slice(value);
         }
         body
+    }
+
+    /// A verified token's claims, signed again with its key, are the token it came from:
+    /// what a playback grant changes (the expiry) is the only thing that can differ.
+    #[test]
+    fn a_tokens_claims_sign_back_to_the_same_token() {
+        let v1 = Claims {
+            not_before: Some(EXP - 900),
+            host: Some("media.example.org".into()),
+            methods: Some(Methods::READ),
+            ip: Some("192.0.2.0/24".parse().unwrap()),
+            token_id: Some("t-1".into()),
+            subject: Some("user 7".into()),
+            data: Some(vec![0, 1, 255]),
+            refresh: Some(RefreshMarker {
+                attempt: 2,
+                started: EXP - 1000,
+            }),
+            ..Claims::download(Scope::Exact("/media/a b.mp4".into()), EXP)
+        };
+        let v2_prefix = Claims {
+            scope: Scope::Prefix("/media/clip/".into()),
+            issued_at: Some(EXP - 600),
+            filename: Some("Clip é.mp4".into()),
+            disposition: Some(Disposition::Inline),
+            max_age: Some(60),
+            recipient: Some("partner".into()),
+            ..v1.clone()
+        };
+        let v2_bound = Claims {
+            file_version: Some(FileVersion::from_bytes([1, 2, 3, 4, 5, 6, 7, 8])),
+            issued_at: Some(EXP - 600),
+            ..v1.clone()
+        };
+        let scoped = Claims {
+            methods: None,
+            scope: Scope::List(vec![
+                ScopeEntry {
+                    methods: Methods::READ,
+                    prefix: true,
+                    path: "/media/a/".into(),
+                },
+                ScopeEntry {
+                    methods: Methods::READ,
+                    prefix: false,
+                    path: "/media/b.pdf".into(),
+                },
+            ]),
+            ..v1.clone()
+        };
+        let state = Claims {
+            purpose: Purpose::RefreshState,
+            kept_query: Some("x=1&y=a%20b".into()),
+            ..v1.clone()
+        };
+        for claims in [v1, v2_prefix, v2_bound, scoped, upload(), state] {
+            let text = sign(&claims, &key()).unwrap();
+            let mut buf = TokenBuf::new();
+            let token = decode(&text, &mut buf).unwrap();
+            let path = match &claims.scope {
+                Scope::Exact(path) => path.as_str(),
+                _ => "/ignored",
+            };
+            assert_eq!(token.claims(path), claims);
+            assert_eq!(sign(&token.claims(path), &key()).unwrap(), text);
+        }
     }
 
     #[test]

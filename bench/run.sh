@@ -141,6 +141,8 @@ bench = "$key"
 [[sites]]
 id = "bench"
 media_origin = "http://media.localhost"
+# The cookie row's grant (the other rows' exact links set no cookie).
+cookie_grant = { name = "mg" }
 EOF
 # The same, counting in Redis.
 cp "$dir/mediagate.toml" "$dir/mediagate-redis.toml"
@@ -247,6 +249,12 @@ for f in 4k 1m; do
   URL[mediagate_accel_$f]="$(sign "/files/$f.bin")"
 done
 URL[mediagate_auth_noaudit_4k]="${URL[mediagate_auth_4k]}"
+# Grants (issue 10): the same file through a prefix link carried in the path, and through the
+# grant cookie of a prefix link (no token in the URL). Each is one token check, as the query
+# link's is.
+URL[grant_path_4k]="$(sign /media/ --prefix --form path)4k.bin"
+URL[grant_cookie_4k]="/media/4k.bin"
+declare -A COOKIE=([mediagate_auth_cookie_4k]="mg=$(sign /media/ --prefix --token-only)")
 # Counted tokens: a limit no run reaches (4e9 < 2^32) and a token id new to every run. wrk
 # sends the same User-Agent on every connection and no Range header, so every request is a
 # NEW use: the worst case, one counted write per request (grouped into shared commits by the
@@ -266,6 +274,8 @@ for f in 4k 1m; do
   [ "$f" = 4k ] && rows+=("auth_proxy_floor_$f|auth_proxy_floor|$f|$CONNECTIONS|http://127.0.0.1:$PORT${URL[auth_proxy_floor_$f]}|-|200")
   rows+=("mediagate_auth_$f|mediagate_auth|$f|$CONNECTIONS|http://127.0.0.1:$PORT${URL[mediagate_auth_$f]}|mg|200")
   [ "$f" = 4k ] && rows+=("mediagate_auth_noaudit_$f|mediagate_auth (audit off)|$f|$CONNECTIONS|http://127.0.0.1:$PORT_NOAUDIT${URL[mediagate_auth_$f]}|mg_noaudit|200")
+  [ "$f" = 4k ] && rows+=("mediagate_auth_path_$f|mediagate_auth (path grant)|$f|$CONNECTIONS|http://127.0.0.1:$PORT${URL[grant_path_4k]}|mg|200")
+  [ "$f" = 4k ] && rows+=("mediagate_auth_cookie_$f|mediagate_auth (cookie grant)|$f|$CONNECTIONS|http://127.0.0.1:$PORT${URL[grant_cookie_4k]}|mg|200")
   [ "$f" = 4k ] && rows+=("mediagate_auth_counted_$f|mediagate_auth counted (embedded)|$f|$CONNECTIONS|http://127.0.0.1:$PORT${URL[counted_embedded]}|mg|200")
   [ "$f" = 4k ] && rows+=("mediagate_auth_counted_redis_$f|mediagate_auth counted (Redis)|$f|$CONNECTIONS|http://127.0.0.1:$PORT_REDIS${URL[counted_redis]}|mg_redis|200")
   [ "$f" = 4k ] && rows+=("mediagate_auth_cached_$f|mediagate_auth (nginx auth cache)|$f|$CONNECTIONS|http://127.0.0.1:$PORT_CACHED${URL[mediagate_auth_$f]}|mg|200")
@@ -291,6 +301,7 @@ is_direct() { [[ "$1" == *direct* ]]; }
 check_row() {
   local id="$1" url="$2" file="$3" status="$4" got
   local headers=(-H "Host: media.localhost")
+  [ -z "${COOKIE[$id]:-}" ] || headers+=(-H "Cookie: ${COOKIE[$id]}")
   if is_direct "$id"; then
     headers+=(-H "X-Original-URI: $direct_uri" -H "X-Original-Method: GET"
       -H "X-Mediagate-Server-Name: media.localhost" -H "X-Real-IP: 127.0.0.1")
@@ -318,6 +329,10 @@ expect_status 403 "http://127.0.0.1:$PORT$(tamper "${URL[mediagate_auth_4k]}")"
 expect_status 403 "http://127.0.0.1:$PORT$(tamper "${URL[mediagate_accel_4k]}")"
 expect_status 403 "http://127.0.0.1:$PORT_NOAUDIT$(tamper "${URL[mediagate_auth_4k]}")"
 expect_status 403 "http://127.0.0.1:$PORT/media/4k.bin"
+# A grant in the path or a cookie with one character of its tag changed.
+tamper_grant() { python3 -c 'import sys; s=sys.argv[1]; i=s.index(sys.argv[2])+len(sys.argv[2])+20; print(s[:i]+("A" if s[i]!="A" else "B")+s[i+1:])' "$1" "$2"; }
+expect_status 403 "http://127.0.0.1:$PORT$(tamper_grant "${URL[grant_path_4k]}" "~mg~")"
+expect_status 403 "http://127.0.0.1:$PORT/media/4k.bin" -H "Cookie: $(tamper_grant "${COOKIE[mediagate_auth_cookie_4k]}" "mg=")"
 # The counted rows really count: a single-use token works once on each store.
 for port in "$PORT" "$PORT_REDIS"; do
   once="$(sign /media/4k.bin --uses 1 --id "bench-once-$port-$run_id")"
@@ -351,7 +366,9 @@ printf 'round\tid\trow\tfile\tconns\trequests\tduration_us\tp50_us\tp99_us\tnon2
 
 run_wrk() { # run_wrk ID CONNS SECONDS URL
   local id="$1" conns="$2" seconds="$3" url="$4"
-  if is_direct "$id"; then
+  if [ -n "${COOKIE[$id]:-}" ]; then
+    "${prio[@]}" env BENCH_COOKIE="${COOKIE[$id]}" wrk -t1 -c"$conns" -d"${seconds}s" -H "Host: media.localhost" -s "$repo/bench/wrk.lua" "$url"
+  elif is_direct "$id"; then
     "${prio[@]}" env "${direct_env[@]}" wrk -t1 -c"$conns" -d"${seconds}s" -H "Host: media.localhost" -s "$repo/bench/wrk.lua" "$url"
   else
     "${prio[@]}" wrk -t1 -c"$conns" -d"${seconds}s" -H "Host: media.localhost" -s "$repo/bench/wrk.lua" "$url"

@@ -1,13 +1,14 @@
 -- wrk script for bench/run.sh.
 -- Optional request headers from the environment (the `direct` rows, where wrk plays nginx's
 -- auth subrequest): BENCH_ORIGINAL_URI, BENCH_ORIGINAL_METHOD, BENCH_ORIGINAL_HOST,
--- BENCH_REAL_IP. Static headers only: no request()/response() callbacks, which would slow
+-- BENCH_REAL_IP; and BENCH_COOKIE for the cookie grant row. Static headers only: no request()/response() callbacks, which would slow
 -- wrk down.
 local extra = {
   ["X-Original-URI"] = os.getenv("BENCH_ORIGINAL_URI"),
   ["X-Original-Method"] = os.getenv("BENCH_ORIGINAL_METHOD"),
   ["X-Mediagate-Server-Name"] = os.getenv("BENCH_ORIGINAL_HOST"),
   ["X-Real-IP"] = os.getenv("BENCH_REAL_IP"),
+  ["Cookie"] = os.getenv("BENCH_COOKIE"),
 }
 for name, value in pairs(extra) do
   if value and value ~= "" then

@@ -308,7 +308,7 @@ pub fn decide<'a>(
     }
 }
 
-/// The playback exchange (design of issue 10, §2), a step after [`decide`]: a player's ranged
+/// The playback exchange (spec §13.3.1), a step after [`decide`]: a player's ranged
 /// `GET` allowed with a query-form download token, on a site with a `playback_grant`, is sent
 /// to the same link in path form, whose token expires at `max(its expiry, now +
 /// playback_grant)`, never more than `token.max_lifetime` from now. Browsers send every later

@@ -1,4 +1,4 @@
-//! Long playback (issue 10, design §2) through real nginx in both modes: a player's first
+//! Long playback (issue 10, spec §13.3.1) through real nginx in both modes: a player's first
 //! ranged request of a query-form link is redirected (same origin) to the same link in path
 //! form with a playback grant, and plays from there after the query link expired.
 

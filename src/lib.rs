@@ -2,7 +2,7 @@
 //!
 //! Architecture map (pure core first, edges last):
 //!
-//! - [`path`]: canonicalise and prefix-match request paths. Pure.
+//! - [`path`]: canonicalise and prefix-match request paths; find a token's path segment. Pure.
 //! - [`token`]: the token format (v1, and the v2 draft): mint, decode, verify. Pure; time is a
 //!   parameter.
 //! - [`keys`]: the key ring and secrets that never print.
@@ -22,6 +22,8 @@
 //!   key files.
 //! - [`metrics`], [`logging`], [`audit`], [`clock`], [`cli`], [`probe`]: the edges; [`decimal`] helps
 //!   the per-request ones.
+//! - [`store`]: uses, reservations, use history and revocations: pure transitions
+//!   (`store::state`), the in-memory revocations, and the embedded (redb) and Redis backends.
 //! - [`remote`]: `revoke`, `revocations` and `uses`, the CLI as a client of the running
 //!   server's internal endpoints (it never opens the store itself).
 #![forbid(unsafe_code)]

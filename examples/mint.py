@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
-"""Mint mediagate tokens (format v1, and the v2 draft) without mediagate: a stdlib-only
-reference minter.
+"""Mint mediagate tokens (formats v1 and v2, both frozen) and links without mediagate: a
+stdlib-only reference minter.
 
 Written from docs/token-format.md alone, as a template for minters in other languages.
 tests/vectors.rs checks that it reproduces every token in tests/vectors/tokens.json (v1) and
-tests/vectors/tokens-v2.json (v2 draft).
+tests/vectors/tokens-v2.json (v2), and every link in tests/vectors/path-grants.json.
 
     # one token for one file, valid for 10 minutes
     python3 examples/mint.py --secret-b64url "$SECRET" --kid k1 --path /media/x.pdf --ttl 600
@@ -36,7 +36,7 @@ Claims (all but `expires` and one of `path` / `prefix` / `scopes` are optional):
     data         1-255 bytes (or data_b64url: the same as base64url without padding)
     refresh      {"attempt": 1-255, "started": unix seconds}; set by the refresh flow only
 
-Version 2 (draft, spec section 17) fields; claims with any of them are minted as v2, all
+Version 2 (spec section 17) fields; claims with any of them are minted as v2, all
 others as v1:
 
     issued_at    unix seconds, earlier than expires
@@ -75,7 +75,7 @@ import time
 import unicodedata
 
 VERSION_1 = 1  # frozen
-VERSION_2 = 2  # draft: every v1 field plus ISSUED_AT..CONTENT_TYPES
+VERSION_2 = 2  # frozen: every v1 field plus the ids from ISSUED_AT up (BOUND_PATH aside)
 TAG_LEN = 16  # HMAC-SHA256 truncated to 128 bits
 MAX_TOKEN_CHARS = 1024
 MAX_TOKEN_BYTES = MAX_TOKEN_CHARS // 4 * 3  # 768: body + tag
@@ -721,7 +721,7 @@ def scope_flag(text: str) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="Mint a mediagate token (v1, or the v2 draft).")
+    parser = argparse.ArgumentParser(description="Mint a mediagate token (v1 or v2) or link.")
     parser.add_argument("--vectors", metavar="FILE", help="replay test vectors instead")
     parser.add_argument(
         "--section", default="mint", help="vector section (mint, mint_rejects, requests)"

@@ -739,13 +739,7 @@ fn hint(reason: Reason, token: Option<&Token<'_>>) -> &'static str {
 fn describe(out: &mut String, token: &Token<'_>, config: Option<&Config>, now: u64) {
     let mut line = |name: &str, value: String| out.push_str(&format!("{name:<12}{value}\n"));
     let none = || "-".to_owned();
-    line(
-        "version",
-        match token.version {
-            token::wire::VERSION_2 => "2 (draft)".into(),
-            version => version.to_string(),
-        },
-    );
+    line("version", token.version.to_string());
     line("purpose", token.purpose.as_str().into());
     let known = config.map(|config| config.keys.get(token.kid).is_some());
     line(

@@ -3,7 +3,7 @@
 //! Architecture map (pure core first, edges last):
 //!
 //! - [`path`]: canonicalise and prefix-match request paths; find a token's path segment. Pure.
-//! - [`token`]: the token format (v1, and the v2 draft): mint, decode, verify. Pure; time is a
+//! - [`token`]: the token format (v1 and v2, both frozen): mint, decode, verify. Pure; time is a
 //!   parameter.
 //! - [`keys`]: the key ring and secrets that never print.
 //! - [`reason`]: the machine-readable denial vocabulary shared by responses, logs and metrics.

@@ -271,7 +271,7 @@ fn sign_upload_prints_the_generated_token_id_and_inspect_shows_v2_fields() {
         .unwrap();
     let text = stdout(&output);
     for expected in [
-        "version     2 (draft)".to_owned(),
+        "version     2".to_owned(),
         "purpose     upload".to_owned(),
         format!("token id    {token_id}"),
         "uses        1 (single use; counted per key id and token id)".to_owned(),
@@ -1455,7 +1455,7 @@ fn sign_mints_allowed_response_overrides_and_inspect_shows_them() {
         .unwrap();
     let text = stdout(&inspected);
     for expected in [
-        "version     2 (draft)",
+        "version     2",
         "filename    \"Résumé 2026 \\\"final\\\".pdf\" (per-link download name)",
         "disposition inline",
         "max-age     -",
@@ -1521,7 +1521,7 @@ fn sign_scopes_and_recipient_and_inspect_explains_them() {
     let (code, text) = inspect("/api/v1/foo/bar", "GET");
     assert_eq!(code, Some(0), "{text}");
     for expected in [
-        "version     2 (draft)\n",
+        "version     2\n",
         "scope       2 scopes (methods per path; carried, not bound)\n",
         "  scope     GET,HEAD below /api/v1/foo/\n",
         "  scope     PUT on /api/v1/uploads/x\n",

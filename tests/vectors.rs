@@ -1,6 +1,9 @@
 //! The token spec's test vectors, replayed against the implementation and against the Python
 //! reference minter (`examples/mint.py`): `tests/vectors/tokens.json` (v1, frozen) and
-//! `tests/vectors/tokens-v2.json` (v2, draft; same schema). Each check runs once per file.
+//! `tests/vectors/tokens-v2.json` (v2, frozen too; same schema). Each check runs once per file.
+//! `tests/vectors/path-grants.json` pins links that carry the token in a path segment (spec
+//! §13.3, §15.1): how a request path splits, where the segment may sit, and the links minters
+//! make; its checks are at the end.
 //!
 //! The JSON is the source of truth: when one of these tests fails, the implementation (or the
 //! minter) has drifted from the format, not the other way round.
@@ -38,7 +41,7 @@ struct Vectors {
 
 /// The frozen v1 vectors.
 const V1: &str = "tokens.json";
-/// The v2 draft vectors.
+/// The v2 vectors (frozen).
 const V2: &str = "tokens-v2.json";
 
 /// A request as the front ends take it (`mediagate sign`, `POST /mint`, `mint.py`'s command

@@ -1,5 +1,5 @@
-//! Token format (v1 frozen, v2 draft): mint, decode and verify signed, expiring capabilities. Pure: no I/O, no
-//! clock (time is a parameter), no allocation on the verify path.
+//! Token format (v1 and v2, both frozen): mint, decode and verify signed, expiring
+//! capabilities. Pure: no I/O, no clock (time is a parameter), no allocation on the verify path.
 //!
 //! - [`wire`]: field layout, limits, zero-copy decoding.
 //! - [`mac`]: which bytes are signed, and the tag.

@@ -1,4 +1,4 @@
-//! The wire format, versions 1 (frozen) and 2 (draft): field layout, limits, encoding and
+//! The wire format, versions 1 and 2 (both frozen): field layout, limits, encoding and
 //! zero-copy decoding.
 //!
 //! ```text
@@ -32,7 +32,7 @@ use crate::path;
 pub const VERSION: u8 = VERSION_1;
 /// Version 1: frozen (spec §1-§16).
 pub const VERSION_1: u8 = 1;
-/// Version 2: a draft (spec §17); every v1 field plus the v2-only ids from `0x0c` up (`0x10`
+/// Version 2 (spec §17, frozen); every v1 field plus the v2-only ids from `0x0c` up (`0x10`
 /// is never in a body) and the v2-only `api` purpose.
 pub const VERSION_2: u8 = 2;
 /// Tag length in bytes: HMAC-SHA256 truncated to 128 bits (see the spec for why that is enough).

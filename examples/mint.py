@@ -9,7 +9,11 @@ tests/vectors/tokens-v2.json (v2), and every link in tests/vectors/path-grants.j
     # one token for one file, valid for 10 minutes
     python3 examples/mint.py --secret-b64url "$SECRET" --kid k1 --path /media/x.pdf --ttl 600
 
-    # replay the test vectors: one token per line
+    # the same file as a link that carries its token in a path segment (spec section 13.3),
+    # so that URLs a playlist names relatively carry it too: prints /media/~mg~<token>/x.pdf
+    python3 examples/mint.py --secret-b64url "$SECRET" --kid k1 --path /media/x.pdf --form path
+
+    # replay the test vectors: one token per line (for path-grants.json: one link per line)
     python3 examples/mint.py --vectors tests/vectors/tokens.json
 
 The command line is a front end like `mediagate sign` (spec section 8.1): --path is the path
@@ -100,6 +104,9 @@ V2_CLAIMS = (
     "filename", "disposition", "max_age", "kept_query",
 )
 SCOPE_EXACT, SCOPE_PREFIX = 0x00, 0x01  # the kind byte of a scopes entry
+# A path segment that begins with this carries a token (spec section 13.3); case-sensitive,
+# and looked for in the decoded path, so "%7Emg%7E" is the marker too.
+GRANT_MARKER = "~mg~"
 DISPOSITIONS = {"inline": 1, "attachment": 2}
 # Bidirectional formatting characters: they make "x<U+202E>fdp.exe" display as "xexe.pdf".
 BIDI_FORMATTING = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
@@ -495,8 +502,9 @@ def encode_body(kid: str, claims: dict) -> bytes:
 REQUEST_KEYS = {
     "path", "prefix", "ttl", "methods", "ip", "host", "subject", "token_id", "data", "not_before",
     "purpose", "uses", "max_size", "content_types", "issued_at", "scopes", "recipient", "filename",
-    "disposition", "max_age",
+    "disposition", "max_age", "form",
 }
+FORMS = ("query", "path")  # how a link carries its token (spec sections 13 and 13.3)
 SCOPE_KEYS = {"methods", "path", "prefix"}
 TTL_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -552,7 +560,41 @@ def claims_from_request(request: dict, now: int, max_lifetime: int = 604800) -> 
         if name in request:
             claims[name] = request[name]
     v2_request(request, claims, now)
+    form = request.get("form", "query")
+    if form not in FORMS:
+        raise MintError(f"form must be query or path, not {form!r}")
+    # Only media locations read a token from the path, and a scopes list has no one place in
+    # a path for it.
+    if form == "path" and (claims["purpose"] != "download" or "scopes" in claims):
+        raise MintError("a link in path form is a download link for one path or prefix")
     return claims
+
+
+def folder(path: str) -> str:
+    """The folder of a canonical path, with its "/": /a/b.mp4 gives /a/, /a/ gives /a/."""
+    return path[: path.rindex("/") + 1]
+
+
+def grant_path(file: str, base: str, token: str) -> str:
+    """The URL path of a link that carries `token` as a segment right after `base` (spec
+    section 13.3): base, "~mg~" and the token, "/", then the rest of the file path, each
+    part percent-encoded like encode_path. "~" is unreserved: the marker stays as it is."""
+    assert base.endswith("/") and file.startswith(base)
+    return encode_path(base) + GRANT_MARKER + token + "/" + encode_path(file[len(base) :])
+
+
+def request_link(request: dict, claims: dict, token: str, param: str = "token") -> str:
+    """The link's path and query, without an origin: the percent-encoded path with
+    ?<param>=<token>, or in path form the segment right after the token's prefix, or in the
+    folder of its exact path (the one place a gate accepts it, spec section 13.3)."""
+    if "scopes" in claims:  # query form only (claims_from_request refuses the path form)
+        path = url_path(request["path"]) if request.get("path") else claims["scopes"][0]["path"]
+        return f"{encode_path(path)}?{param}={token}"
+    path = claims.get("prefix", claims.get("path"))
+    if request.get("form", "query") == "query":
+        return f"{encode_path(path)}?{param}={token}"
+    base = claims["prefix"] if "prefix" in claims else folder(path)
+    return grant_path(path, base, token)
 
 
 def url_path(raw: str) -> str:
@@ -563,6 +605,10 @@ def url_path(raw: str) -> str:
         canonical = canonicalize(raw)
     except PathError as error:
         raise MintError(f"path {raw!r} is not canonical: {error}") from None
+    # Such a segment carries a token: a gate takes it out of the path (and nginx serves the
+    # path without it), so no link could ever name this path.
+    if any(segment.startswith(GRANT_MARKER) for segment in canonical.split("/")):
+        raise MintError(f"path {raw!r} has a segment beginning with {GRANT_MARKER!r}")
     if len(encode_path(canonical)) > MAX_PATH_LEN:
         raise MintError("the path's URL form is longer than 4096 bytes")
     return canonical
@@ -701,11 +747,13 @@ def replay_vectors(path: str, section: str) -> None:
     for vector in vectors[section]:
         secret = secrets[vector.get("key", vector.get("kid", "k1"))]  # "key": another kid
         try:
-            if section == "requests":  # front-end vectors: signed with k1 at vectors["now"]
+            if "input" in vector:  # front-end vectors: signed with k1 at vectors["now"]
                 claims = claims_from_request(
                     vector["input"], vectors["now"], vectors["limits"]["max_lifetime"]
                 )
-                print(mint(secret, "k1", claims))
+                token = mint(secret, "k1", claims)
+                # tokens.json's requests: the token; path-grants.json's mint: the link.
+                print(token if section == "requests" else request_link(vector["input"], claims, token))
             else:
                 print(mint(secret, vector["kid"], vector["claims"]))
         except MintError as error:
@@ -756,6 +804,11 @@ def main() -> None:
         help="METHODS:PATH (v2), e.g. GET,HEAD:/api/v1/foo/; a PATH ending in / is a prefix",
     )
     parser.add_argument("--recipient", help="who the token is handed to (v2)")
+    parser.add_argument(
+        "--form", choices=FORMS,
+        help="print the link's path and query instead of the token: ?token=... (query) or a "
+        "~mg~ path segment (path)",
+    )
     args = parser.parse_args()
     sys.stdout.reconfigure(encoding="utf-8")
 
@@ -787,12 +840,14 @@ def main() -> None:
             "max_age": args.max_age,
             "scopes": [scope_flag(flag) for flag in args.scope] or None,
             "recipient": args.recipient,
+            "form": args.form,
         }
         request = {name: value for name, value in request.items() if value is not None}
         claims = claims_from_request(request, now, max_lifetime=2**63)  # verifiers cap it
         if args.purpose == "refresh_state":
             claims["purpose"] = args.purpose
-        print(mint(b64url_decode(args.secret_b64url), args.kid, claims))
+        token = mint(b64url_decode(args.secret_b64url), args.kid, claims)
+        print(request_link(request, claims, token) if args.form else token)
     except (MintError, ValueError) as error:
         sys.exit(f"mint.py: {error}")
 

@@ -56,14 +56,14 @@ struct RequestVector {
     refuse: bool,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Clone)]
 struct KeyVector {
     id: String,
     secret_hex: String,
     secret_b64url: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Clone)]
 struct LimitsVector {
     leeway: u64,
     max_lifetime: u64,
@@ -942,4 +942,404 @@ fn sizes_take_plain_bytes_and_1024_based_suffixes() {
     ] {
         assert!(parse_size(bad).is_err(), "{bad:?}");
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Path-form links (spec §13.3, vectors in §15.1): `tests/vectors/path-grants.json`.
+
+/// Links that carry their token in a `~mg~` path segment.
+const PATH_GRANTS: &str = "path-grants.json";
+
+#[derive(Deserialize)]
+struct PathGrantVectors {
+    keys: Vec<KeyVector>,
+    now: u64,
+    limits: LimitsVector,
+    split: Vec<SplitVector>,
+    place: Vec<PlaceVector>,
+    mint: Vec<LinkVector>,
+}
+
+/// A raw request path and what it splits into: `file` (with `base` and `token` when it has a
+/// token segment), or `reject`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SplitVector {
+    name: String,
+    #[allow(dead_code)]
+    note: Option<String>,
+    raw: String,
+    file: Option<String>,
+    base: Option<String>,
+    token: Option<String>,
+    reject: Option<String>,
+}
+
+/// A token (from its claims) in a request, and the gate's verdict.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PlaceVector {
+    name: String,
+    #[allow(dead_code)]
+    note: Option<String>,
+    claims: ClaimsVector,
+    token: String,
+    request: PlaceRequest,
+    expect: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PlaceRequest {
+    /// Raw `$request_uri`: path and query.
+    uri: String,
+    method: String,
+    /// The location's purpose; `download` when absent.
+    purpose: Option<String>,
+}
+
+/// A front-end request with its `form`, and the link it becomes (or `refuse`).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LinkVector {
+    name: String,
+    #[allow(dead_code)]
+    note: Option<String>,
+    input: serde_json::Value,
+    claims: Option<ClaimsVector>,
+    token: Option<String>,
+    path_and_query: Option<String>,
+    #[serde(default)]
+    refuse: bool,
+}
+
+fn load_path_grants() -> PathGrantVectors {
+    let text = std::fs::read_to_string(vectors_file(PATH_GRANTS))
+        .unwrap_or_else(|error| panic!("read tests/vectors/{PATH_GRANTS}: {error}"));
+    serde_json::from_str(&text)
+        .unwrap_or_else(|error| panic!("tests/vectors/{PATH_GRANTS} matches its schema: {error}"))
+}
+
+impl PathGrantVectors {
+    /// The keys, time and limits in the shape the other checks take.
+    fn common(&self) -> Vectors {
+        Vectors {
+            keys: self.keys.clone(),
+            now: self.now,
+            limits: self.limits.clone(),
+            mint: Vec::new(),
+            mint_rejects: Vec::new(),
+            verify: Vec::new(),
+            paths: Vec::new(),
+            requests: Vec::new(),
+        }
+    }
+}
+
+/// What the gate says about `uri`: `valid` (with the file it serves) or the reason.
+fn gate_verdict(
+    config: &mediagate::config::Config,
+    uri: &str,
+    method: &str,
+    purpose: Purpose,
+    now: u64,
+) -> (String, Option<String>) {
+    use mediagate::gate::{self, Authorization, CookieHeader, MediaRequest, Outcome};
+    use mediagate::store::revoked::Revoked;
+    let request = MediaRequest {
+        uri,
+        method,
+        server_name: &config.sites[0].media_host,
+        client_ip: None,
+        authorization: Authorization::Absent,
+        cookie: CookieHeader::Absent,
+        purpose,
+    };
+    let mut buf = TokenBuf::new();
+    match gate::decide(config, &request, &mut buf, now, &Revoked::default()) {
+        Outcome::Allow { path, .. } => ("valid".to_owned(), Some(path.into_owned())),
+        outcome => match outcome.reason() {
+            Some(reason) => (reason.as_str().to_owned(), None),
+            None => (format!("{outcome:?}"), None),
+        },
+    }
+}
+
+/// A canonical path split as the vectors spell it: `(file, base, token)`, or the rejection.
+type Split = Result<(String, Option<String>, Option<String>), &'static str>;
+
+fn split_raw(raw: &str) -> Split {
+    let canonical = path::canonicalize(raw).map_err(|_| "bad_path")?;
+    match path::split_grant(&canonical) {
+        Ok(None) => Ok((canonical.into_owned(), None, None)),
+        Ok(Some(grant)) => Ok((
+            grant.file.clone(),
+            Some(grant.base().to_owned()),
+            Some(canonical[grant.token.clone()].to_owned()),
+        )),
+        Err(path::BadGrantSegment) => Err("bad_path"),
+    }
+}
+
+#[test]
+fn every_split_vector_splits_as_recorded_and_the_gate_agrees() {
+    let vectors = load_path_grants();
+    assert!(!vectors.split.is_empty());
+    let config = vector_config(&vectors.common());
+    let mut failures = Vec::new();
+    for vector in &vectors.split {
+        let name = &vector.name;
+        let expected: Split = match (&vector.file, &vector.reject) {
+            (Some(file), None) if vector.base.is_some() == vector.token.is_some() => {
+                Ok((file.clone(), vector.base.clone(), vector.token.clone()))
+            }
+            (None, Some(reject)) if vector.base.is_none() && vector.token.is_none() => {
+                assert_eq!(reject, "bad_path", "{name}: the only rejection is bad_path");
+                Err("bad_path")
+            }
+            _ => panic!("{name}: give file (with base and token, or neither) or reject"),
+        };
+        let got = split_raw(&vector.raw);
+        if got != expected {
+            failures.push(format!("{name}: got {got:?}, expected {expected:?}"));
+            continue;
+        }
+        // The path a minter builds from the parts splits back into them.
+        if let Ok((file, Some(base), Some(token))) = &got {
+            let url = path::grant_path(file, base, token);
+            if split_raw(&url) != got {
+                failures.push(format!(
+                    "{name}: grant_path gives {url}, which splits otherwise"
+                ));
+            }
+        }
+        // The gate refuses exactly the rejected paths as `bad_path` (the others go on to the
+        // token: a placeholder is `malformed`, no token `missing_token`).
+        let (verdict, _) =
+            gate_verdict(&config, &vector.raw, "GET", Purpose::Download, vectors.now);
+        if (verdict == "bad_path") != got.is_err() {
+            failures.push(format!("{name}: the gate says {verdict}"));
+        }
+    }
+    assert_no_failures("split vectors", &failures);
+}
+
+/// The one-place rule of spec §13.3, from the path functions alone: what a gate in another
+/// language would write. Only for a download request without a query.
+fn place_from_the_spec(vectors: &Vectors, vector: &PlaceVector) -> String {
+    let (file, base, token) = match split_raw(&vector.request.uri) {
+        Ok((file, Some(base), Some(token))) => (file, base, token),
+        Ok(_) => return "missing_token".into(),
+        Err(reject) => return reject.into(),
+    };
+    let mut buf = TokenBuf::new();
+    let verified = token::verify(
+        &token,
+        &mut buf,
+        Purpose::Download,
+        &Request {
+            path: &file,
+            method: &vector.request.method,
+            host: None,
+            client_ip: None,
+        },
+        &vectors.ring(),
+        vectors.limits(),
+        vectors.now,
+    );
+    match verified {
+        Err(denied) => denied.reason.as_str().into(),
+        Ok(token) => {
+            let in_place = match (token.prefix, &token.scopes) {
+                (Some(prefix), None) => prefix == base,
+                (None, None) => path::folder(&file) == base,
+                _ => false,
+            };
+            if in_place { "valid" } else { "out_of_scope" }.into()
+        }
+    }
+}
+
+#[test]
+fn every_place_vector_gets_the_recorded_verdict_from_the_gate() {
+    let vectors = load_path_grants();
+    assert!(!vectors.place.is_empty());
+    let common = vectors.common();
+    let config = vector_config(&common);
+    let key = common.key("k1");
+    let mut failures = Vec::new();
+    for vector in &vectors.place {
+        let name = &vector.name;
+        let claims = vector
+            .claims
+            .to_claims()
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        match token::sign(&claims, &key) {
+            Ok(token) if token == vector.token => {}
+            other => failures.push(format!("{name}: the claims sign to {other:?}")),
+        }
+        let request = &vector.request;
+        assert!(
+            request.uri.contains(&vector.token),
+            "{name}: the request carries the token"
+        );
+        let purpose = purpose(request.purpose.as_deref().unwrap_or("download")).unwrap();
+        let (verdict, served) =
+            gate_verdict(&config, &request.uri, &request.method, purpose, vectors.now);
+        if verdict != vector.expect {
+            failures.push(format!(
+                "{name}: the gate says {verdict}, expected {}",
+                vector.expect
+            ));
+        }
+        // An allowed request serves the file: the path without the segment.
+        if let Some(served) = served {
+            let (path, _) = path::split_uri(&request.uri);
+            let file = split_raw(path).map(|(file, _, _)| file);
+            if file.as_ref().ok() != Some(&served) {
+                failures.push(format!("{name}: served {served}, split gives {file:?}"));
+            }
+        }
+        if purpose == Purpose::Download && !request.uri.contains('?') {
+            let pure = place_from_the_spec(&common, vector);
+            if pure != vector.expect {
+                failures.push(format!("{name}: the spec's rule gives {pure}"));
+            }
+        }
+    }
+    assert_no_failures("place vectors", &failures);
+}
+
+#[test]
+fn every_link_vector_is_minted_or_refused_and_opens_at_the_gate() {
+    use mediagate::mint::{mint, MintInput};
+    let vectors = load_path_grants();
+    assert!(!vectors.mint.is_empty());
+    let common = vectors.common();
+    let config = vector_config(&common);
+    let key = common.key("k1");
+    let mut failures = Vec::new();
+    for vector in &vectors.mint {
+        let name = &vector.name;
+        let minted = serde_json::from_value::<MintInput>(vector.input.clone())
+            .map_err(|error| error.to_string())
+            .and_then(|input| input.resolve(&config).map_err(|error| error.to_string()))
+            .and_then(|(request, _)| {
+                mint(&config, &request, vectors.now).map_err(|error| error.to_string())
+            });
+        let expected = (&vector.claims, &vector.token, &vector.path_and_query);
+        match (&minted, vector.refuse, expected) {
+            (Err(_), true, (None, None, None)) => {}
+            (Ok(minted), false, (Some(claims), Some(token), Some(link))) => {
+                let claims = claims.to_claims().unwrap_or_else(|e| panic!("{name}: {e}"));
+                if token::sign(&claims, &key).as_ref() != Ok(token) {
+                    failures.push(format!("{name}: the recorded token is not its claims'"));
+                }
+                if &minted.token != token {
+                    failures.push(format!("{name}: minted {}", minted.token));
+                }
+                if &minted.path_and_query != link {
+                    failures.push(format!("{name}: linked {}", minted.path_and_query));
+                }
+                // Every link a minter makes opens its file.
+                let (verdict, served) =
+                    gate_verdict(&config, link, "GET", Purpose::Download, vectors.now);
+                if (verdict.as_str(), served.as_deref()) != ("valid", Some(minted.path.as_str())) {
+                    failures.push(format!("{name}: the gate says {verdict} for {link}"));
+                }
+            }
+            (Ok(minted), true, _) => {
+                failures.push(format!("{name}: linked {}", minted.path_and_query));
+            }
+            (Err(error), false, _) => failures.push(format!("{name}: refused: {error}")),
+            _ => failures.push(format!(
+                "{name}: give claims, token and path_and_query, or refuse"
+            )),
+        }
+    }
+    assert_no_failures("link vectors", &failures);
+}
+
+#[test]
+fn python_minter_agrees_with_every_link_vector() {
+    let vectors = load_path_grants();
+    let file = vectors_file(PATH_GRANTS);
+    let lines = python_minter(&["--vectors", file.to_str().unwrap()]);
+    assert_eq!(lines.len(), vectors.mint.len(), "one line per link vector");
+    let failures: Vec<String> = vectors
+        .mint
+        .iter()
+        .zip(&lines)
+        .filter(|(vector, line)| match &vector.path_and_query {
+            Some(link) => *line != link,
+            None => !line.starts_with("rejected: "),
+        })
+        .map(|(vector, line)| format!("{}: python printed {line}", vector.name))
+        .collect();
+    assert_no_failures("python links", &failures);
+}
+
+#[test]
+fn python_cli_prints_links_in_either_form() {
+    let vectors = load_path_grants();
+    let now = vectors.now.to_string();
+    let secret = vectors.common().secret("k1").to_base64();
+    let mint = |extra: &[&str]| {
+        let mut args = vec!["--secret-b64url", &secret, "--kid", "k1", "--now", &now];
+        args.extend_from_slice(&["--ttl", "600"]);
+        args.extend_from_slice(extra);
+        python_minter(&args).join("\n")
+    };
+    let link = |name: &str| {
+        let vector = vectors.mint.iter().find(|v| v.name == name);
+        vector
+            .and_then(|v| v.path_and_query.clone())
+            .unwrap_or_else(|| panic!("the link vector {name}"))
+    };
+    let exact = mint(&["--path", "/media/caf%C3%A9/a%20b.mp4", "--form", "path"]);
+    assert_eq!(exact, link("path_exact_encoded_names"));
+    let prefix = mint(&["--path", "/media/clip/", "--prefix", "--form", "path"]);
+    assert_eq!(prefix, link("path_prefix"));
+    let query = mint(&["--path", "/media/a%20b.pdf", "--form", "query"]);
+    assert_eq!(query, link("query_form"));
+}
+
+#[test]
+fn path_grant_vectors_cover_the_rules_and_are_named_once() {
+    let vectors = load_path_grants();
+    let covered: BTreeSet<&str> = vectors.place.iter().map(|v| v.expect.as_str()).collect();
+    let wanted: BTreeSet<&str> = [
+        "valid",
+        "out_of_scope",
+        "bad_path",
+        "bad_signature",
+        "method",
+        "expired",
+        "malformed",
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(covered, wanted);
+    // Split vectors of all three kinds: rejected, a token segment, no token segment.
+    let kinds: BTreeSet<(bool, bool)> = vectors
+        .split
+        .iter()
+        .map(|v| (v.reject.is_some(), v.token.is_some()))
+        .collect();
+    assert_eq!(
+        kinds,
+        BTreeSet::from([(false, false), (false, true), (true, false)])
+    );
+    assert!(vectors.mint.iter().any(|v| v.refuse));
+    let mut names = BTreeSet::new();
+    let all = vectors.split.iter().map(|v| &v.name);
+    let all = all.chain(vectors.place.iter().map(|v| &v.name));
+    for name in all.chain(vectors.mint.iter().map(|v| &v.name)) {
+        assert!(names.insert(name), "vector name {name} is used twice");
+    }
+    let spec = std::fs::read_to_string(manifest_dir().join("docs/token-format.md")).unwrap();
+    assert!(
+        spec.contains("### 15.1 Path-form vectors") && spec.contains(PATH_GRANTS),
+        "docs/token-format.md documents {PATH_GRANTS}"
+    );
 }

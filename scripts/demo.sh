@@ -39,6 +39,9 @@ fi
 # The embedded development site, with links handed out in path form: the application grants
 # a video's folder, and its playlist's relative segment URLs then carry the grant.
 cat > "$run/mediagate.toml" <<'TOML'
+[token]
+sources = ["query", "path"]
+
 [[sites]]
 id = "local"
 media_origin = "http://media.localhost:8080"

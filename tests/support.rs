@@ -360,8 +360,16 @@ fn mediagate_toml(
     } else {
         store.to_owned()
     };
+    // The stacks run with path tokens on, as the streaming recipes configure it, unless the
+    // test brings its own `[token]` table (which then says everything about sources).
+    let token = if extra.contains("[token]") {
+        ""
+    } else {
+        "[token]\nsources = [\"query\", \"path\"]\n"
+    };
     format!(
-        r#"[server]
+        r#"{token}
+[server]
 internal_listen = "unix:{dir}/{prefix}internal.sock"
 shutdown_grace = "5s"
 {server}

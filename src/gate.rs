@@ -310,18 +310,23 @@ pub fn decide<'a>(
 
 /// The playback exchange (spec §13.3.1), a step after [`decide`]: a player's ranged
 /// `GET` allowed with a query-form download token, on a site with a `playback_grant`, is sent
-/// to the same link in path form, whose token expires at `max(its expiry, now +
-/// playback_grant)`, never more than `token.max_lifetime` from now. Browsers send every later
-/// range of a media element (seeks) to the URL its first load was redirected to, so the
+/// to the same link in path form, whose token carries the original's expiry as its origin
+/// (`playback_of`) and expires at `max(its expiry, now + playback_grant)`. Browsers send every
+/// later range of a media element (seeks) to the URL its first load was redirected to, so the
 /// element keeps playing after the page's link expired; what a page or a person fetches
 /// whole (no `Range`) is served as it is.
 ///
+/// A grant is never exchanged again, wherever it is carried: that is what its origin field
+/// is for. So a grant lives at most `playback_grant` past the link it came from (which
+/// `config` keeps within `token.max_lifetime`), and a revocation that outlives the link by
+/// `token.max_lifetime` covers every grant of it.
+///
 /// Everything else comes back unchanged: another outcome, a public path, a token from the
-/// path (no loops) or from a header (no URL to redirect), a token with a use limit (its ranged
+/// path or from a header (no query link to replace), a token with a use limit (its ranged
 /// requests continue by holder instead), a scopes list (no path form), a site without the
-/// option or with the path source off (the grant would be refused). So is a link that cannot
-/// be given in path form exactly (a key that may not sign downloads, a query that
-/// cannot be kept raw, a path too long): the request is then served as before.
+/// option. So is a link that cannot be given in path form exactly (a key that may not sign
+/// downloads, a query that cannot be kept raw, a path too long): the request is then served
+/// as before.
 ///
 /// `ranged` says the original request had a non-empty `Range` header; `now` is the time
 /// `outcome` was decided at. Pure: the grant is signed here, nothing is stored.
@@ -349,6 +354,7 @@ pub fn exchange<'a>(
         || request.method != "GET"
         || request.purpose != Purpose::Download
         || token.uses.is_some()
+        || token.playback_of.is_some()
         || !config.token.from_path
     {
         return outcome;
@@ -366,8 +372,9 @@ pub fn exchange<'a>(
 /// The path-form link of a playback grant for `token`, which verified for the canonical
 /// `file` requested as `uri`: `None` when there is none to give exactly. The segment goes
 /// where the gate will look for it (after the token's prefix, or in the file's folder); the
-/// token is signed by the key that signed the original, with the same claims and the grant's
-/// expiry; the query keeps every other parameter, raw ([`kept_query`]). A key not allowed
+/// token is signed by the key that signed the original, with the same claims, the original's
+/// expiry as its origin and the grant's expiry; the query keeps every other parameter, raw
+/// ([`kept_query`]). A key not allowed
 /// download links, a query that cannot be kept, and a path the gate would refuse as too long
 /// all mean no exchange.
 fn playback_link(
@@ -389,14 +396,11 @@ fn playback_link(
         .get(token.kid)
         .filter(|key| key.allows(Purpose::Download))?;
     let kept = kept_query(path::split_uri(uri).1, &config.token.param).ok()?;
-    // The original verified, so its expiry is within max_lifetime of now already: the cap
-    // only ever shortens the grant, never the original.
-    let expires = token
-        .expires
-        .max(now.saturating_add(grant))
-        .min(now.saturating_add(config.token.limits.max_lifetime));
+    // `grant` is at most max_lifetime (configuration refuses more), and the original
+    // verified, so its expiry is within max_lifetime of now already.
     let claims = token::Claims {
-        expires,
+        expires: token.expires.max(now.saturating_add(grant)),
+        playback_of: Some(token.expires),
         ..token.claims(file)
     };
     let text = token::sign(&claims, key).ok()?;
@@ -772,7 +776,13 @@ pub(crate) mod tests {
 
     /// One site on `https://media.example.org` with `site` added to its table (e.g.
     /// `playback_grant = "4h"`) and `top` added before it (other tables).
+    /// Path tokens are on unless `top` has its own `[token]` table.
     pub(crate) fn config_with(top: &str, site: &str) -> Config {
+        let top = if top.contains("[token]") {
+            top.to_owned()
+        } else {
+            format!("[token]\nsources = [\"query\", \"path\"]\n{top}")
+        };
         let text = format!(
             r#"
 {top}
@@ -840,11 +850,14 @@ session_origin = "https://www.example.org"
         }
     }
 
+    /// The exchange's location for `claims`: the same claims, the original's expiry as the
+    /// grant's origin, and `expires`.
     fn grant_url(config: &Config, claims: &Claims, expires: u64, base: &str, rest: &str) -> String {
         let grant = signed(
             config,
             &Claims {
                 expires,
+                playback_of: Some(claims.expires),
                 ..claims.clone()
             },
         );
@@ -888,7 +901,7 @@ session_origin = "https://www.example.org"
     }
 
     #[test]
-    fn the_grant_expires_at_the_later_of_the_two_never_past_max_lifetime() {
+    fn the_grant_expires_at_the_later_of_the_two() {
         let config = config_with("", r#"playback_grant = "4h""#);
         let long = Claims {
             expires: NOW + 6 * HOUR,
@@ -905,17 +918,68 @@ session_origin = "https://www.example.org"
                 "a.mp4"
             ))
         );
-        let capped = config_with("[token]\nmax_lifetime = \"3h\"", r#"playback_grant = "4h""#);
-        let uri = format!("/media/clip/a.mp4?token={}", signed(&capped, &claims()));
+    }
+
+    #[test]
+    fn a_grant_is_never_exchanged_again_wherever_it_is_carried() {
+        // Taken out of its path segment and sent as a query link with a range, a grant must
+        // not buy another `playback_grant` (else it could be renewed for ever, past every
+        // revocation's horizon): it is served as it is.
+        let config = config_with("", r#"playback_grant = "4h""#);
+        let original = claims();
+        let location = grant_url(&config, &original, NOW + 4 * HOUR, "/media/clip/", "a.mp4");
+        let grant = location
+            .split_once("~mg~")
+            .and_then(|(_, rest)| rest.split_once('/'))
+            .map(|(token, _)| token.to_owned())
+            .unwrap();
+        let later = NOW + 3 * HOUR;
+        let as_query = format!("/media/clip/a.mp4?token={grant}");
         assert_eq!(
-            played(&capped, "GET", &uri, true, NOW),
-            Ok(grant_url(
-                &capped,
-                &claims(),
-                NOW + 3 * HOUR,
-                "/media/clip/",
-                "a.mp4"
-            ))
+            played(&config, "GET", &as_query, true, later),
+            Err((None, Some(TokenSource::Query)))
+        );
+        // And it ends when it says: the original's expiry plus the grant, at most.
+        assert_eq!(
+            played(&config, "GET", &as_query, true, NOW + 4 * HOUR),
+            Err((Some(crate::reason::Reason::Expired), None))
+        );
+    }
+
+    #[test]
+    fn a_playback_grant_needs_the_path_source_and_fits_max_lifetime() {
+        let refused = |token: &str, site: &str| {
+            let text = format!(
+                "[token]\n{token}\n[keys]\ndev_key = false\n[keys.secrets]\n\
+                 k1 = \"QkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkI\"\n\
+                 [[sites]]\nid = \"demo\"\nmedia_origin = \"https://media.example.org\"\n{site}\n"
+            );
+            let raw: crate::config::raw::RawConfig = figment::Figment::from(
+                figment::providers::Toml::string(crate::config::DEFAULT_TOML),
+            )
+            .merge(figment::providers::Toml::string(&text))
+            .extract()
+            .unwrap();
+            crate::config::validate(&raw).unwrap_err().0
+        };
+        assert_eq!(
+            refused(
+                "sources = [\"query\", \"path\"]\nmax_lifetime = \"3h\"",
+                "playback_grant = \"4h\""
+            ),
+            ["sites[0].playback_grant: longer than token.max_lifetime (10800 s)"]
+        );
+        assert_eq!(
+            refused(
+                "sources = [\"query\"]",
+                "playback_grant = \"4h\"\nlink_form = \"path\""
+            ),
+            [
+                "sites[0].link_form: \"path\" hands out links with the token in the path, and \
+                 token.sources has no \"path\"",
+                "sites[0].playback_grant: the grant is a link in path form, and token.sources \
+                 has no \"path\"",
+            ]
         );
     }
 
@@ -989,11 +1053,10 @@ session_origin = "https://www.example.org"
         };
         let uri = format!("/media/clip/a.mp4?token={}", signed(&config, &scoped));
         assert_eq!(played(&config, "GET", &uri, true, NOW), query);
-        // No playback_grant on the site, or the path source off.
+        // No playback_grant on the site (with the path source off, configuration refuses
+        // one: a_playback_grant_needs_the_path_source).
         let uri = format!("/media/clip/a.mp4?token={}", signed(&config, &claims()));
         assert_eq!(played(&config_with("", ""), "GET", &uri, true, NOW), query);
-        let no_path = config_with("[token]\nsources = [\"query\"]", r#"playback_grant = "4h""#);
-        assert_eq!(played(&no_path, "GET", &uri, true, NOW), query);
     }
 
     #[test]

@@ -245,19 +245,32 @@ pub fn split_grant(canonical: &str) -> Result<Option<PathGrant>, BadGrantSegment
     }))
 }
 
-/// A raw request path fit for a log line: every segment that carries a token (one that begins
-/// with [`GRANT_MARKER`] once percent-decoded, however it is spelled) becomes `~mg~-`. Logs
-/// never hold a working link; a path that needs no change is borrowed.
+/// A raw request path fit for a log line: wherever the token marker [`GRANT_MARKER`] begins,
+/// however it is spelled (percent-decoded once) and whatever precedes it (a `/`, an encoded
+/// `%2F`, the middle of a name), it and everything up to the next `/` become `~mg~-`. Logs
+/// never hold a working link, not even of a request refused for its odd spelling; a path
+/// without the marker is borrowed.
 pub fn redact_grants(raw: &str) -> Cow<'_, str> {
-    let carries = |segment: &str| decoded_starts_with(segment.as_bytes(), GRANT_MARKER.as_bytes());
-    if !raw.split('/').any(carries) {
+    let marker = GRANT_MARKER.as_bytes();
+    let bytes = raw.as_bytes();
+    let found =
+        |from: usize| (from..bytes.len()).find(|&i| decoded_starts_with(&bytes[i..], marker));
+    let Some(mut at) = found(0) else {
         return Cow::Borrowed(raw);
+    };
+    let mut out = String::with_capacity(raw.len());
+    let mut copied = 0;
+    loop {
+        out.push_str(&raw[copied..at]);
+        out.push_str("~mg~-");
+        copied = raw[at..].find('/').map_or(raw.len(), |slash| at + slash);
+        match found(copied) {
+            Some(next) => at = next,
+            None => break,
+        }
     }
-    let redacted: Vec<&str> = raw
-        .split('/')
-        .map(|segment| if carries(segment) { "~mg~-" } else { segment })
-        .collect();
-    Cow::Owned(redacted.join("/"))
+    out.push_str(&raw[copied..]);
+    Cow::Owned(out)
 }
 
 /// True when `bytes`, percent-decoded once (a malformed escape stays as it is), begin with
@@ -306,7 +319,7 @@ pub fn grant_path(file: &str, base: &str, token: &str) -> String {
 /// The folder of a canonical path, with its trailing `/`: `/a/b.mp4` gives `/a/`, `/a/` gives
 /// `/a/`. Where an exact-path token's segment goes.
 pub fn folder(path: &str) -> &str {
-    &path[..=path.rfind('/').unwrap_or(0)]
+    path.rfind('/').map_or("/", |slash| &path[..=slash])
 }
 
 /// Splits a raw request URI (`$request_uri`) into its path and its query (without `?`).
@@ -528,6 +541,7 @@ mod tests {
         assert_eq!(folder("/media/a/b.mp4"), "/media/a/");
         assert_eq!(folder("/media/a/"), "/media/a/");
         assert_eq!(folder("/b.mp4"), "/");
+        assert_eq!(folder(""), "/");
     }
 
     #[test]
@@ -544,8 +558,17 @@ mod tests {
         ] {
             assert_eq!(redact_grants(raw), logged, "{raw}");
         }
-        // Not a token segment: the marker inside a name, another case, a broken escape.
-        for kept in ["/media/x~mg~AQ/y", "/media/~MG~AQ/y", "/media/%7~mg~"] {
+        // Wherever the marker begins: inside a name, after an encoded slash.
+        for (raw, logged) in [
+            ("/media/x~mg~AQ/y", "/media/x~mg~-/y"),
+            ("/media%2F~mg~AQEB/x", "/media%2F~mg~-/x"),
+            ("/media%2f%7Emg~AQEB", "/media%2f~mg~-"),
+            ("/a\\~mg~AQ/b", "/a\\~mg~-/b"),
+        ] {
+            assert_eq!(redact_grants(raw), logged, "{raw}");
+        }
+        // Not the marker: another case, a broken escape.
+        for kept in ["/media/~MG~AQ/y", "/media/%7~mg"] {
             assert_eq!(redact_grants(kept), kept);
         }
     }

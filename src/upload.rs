@@ -95,6 +95,11 @@ pub fn decide_upload<'a>(
     let Ok(canonical) = path::canonicalize(path::split_uri(media.uri).0) else {
         return deny(Reason::BadPath);
     };
+    // A segment that begins with `~mg~` carries a token on media locations: a file stored
+    // under such a name could never be downloaded, and minters refuse to sign it.
+    if path::split_grant(&canonical) != Ok(None) {
+        return deny(Reason::BadPath);
+    }
     let text = match gate::request_token(config, media, None) {
         Ok(Some((text, _))) => text,
         Ok(None) => return deny(Reason::MissingToken),

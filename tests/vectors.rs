@@ -130,6 +130,8 @@ struct ClaimsVector {
     scopes: Option<Vec<ScopeVector>>,
     /// v2: recipient.
     recipient: Option<String>,
+    /// v2: a playback grant's origin (unix seconds), set by the exchange only.
+    playback_of: Option<u64>,
 }
 
 /// One scopes entry: canonical path, `prefix` true for a prefix entry.
@@ -321,6 +323,7 @@ impl ClaimsVector {
                 .transpose()?,
             max_age: self.max_age,
             kept_query: self.kept_query.clone(),
+            playback_of: self.playback_of,
         })
     }
 }

@@ -622,17 +622,22 @@ fn validate_with(raw: &RawConfig, dev_key: DevKey, getenv: Getenv) -> Result<Con
                 if !sources.contains(&TokenSource::Path) {
                     if site.link_form == LinkForm::Path {
                         check(Err(format!(
-                            "sites[{index}].link_form: \"path\" hands out links with the token in                              the path, and token.sources has no \"path\""
+                            "sites[{index}].link_form: \"path\" hands out links with the token in \
+                             the path, and token.sources has no \"path\""
                         )));
                     }
                     if site.playback_grant.is_some() {
                         check(Err(format!(
-                            "sites[{index}].playback_grant: the grant is a link in path form, and                              token.sources has no \"path\""
+                            "sites[{index}].playback_grant: the grant is a link in path form, and \
+                             token.sources has no \"path\""
                         )));
                     }
                 }
                 // The grant is a link like any other: never longer-lived than minters may sign.
-                if site.playback_grant.is_some_and(|grant| grant > max_lifetime) {
+                if site
+                    .playback_grant
+                    .is_some_and(|grant| grant > max_lifetime)
+                {
                     check(Err(format!(
                         "sites[{index}].playback_grant: longer than token.max_lifetime ({max_lifetime} s)"
                     )));

@@ -217,8 +217,13 @@ async fn decide_media(
         outcome => outcome,
     };
     // Last, on what is still an allow: a changed file, a store that is not ready or a used-up
-    // link is refused, never exchanged for a grant.
-    let outcome = gate::exchange(config, outcome, &media_request, ranged, now);
+    // link is refused, never exchanged for a grant. Not behind a forward-auth proxy: it
+    // serves the path as the client sent it, so a link in path form names no file there.
+    let outcome = if mode == Mode::Forward {
+        outcome
+    } else {
+        gate::exchange(config, outcome, &media_request, ranged, now)
+    };
     let response = match outcome {
         Outcome::Deny { reason, site } => media_denial(mode, headers, reason, site),
         _ => decision::media_response(mode, &outcome, config, now),

@@ -34,7 +34,10 @@ impl RevokeInput {
     /// Expiry: a revocation by token id or subject is kept for `token.max_lifetime` plus the
     /// leeway after it is made (every token valid then has expired by that time; a token with
     /// an expiry beyond `max_lifetime`, refused as `lifetime` now, would outlive it: minters
-    /// never make one). A whole token gives its own expiry instead, however far. A key cut-off is kept for ever: a token may carry an expiry
+    /// never make one). A whole token is kept until its own expiry (however far) plus
+    /// `token.max_lifetime` and the leeway: a playback grant exchanged for it (spec §13.3.1)
+    /// carries its key id and token id and may outlive it by up to a site's `playback_grant`,
+    /// which is at most `max_lifetime`. A key cut-off is kept for ever: a token may carry an expiry
     /// further out than `max_lifetime` and become valid later, and the key's own signature is
     /// all that could tell. Remove the key from the ring to forget it.
     pub fn resolve(&self, config: &Config, now: u64) -> Result<RevocationEntry, String> {
@@ -68,6 +71,7 @@ impl RevokeInput {
             if expires <= now {
                 return Err("the token has expired already: nothing to revoke".into());
             }
+            let expires = expires.saturating_add(limits.max_lifetime);
             let revocation = Revocation::Token {
                 kid: token.kid.to_owned(),
                 token_id: token_id.to_owned(),
@@ -127,13 +131,40 @@ fn is_subject(text: &str) -> bool {
 }
 
 /// The token in `text`: the value of the `param` query parameter when `text` is a URL or
-/// path with a query, else `text` itself.
+/// path with one, the token of its `~mg~` segment when it is a link in path form (spec
+/// §13.3), else `text` itself.
 fn token_of<'t>(text: &'t str, param: &str) -> &'t str {
-    let Some((_, query)) = text.split_once('?') else {
-        return text;
-    };
-    query
+    let (before, query) = text.split_once('?').unwrap_or((text, ""));
+    if let Some(token) = query
         .split('&')
         .find_map(|pair| pair.strip_prefix(param)?.strip_prefix('='))
-        .unwrap_or(text)
+    {
+        return token;
+    }
+    // The segment as minters write it: `~mg~` and base64url, never percent-encoded.
+    if let Some((_, rest)) = before.split_once(&format!("/{}", crate::path::GRANT_MARKER)) {
+        return rest.split('/').next().unwrap_or(rest);
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::token_of;
+
+    #[test]
+    fn the_token_is_found_in_a_query_link_a_path_link_or_alone() {
+        assert_eq!(token_of("AQEB", "token"), "AQEB");
+        assert_eq!(
+            token_of("https://media.example.org/a/b.mp4?x=1&token=AQEB", "token"),
+            "AQEB"
+        );
+        assert_eq!(
+            token_of("https://media.example.org/a/~mg~AQEB/b.mp4?x=1", "token"),
+            "AQEB"
+        );
+        assert_eq!(token_of("/a/~mg~AQEB/", "token"), "AQEB");
+        // Nothing to find: the text as it is, which then fails to decode.
+        assert_eq!(token_of("/a/b.mp4?x=1", "token"), "/a/b.mp4?x=1");
+    }
 }

@@ -92,6 +92,9 @@ pub mod id {
     pub const MAX_AGE: u8 = 0x16;
     /// v2: the query a refresh keeps (raw, without the token parameter); refresh states only.
     pub const KEPT_QUERY: u8 = 0x17;
+    /// v2: a playback grant's origin, u64 big-endian unix seconds: the expiry of the link it
+    /// was exchanged for (spec §13.3.1); download tokens only, never later than `exp`.
+    pub const PLAYBACK_OF: u8 = 0x18;
     /// The highest id of a v1 body.
     pub const LAST_V1: u8 = REFRESH;
     /// The lowest v2-only id: every id from here up (`BOUND_PATH` is never in a body) exists
@@ -99,7 +102,7 @@ pub mod id {
     /// ids added later count without a change here).
     pub const FIRST_V2: u8 = ISSUED_AT;
     /// The highest id of a v2 body: the last assigned one.
-    pub const LAST_V2: u8 = KEPT_QUERY;
+    pub const LAST_V2: u8 = PLAYBACK_OF;
 }
 
 /// Field length limits (inclusive), enforced both when minting and when decoding.
@@ -178,6 +181,9 @@ pub struct Claims {
     pub file_version: Option<FileVersion>,
     /// v2: who the token was handed to (visible ASCII or space, 1-128 bytes, as `subject`).
     pub recipient: Option<String>,
+    /// v2, download tokens only: set by the playback exchange only, the expiry of the link
+    /// this grant was exchanged for. A token with one is never exchanged again.
+    pub playback_of: Option<u64>,
 }
 
 /// The path scope of a token being minted.
@@ -268,6 +274,8 @@ pub struct Token<'a> {
     pub scopes: Option<Scopes<'a>>,
     /// v2: the recipient.
     pub recipient: Option<&'a str>,
+    /// v2: a playback grant's origin (the expiry of the link it was exchanged for).
+    pub playback_of: Option<u64>,
     /// The body bytes the MAC covers.
     pub body: &'a [u8],
     /// The tag.
@@ -371,6 +379,7 @@ impl Token<'_> {
             kept_query: self.kept_query.map(str::to_owned),
             file_version: self.file_version,
             recipient: self.recipient.map(str::to_owned),
+            playback_of: self.playback_of,
         }
     }
 }
@@ -400,6 +409,7 @@ impl Claims {
             kept_query: None,
             file_version: None,
             recipient: None,
+            playback_of: None,
         }
     }
 
@@ -418,6 +428,7 @@ impl Claims {
             || self.file_version.is_some()
             || matches!(self.scope, Scope::List(_))
             || self.recipient.is_some()
+            || self.playback_of.is_some()
     }
 
     /// The version [`Claims::encode_body`] writes.
@@ -499,6 +510,9 @@ impl Claims {
         if let Some(kept_query) = &self.kept_query {
             push_field(&mut body, id::KEPT_QUERY, kept_query.as_bytes())?;
         }
+        if let Some(origin) = self.playback_of {
+            push_field(&mut body, id::PLAYBACK_OF, &origin.to_be_bytes())?;
+        }
         // The rules across fields, exactly as the decoder checks them.
         V2Facts {
             version: self.version(),
@@ -517,6 +531,7 @@ impl Claims {
             has_kept_query: self.kept_query.is_some(),
             has_file_version: self.file_version.is_some(),
             has_prefix: matches!(self.scope, Scope::Prefix(_)),
+            playback_of: self.playback_of,
         }
         .check()?;
         if let Scope::Exact(path) = &self.scope {
@@ -641,6 +656,7 @@ fn parse(raw: &[u8]) -> Result<Token<'_>, Malformed> {
         file_version: None,
         scopes: None,
         recipient: None,
+        playback_of: None,
         body,
         tag,
     };
@@ -685,6 +701,7 @@ fn parse(raw: &[u8]) -> Result<Token<'_>, Malformed> {
             id::FILE_VERSION => token.file_version = FileVersion::from_wire(value),
             id::SCOPES => token.scopes = Some(Scopes::validated(value)),
             id::RECIPIENT => token.recipient = Some(ascii(value)),
+            id::PLAYBACK_OF => token.playback_of = Some(be_u64(value)),
             _ => return Err(Malformed("unknown field")),
         }
     }
@@ -711,6 +728,7 @@ fn parse(raw: &[u8]) -> Result<Token<'_>, Malformed> {
         has_kept_query: token.kept_query.is_some(),
         has_file_version: token.file_version.is_some(),
         has_prefix: token.prefix.is_some(),
+        playback_of: token.playback_of,
     }
     .check()?;
     Ok(token)
@@ -734,6 +752,7 @@ struct V2Facts {
     has_kept_query: bool,
     has_file_version: bool,
     has_prefix: bool,
+    playback_of: Option<u64>,
 }
 
 impl V2Facts {
@@ -783,6 +802,15 @@ impl V2Facts {
                 "a file version belongs in exact-path download tokens only",
             ));
         }
+        // A playback grant continues a download link, and never ends before the link it was
+        // exchanged for.
+        if let Some(origin) = self.playback_of {
+            if self.purpose != Purpose::Download || origin > self.expires {
+                return Err(Malformed(
+                    "a playback grant's origin belongs in download tokens, no later than their expiry",
+                ));
+            }
+        }
         // The list is the whole scope: a prefix or a methods field beside it would be a
         // second, contradicting one.
         if self.has_scopes && self.has_prefix_or_methods {
@@ -828,7 +856,7 @@ fn validate_field(field: u8, value: &[u8]) -> Result<(), Malformed> {
         }
         id::DATA => (1..=limit::DATA).contains(&value.len()),
         id::REFRESH => RefreshMarker::from_wire(value).is_some(),
-        id::ISSUED_AT | id::MAX_SIZE => value.len() == 8 && be_u64(value) != 0,
+        id::ISSUED_AT | id::MAX_SIZE | id::PLAYBACK_OF => value.len() == 8 && be_u64(value) != 0,
         id::USES => value.len() == 4 && be_u32(value) != 0,
         id::CONTENT_TYPES => {
             value.len() <= limit::CONTENT_TYPES
@@ -878,6 +906,7 @@ fn field_error(field: u8) -> &'static str {
         id::KEPT_QUERY => "bad kept query: 1-255 bytes of URL query characters in non-empty '&'-separated pairs, '%' only before two hex digits",
         id::FILE_VERSION => "bad file version: exactly 8 bytes",
         id::RECIPIENT => "bad recipient",
+        id::PLAYBACK_OF => "bad playback origin: a u64 of at least 1",
         _ => "bad content types: lower-case type/subtype names, ascending, comma-separated, no duplicates, no parameters, 1-255 bytes",
     }
 }
@@ -1626,7 +1655,7 @@ mod tests {
             misplaced
         );
         // Unassigned ids (past the last assigned one) stay unknown.
-        for unassigned in [0x18, 0xff] {
+        for unassigned in [id::LAST_V2 + 1, 0xff] {
             assert_eq!(
                 decode_body(&body(2, 1, &[(unassigned, b"x")])),
                 Err(Malformed("unknown field")),

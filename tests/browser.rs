@@ -3,9 +3,9 @@
 //! ([`Options::browser`]). What is pinned is what a person ends on: the final status, URL and
 //! text, and the chain of navigations that led there; and a `<video>` element on a single-use
 //! link (`tests/browser/video.mjs`) plays and seeks while the link stays single-use; and the
-//! demo application's login form (`tests/browser/login.mjs`) ends on the protected PDF; and
-//! images on a page of the session domain load through a cookie grant
-//! (`tests/browser/images.mjs`).
+//! demo application's login form (`tests/browser/login.mjs`) ends on the protected PDF, and
+//! its `/video` page plays its HLS video (`tests/browser/hls.mjs`); and images on a page of
+//! the session domain load through a cookie grant (`tests/browser/images.mjs`).
 //! `bash scripts/test.sh` installs Chromium, ffmpeg and playwright-core; without them these
 //! tests fail, never skip.
 
@@ -211,6 +211,121 @@ fn forged_link_ends_on_the_readable_denial_page_in_a_real_browser() {
     );
     assert!(!visit.body.contains(token), "the page shows the token");
     assert!(!visit.text.contains(token), "the page shows the token");
+}
+
+#[test]
+fn a_forbidden_path_ends_on_the_readable_page_in_a_real_browser() {
+    // Issue 10: a logged-in user the application refuses (its access check answers 403)
+    // opens a media URL without a token. The refresh flow asks the application, which says
+    // no: the person ends on mediagate's page on the session domain, not nginx's bare 403.
+    let stack = browser_stack("browser-refused");
+    let (media, session) = stack.browser_origins();
+    let start = format!("{media}/media/report.txt");
+    let visit = open(&stack, &start, Some("mallory"));
+    assert_eq!(visit.status, 403, "{visit:#?}");
+    // media (no token) -> the session domain's refresh, refused there.
+    let refresh = format!("{session}/_mediagate/refresh/media/report.txt?state=");
+    assert_eq!(visit.chain.len(), 2, "{visit:#?}");
+    assert_eq!(visit.chain[0], (302, start.clone()), "{visit:#?}");
+    assert_eq!(visit.chain[1].0, 403, "{visit:#?}");
+    let state = visit.chain[1]
+        .1
+        .strip_prefix(&refresh)
+        .unwrap_or_else(|| panic!("not the refresh: {visit:#?}"));
+    assert!(state.len() > 20, "{visit:#?}");
+    assert_eq!(visit.url, visit.chain[1].1);
+    assert_eq!(visit.content_type, "text/html; charset=utf-8", "{visit:#?}");
+    // The page without a reason: the link is not at fault, the application said no.
+    assert_eq!(
+        visit.body,
+        "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
+         <title>Access denied</title>\n</head>\n<body>\n<h1>Access denied</h1>\n\
+         <p>You may not open this file.</p>\n\
+         <p>Go back to the page that linked here and open the file from there again.</p>\n\
+         <p><small>403 Forbidden</small></p>\n</body>\n</html>\n"
+    );
+    assert_eq!(
+        visit.text,
+        "Access denied\n\n\
+         You may not open this file.\n\n\
+         Go back to the page that linked here and open the file from there again.\n\n\
+         403 Forbidden"
+    );
+    assert!(!visit.body.contains(state), "the page shows the state");
+    assert_eq!(
+        *stack.app.asked.lock().unwrap(),
+        ["/media/report.txt"],
+        "{visit:#?}"
+    );
+}
+
+#[test]
+fn a_redirect_loop_ends_on_the_readable_page_in_a_real_browser() {
+    // Issue 10: the session side's clock runs two hours behind, so every link it mints has
+    // expired by the media side's clock and every refresh fails again. After
+    // refresh.max_attempts the browser ends on the readable refresh_loop page.
+    let stack = Stack::start_with(
+        "browser-loop",
+        Options {
+            browser: true,
+            session_clock_offset: Some("-2h"),
+            ..Options::default()
+        },
+    );
+    stack.dir.write("files/media/report.txt", TEXT);
+    assert_eq!(stack.config.refresh.max_attempts, 2);
+    let (media, session) = stack.browser_origins();
+    let start = format!("{media}/media/report.txt");
+    let visit = open(&stack, &start, Some("alice"));
+    assert_eq!(visit.status, 403, "{visit:#?}");
+    // media (no token) -> refresh -> media with an expired link (attempt 2) -> refresh ->
+    // media with another expired link: refresh_loop, no third round.
+    let statuses: Vec<u64> = visit.chain.iter().map(|(status, _)| *status).collect();
+    assert_eq!(statuses, [302, 302, 302, 302, 403], "{visit:#?}");
+    assert_eq!(visit.chain[0].1, start);
+    let refresh = format!("{session}/_mediagate/refresh/media/report.txt?state=");
+    let mut secrets = Vec::new();
+    for hop in [1, 3] {
+        let state = visit.chain[hop]
+            .1
+            .strip_prefix(&refresh)
+            .unwrap_or_else(|| panic!("hop {hop} is not the refresh: {visit:#?}"));
+        assert!(state.len() > 20, "{visit:#?}");
+        secrets.push(state.to_owned());
+    }
+    for hop in [2, 4] {
+        secrets.push(token_after(&visit.chain[hop].1, &start).to_owned());
+    }
+    assert_eq!(visit.url, visit.chain[4].1);
+    assert_eq!(visit.content_type, "text/html; charset=utf-8", "{visit:#?}");
+    assert_eq!(
+        visit.text,
+        "Link could not be renewed\n\n\
+         This link could not be renewed: a fresh link was refused again (a clock or key \
+         mismatch between the sites, or a browser that does not keep the site's login).\n\n\
+         Reload the page that linked here; if it persists, contact the site's operators.\n\n\
+         403 Forbidden \u{b7} refresh_loop"
+    );
+    assert!(
+        visit.body.contains("<h1>Link could not be renewed</h1>")
+            && visit
+                .body
+                .contains("<small>403 Forbidden &middot; <code>refresh_loop</code></small>"),
+        "{visit:#?}"
+    );
+    for secret in &secrets {
+        assert!(
+            !visit.body.contains(secret.as_str()),
+            "the page shows {secret}"
+        );
+    }
+    // The application was asked once a round, and said yes each time.
+    assert_eq!(
+        *stack.app.asked.lock().unwrap(),
+        ["/media/report.txt", "/media/report.txt"],
+        "{visit:#?}"
+    );
 }
 
 #[test]
@@ -700,6 +815,8 @@ fn make_hls(folder: &Path) {
 #[derive(Debug)]
 struct Streamed {
     ended: bool,
+    /// The element's `currentSrc`.
+    src: String,
     current_time: f64,
     duration: f64,
     /// What stopped playback for good: `media:<code>`, or hls.js's `<type>:<details>`.
@@ -721,7 +838,7 @@ impl Streamed {
 }
 
 /// Plays the HLS stream at `hls_url` to its end with `player` ("native" or "hlsjs") on the
-/// page at `page_url`, in a fresh headless Chromium whose only cookie is
+/// page at `page_url`, or waits for the page's own `<video>` to play to its end ("page"), in a fresh headless Chromium whose only cookie is
 /// `session=<session>` for the stack's session origin (none without `session`).
 fn stream(
     stack: &Stack,
@@ -748,6 +865,7 @@ fn stream(
     let result = run_script("hls.mjs", &env);
     Streamed {
         ended: result["ended"].as_bool().unwrap(),
+        src: result["src"].as_str().unwrap_or_default().to_owned(),
         current_time: result["currentTime"].as_f64().unwrap(),
         duration: result["duration"].as_f64().unwrap_or(f64::NAN),
         error: result["error"].as_str().map(str::to_owned),
@@ -841,6 +959,81 @@ fn native_hls_plays_every_segment_after_one_application_check_in_a_real_browser(
         .map(|segment| (format!("{base}{segment}"), Some(206)))
         .collect();
     assert_eq!(rest, segments, "{played:#?}");
+}
+
+#[test]
+fn the_demo_video_page_plays_its_hls_video_natively_in_a_real_browser() {
+    // Issue 10: the demo's `/video` page (examples/demo_app.py), on the site as
+    // scripts/demo.sh configures it (links in path form) with a rendition like the one it
+    // makes: a logged-in person opens the page and its own `<video>` (no token in the page)
+    // plays to the end after one application check, every segment under the folder's grant.
+    let stack = Stack::start_with(
+        "browser-demo-video",
+        Options {
+            browser: true,
+            demo_app: true,
+            extra_config: "link_form = \"path\"\n".into(),
+            ..Options::default()
+        },
+    );
+    make_hls(&stack.dir.path().join("files/media/videos/clip"));
+    let (media, session) = stack.browser_origins();
+    let playlist = format!("{media}/media/videos/clip/index.m3u8");
+    let played = stream(
+        &stack,
+        &format!("{session}/video"),
+        &playlist,
+        "page",
+        Some("alice"),
+    );
+
+    assert_eq!(
+        (played.error.as_deref(), played.ended, played.src.as_str()),
+        (None, true, playlist.as_str()),
+        "{played:#?}"
+    );
+    assert!((played.duration - 6.0).abs() < 0.2, "{played:#?}");
+    // The playlist: media (no token) -> refresh -> the path form of the granted folder;
+    // then every segment once, in order, under the grant, and nothing else.
+    let requests = &played.requests;
+    assert_eq!(requests.len(), 3 + HLS_SEGMENTS.len(), "{played:#?}");
+    assert_eq!(requests[0], (playlist.clone(), Some(302)), "{played:#?}");
+    assert!(
+        requests[1].0.starts_with(&format!(
+            "{session}/_mediagate/refresh/media/videos/clip/index.m3u8?state="
+        )) && requests[1].1 == Some(302),
+        "{played:#?}"
+    );
+    let token = requests[2]
+        .0
+        .strip_prefix(&format!("{media}/media/videos/clip/~mg~"))
+        .and_then(|rest| rest.strip_suffix("/index.m3u8"))
+        .unwrap_or_else(|| panic!("not the path form of the folder: {played:#?}"));
+    assert!(
+        !token.is_empty()
+            && token
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b)),
+        "{token:?}"
+    );
+    assert_eq!(requests[2].1, Some(206), "{played:#?}");
+    let base = format!("{media}/media/videos/clip/~mg~{token}/");
+    let segments: Vec<(String, Option<u64>)> = HLS_SEGMENTS
+        .iter()
+        .map(|segment| (format!("{base}{segment}"), Some(206)))
+        .collect();
+    assert_eq!(requests[3..], segments[..], "{played:#?}");
+    // One access check at the demo application (its request log), for the playlist.
+    let log = std::fs::read_to_string(stack.dir.path().join("demo_app.log")).unwrap();
+    let checks: Vec<&str> = log
+        .lines()
+        .filter(|line| line.contains("/media-access"))
+        .collect();
+    assert_eq!(checks.len(), 1, "{log}");
+    assert!(
+        checks[0].contains("\"GET /media-access HTTP/1.1\" 200"),
+        "{log}"
+    );
 }
 
 #[test]

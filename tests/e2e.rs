@@ -427,9 +427,26 @@ fn logged_in_but_not_allowed_gets_403_and_no_token() {
     );
     let statuses = statuses(&hops);
     assert_eq!(statuses, [302, 403], "{hops:#?}");
-    // The application's refusal, as nginx's own page: no token, no reason from mediagate.
-    assert_eq!(seen(&hops[1]), (403, None, nginx_page("403 Forbidden")));
-    assert!(hops[1].header("location").is_none());
+    // The application's refusal, as mediagate's page without a reason (the link is not at
+    // fault): no token, no X-Mediagate-Reason, plain text for a client that asks for no HTML.
+    assert_eq!(
+        seen(&hops[1]),
+        (
+            403,
+            None,
+            "403 Forbidden\n\nYou may not open this file.\n\
+             Go back to the page that linked here and open the file from there again.\n"
+                .to_owned()
+        )
+    );
+    assert_eq!(
+        (
+            hops[1].header("content-type"),
+            hops[1].header("cache-control"),
+            hops[1].header("location")
+        ),
+        (Some("text/plain; charset=utf-8"), Some("no-store"), None)
+    );
 }
 
 #[test]

@@ -468,6 +468,8 @@ impl Stack {
             &options.store_config,
         );
         let browser_hosts = options.browser_hosts.unwrap_or((MEDIA_HOST, WWW_HOST));
+        // The site's origins as the browser sees them, for a session-side mediagate too.
+        let mut origin_edits: Vec<(String, String)> = Vec::new();
         let session_port = match (options.browser, media_tcp) {
             (true, Some((_, media_port))) => {
                 let session_port = free_port();
@@ -509,6 +511,7 @@ impl Stack {
                         "{from} not in the configuration"
                     );
                     config_text = config_text.replacen(&from, &to, 1);
+                    origin_edits.push((from, to));
                 }
                 // Pages of the session origin may upload to the media origin (CORS).
                 nginx_edits.push((
@@ -552,7 +555,7 @@ impl Stack {
         let session_mediagate = if let Some((keys, clock_offset)) = session_side {
             // A second instance for the session domain.
             let session_server = format!("listen = \"unix:{d}/session-verify.sock\"");
-            let text = mediagate_toml(
+            let mut text = mediagate_toml(
                 &dir,
                 "session-",
                 &keys,
@@ -561,6 +564,10 @@ impl Stack {
                 &session_server,
                 &options.store_config,
             );
+            // It mints the links back to the media origin: the browser's, ports included.
+            for (from, to) in &origin_edits {
+                text = text.replacen(from, to, 1);
+            }
             let path = dir.write("session-mediagate.toml", text);
             nginx_edits.push((
                 format!("server unix:{}/internal.sock;", dir.path().display()),

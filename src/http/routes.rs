@@ -64,6 +64,7 @@ pub async fn handle(
         (Role::Verify, "/settle") => settle_endpoint(app, config, trusted, &request).await,
         (Role::Internal, "/refresh") => refresh_endpoint(app, config, trusted, &request),
         (Role::Internal, "/login") => login_endpoint(config, trusted, &request),
+        (Role::Internal, "/refused") => refused_endpoint(config, trusted, &request),
         (Role::Internal, "/mint") => mint_endpoint(app, config, request).await,
         (Role::Internal, "/revoke") => admin::revoke(app, config, request).await,
         (Role::Internal, "/revocations") => admin::revocations(app, config, &request).await,
@@ -511,14 +512,14 @@ fn denied_endpoint(config: &Config, trusted: bool, request: &Request<Incoming>) 
     )
 }
 
-/// A denial on the session side (`/refresh`, `/login`): the page for the client's `Accept`
-/// (forwarded by `session-refresh.conf`), with the overrides of the first site refreshing
-/// through this session server.
+/// A denial on the session side (`/refresh`, `/login`, `/refused`): the page for the
+/// client's `Accept` (forwarded by `session-refresh.conf`), with the overrides of the first
+/// site refreshing through this session server.
 fn session_denial(
     config: &Config,
     request: &Request<Incoming>,
     status: StatusCode,
-    reason: Reason,
+    reason: Option<Reason>,
 ) -> Response<Body> {
     let headers = request.headers();
     let server_name = original::single(headers, &SERVER_NAME).ok();
@@ -529,7 +530,7 @@ fn session_denial(
     });
     decision::denial_page(
         status,
-        Some(reason),
+        reason,
         accept_format(headers),
         site.and_then(|site| site.pages.as_ref()),
     )
@@ -565,7 +566,7 @@ fn refresh_endpoint(
     }
     match result {
         Ok(location) => decision::redirect(status, &location, None),
-        Err(reason) => session_denial(config, request, status, reason),
+        Err(reason) => session_denial(config, request, status, Some(reason)),
     }
 }
 
@@ -614,10 +615,20 @@ fn login_endpoint(config: &Config, trusted: bool, request: &Request<Incoming>) -
             config,
             request,
             StatusCode::UNAUTHORIZED,
-            Reason::MissingToken,
+            Some(Reason::MissingToken),
         ),
-        Err(reason) => session_denial(config, request, StatusCode::FORBIDDEN, reason),
+        Err(reason) => session_denial(config, request, StatusCode::FORBIDDEN, Some(reason)),
     }
+}
+
+/// `/refused`: the page for the application's 403 on a refresh (a logged-in user who may not
+/// see the file), which `session-refresh.conf` sends here instead of nginx's bare page. It
+/// has no reason: the refusal is the application's, and says nothing about the link.
+fn refused_endpoint(config: &Config, trusted: bool, request: &Request<Incoming>) -> Response<Body> {
+    if !trusted {
+        return decision::deny(StatusCode::FORBIDDEN, Reason::UntrustedPeer);
+    }
+    session_denial(config, request, StatusCode::FORBIDDEN, None)
 }
 
 fn login_location(

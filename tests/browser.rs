@@ -507,13 +507,23 @@ fn a_single_use_link_plays_and_seeks_in_a_real_video_element_and_stays_single_us
     // nginx saw the same and more: Chromium's HTTP cache revalidates byte ranges it already
     // holds (a conditional ranged request nginx answers 304), which the page never sees.
     // Every one of them was let through, none refused, none a whole copy.
-    let log = std::fs::read_to_string(stack.dir.path().join("access.log")).unwrap();
+    // nginx writes a request's line when it ends, and a range the browser cut off by seeking
+    // may end after the browser closed: wait for the lines (a condition, with a deadline).
+    let ours = |line: &&str| {
+        line.contains("\"GET /media/clip.mp4\"")
+            && line.contains(&format!("\"{}\"", played.user_agent))
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let log = loop {
+        let log = std::fs::read_to_string(stack.dir.path().join("access.log")).unwrap();
+        if log.lines().filter(ours).count() >= answered.len() || Instant::now() > deadline {
+            break log;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
     let statuses: Vec<&str> = log
         .lines()
-        .filter(|line| {
-            line.contains("\"GET /media/clip.mp4\"")
-                && line.contains(&format!("\"{}\"", played.user_agent))
-        })
+        .filter(ours)
         .map(|line| {
             line.split("\" ")
                 .nth(1)

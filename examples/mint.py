@@ -59,6 +59,9 @@ others as v1:
     kept_query   refresh_state tokens only: the media URL's query without the token, raw
     file_version_hex exact-path download tokens only: the bound file version, 8 bytes as 16
                  hex digits (mediagate computes it from the file, see `sign --bind-version`)
+    playback_of  download tokens only: a playback grant's origin, the expiry (unix seconds,
+                 at most `expires`) of the link it was exchanged for (spec section 13.3.1);
+                 mediagate's exchange sets it, minters normally do not
 
 The purpose "api" exists in version 2 only: an API token is always minted as v2.
 
@@ -99,9 +102,10 @@ BOUND_PATH = 0x10  # never in the body: introduces the exact path in the MAC inp
 # Every id from ISSUED_AT up (BOUND_PATH aside) is version 2 only.
 SCOPES, RECIPIENT, FILE_VERSION = 0x11, 0x12, 0x13
 FILENAME, DISPOSITION, MAX_AGE, KEPT_QUERY = 0x14, 0x15, 0x16, 0x17
+PLAYBACK_OF = 0x18
 V2_CLAIMS = (
     "issued_at", "uses", "max_size", "content_types", "scopes", "recipient", "file_version_hex",
-    "filename", "disposition", "max_age", "kept_query",
+    "filename", "disposition", "max_age", "kept_query", "playback_of",
 )
 SCOPE_EXACT, SCOPE_PREFIX = 0x00, 0x01  # the kind byte of a scopes entry
 # A path segment that begins with this carries a token (spec section 13.3); case-sensitive,
@@ -459,7 +463,7 @@ def encode_body(kid: str, claims: dict) -> bytes:
     if ("max_size" in claims or "content_types" in claims) and purpose != "upload":
         raise MintError("max_size and content types belong in upload tokens only")
     # Ids ascend: scopes and recipient (0x11, 0x12), the file version (0x13), the overrides
-    # (0x14-0x16), the kept query (0x17).
+    # (0x14-0x16), the kept query (0x17), a playback grant's origin (0x18).
     if "scopes" in claims:
         body += field(SCOPES, scopes_value(claims["scopes"]))
     if "recipient" in claims:
@@ -489,6 +493,12 @@ def encode_body(kid: str, claims: dict) -> bytes:
         if purpose != "refresh_state":
             raise MintError("a kept query belongs in refresh_state tokens only")
         body += field(KEPT_QUERY, kept_query_value(claims["kept_query"]))
+    if "playback_of" in claims:
+        origin = unix_seconds("playback_of", claims["playback_of"])
+        if purpose != "download" or claims["playback_of"] > claims["expires"]:
+            raise MintError("a playback grant's origin belongs in download tokens, no later "
+                            "than their expiry")
+        body += field(PLAYBACK_OF, origin)
 
     if "path" in claims and not is_canonical(claims["path"]):
         raise MintError("exact path is not canonical")

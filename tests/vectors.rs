@@ -746,13 +746,14 @@ fn python_cli_canonicalises_raw_paths_like_mediagate() {
     }
 }
 
-/// The vectors' keys and limits as a mediagate configuration with one site, so the front end
-/// (`MintInput`) and `mint` run exactly as `sign` and `/mint` run them.
+/// The vectors' keys and limits as a mediagate configuration with one site and path tokens
+/// on (spec §15.1), so the front end (`MintInput`) and `mint` run exactly as `sign` and
+/// `/mint` run them.
 fn vector_config(vectors: &Vectors) -> mediagate::config::Config {
     use figment::providers::{Format, Toml};
     let toml = format!(
         "[keys]\ndev_key = false\nsigning = \"k1\"\n[keys.secrets]\nk1 = \"{}\"\n\
-         [token]\ndefault_ttl = \"1h\"\nmax_lifetime = {}\nleeway = {}\n\
+         [token]\nsources = [\"query\", \"path\"]\ndefault_ttl = \"1h\"\nmax_lifetime = {}\nleeway = {}\n\
          [accel]\noverrides = [\"filename\", \"disposition\", \"max_age\"]\n\
          [[sites]]\nid = \"vectors\"\nmedia_origin = \"https://media.example.com\"\n",
         vectors.secret("k1").to_base64(),

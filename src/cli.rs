@@ -861,6 +861,16 @@ fn describe(out: &mut String, token: &Token<'_>, config: Option<&Config>, now: u
                 format!("{seconds} s (Cache-Control: private, max-age={seconds})")
             }),
         );
+        // Only on grants, so that the output of every other token stays as it was.
+        if let Some(origin) = token.playback_of {
+            line(
+                "playback of",
+                format!(
+                    "a link that expires {} [{origin}] (a playback grant: never exchanged again)",
+                    clock::format_utc(origin)
+                ),
+            );
+        }
         if token.has_overrides() {
             if let Some(config) = config {
                 line(

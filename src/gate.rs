@@ -386,11 +386,10 @@ fn playback_link(
     grant: u64,
     now: u64,
 ) -> Option<String> {
-    let base = match (token.prefix, &token.scopes) {
-        (Some(prefix), None) => prefix,
-        (None, None) => path::folder(file),
-        _ => return None,
-    };
+    if token.scopes.is_some() {
+        return None;
+    }
+    let base = path::grant_base(token.prefix, file);
     let key = config
         .keys
         .get(token.kid)
@@ -417,11 +416,7 @@ fn playback_link(
 /// True when a path-carried token's segment is where the token's scope puts it: right after
 /// its prefix, or in the folder of its exact path. A scopes list has no such place.
 fn grant_in_place(token: &Token<'_>, base: &str, file: &str) -> bool {
-    match (token.prefix, &token.scopes) {
-        (Some(prefix), None) => prefix == base,
-        (None, None) => path::folder(file) == base,
-        _ => false,
-    }
+    token.scopes.is_none() && path::grant_base(token.prefix, file) == base
 }
 
 /// Why a verified token is still refused, if it is.
@@ -582,6 +577,8 @@ pub fn request_token<'t>(
     let mut found = None;
     for (text, source) in [
         (in_query, TokenSource::Query),
+        // `decide` refuses a token segment with the source off already; this function
+        // stands on its own for every caller.
         (
             in_path.filter(|_| config.token.from_path),
             TokenSource::Path,

@@ -636,12 +636,8 @@ pub fn mint(config: &Config, request: &MintRequest, now: u64) -> Result<Minted, 
         LinkForm::Query => format!("{encoded_path}?{}={token}", config.token.param),
         // Right after the prefix, or in the file's folder: where the verifier expects it.
         LinkForm::Path => {
-            let base = if request.prefix {
-                canonical.as_str()
-            } else {
-                path::folder(&canonical)
-            };
-            path::grant_path(&canonical, base, &token)
+            let prefix = request.prefix.then_some(canonical.as_str());
+            path::grant_path(&canonical, path::grant_base(prefix, &canonical), &token)
         }
     };
     Ok(Minted {

@@ -316,6 +316,12 @@ pub fn grant_path(file: &str, base: &str, token: &str) -> String {
     out
 }
 
+/// Where a link's token segment goes (spec §13.3), the one rule minters and the gate share:
+/// right after the token's prefix, or for an exact-path token in the folder of its `file`.
+pub fn grant_base<'a>(prefix: Option<&'a str>, file: &'a str) -> &'a str {
+    prefix.unwrap_or_else(|| folder(file))
+}
+
 /// The folder of a canonical path, with its trailing `/`: `/a/b.mp4` gives `/a/`, `/a/` gives
 /// `/a/`. Where an exact-path token's segment goes.
 pub fn folder(path: &str) -> &str {

@@ -204,10 +204,11 @@ pub fn approve(
         // The token goes right after the granted prefix (or in the file's folder), so that
         // what a playlist there names relatively carries it too.
         LinkForm::Path => {
-            let base = match &claims.scope {
-                Scope::Prefix(prefix) => prefix.as_str(),
-                _ => path::folder(&target.path),
+            let prefix = match &claims.scope {
+                Scope::Prefix(prefix) => Some(prefix.as_str()),
+                _ => None,
             };
+            let base = path::grant_base(prefix, &target.path);
             format!(
                 "{origin}{}{}",
                 path::grant_path(&target.path, base, &token),

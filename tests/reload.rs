@@ -193,14 +193,14 @@ fn broken_configuration_is_refused_and_the_running_one_stays() {
     };
     // k3 signing, plus two mistakes: a misspelt key and a value that makes no sense.
     let broken =
-        format!("{k3_signing}\n[token]\nmax_lifetme = \"1d\"\n[refresh]\nmax_attempts = 0\n");
+        format!("{k3_signing}\n[accel]\nmax_expirs = \"1d\"\n[refresh]\nmax_attempts = 0\n");
     stack.write_config(&broken);
     let problems = match mediagate::config::load(Some(&stack.config_path())) {
         Err(error) => error.0,
         Ok(_) => panic!("the broken configuration loads"),
     };
     assert_eq!(problems.len(), 2, "{problems:?}");
-    assert!(problems[0].contains("token.max_lifetme"), "{problems:?}");
+    assert!(problems[0].contains("accel.max_expirs"), "{problems:?}");
     assert!(problems[1].contains("refresh.max_attempts"), "{problems:?}");
 
     stack.reload("configuration not reloaded");

@@ -14,10 +14,12 @@ use crate::path;
 /// bound keeps every `Set-Cookie` far below the browsers' 4096-byte cookie limit.
 pub const MAX_NAME_LEN: usize = 64;
 
-/// How many cookies of the grant's name one request may have tried, in the order the browser
-/// sent them (most specific `Path` first, RFC 6265 §5.4): grants for nested folders, and an
-/// old cookie next to its replacement, make a few; many more would only multiply the work a
-/// single request can ask for.
+/// How many cookies of the grant's name one request may have MAC-checked, in the order the
+/// browser sent them (most specific `Path` first, RFC 6265 §5.4): grants for nested folders,
+/// and an old cookie next to its replacement, make a few; many more would only multiply the
+/// work a single request can ask for. Values that fail before the MAC (not a token, an
+/// unknown key) are not counted: decoding is cheap, and counting them would let a few planted
+/// junk cookies hide the real grant.
 pub const MAX_TRIED: usize = 4;
 
 /// `SameSite` of the grant cookie (a site's `cookie_grant.same_site`).
@@ -189,7 +191,7 @@ mod tests {
 
     #[test]
     fn a_hostile_header_is_read_lazily_without_panicking() {
-        // 32 KiB of separators or of one name: the caller takes MAX_TRIED values and stops.
+        // 32 KiB of separators or of one name: read lazily, as far as the caller goes.
         let separators = vec![b';'; 32 * 1024];
         assert_eq!(values(&separators, "mg").count(), 0);
         let many = b"mg=a; ".repeat(5000);

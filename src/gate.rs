@@ -206,30 +206,34 @@ pub fn decide<'a>(
     let path_token = in_path
         .as_ref()
         .map(|(full, grant)| &full[grant.token.clone()]);
-    let found = match request_token(config, request, path_token) {
-        // The browser sends the grant cookie with every request of its folder: it counts only
-        // when the request carries no token of its own, so a fresh link always wins.
-        Ok(None) => match grant_cookie_token(config, site, request, &canonical, now, revoked) {
-            Ok(Some(text)) => Ok(Some((text, TokenSource::Cookie))),
-            Ok(None) => Ok(None),
-            Err(()) => Err(TokenProblem::Malformed),
-        },
-        other => other,
-    };
-    let (text, source) = match found {
+    let (text, source) = match request_token(config, request, path_token) {
         Ok(Some(found)) => found,
         Ok(None) if request.purpose == Purpose::Api => {
             return api_denial(config, site, Reason::MissingToken)
         }
+        // The browser sends the grant cookie with every request of its folder: it counts only
+        // when the request carries no token of its own, so a fresh link always wins. Verified
+        // there, once; a cookie that opens nothing here is as good as none (missing_token).
         Ok(None) => {
-            return refresh_or_deny(
-                config,
-                site,
-                (&canonical, query),
-                Reason::MissingToken,
-                None,
-                now,
-            )
+            return match grant_cookie_token(config, site, request, &canonical, now, revoked, buf) {
+                Ok(Some(token)) => Outcome::Allow {
+                    path: canonical,
+                    token: Some(token),
+                    source: Some(TokenSource::Cookie),
+                    // A cookie's allow never renews the cookie (grant_cookie).
+                    set_cookie: None,
+                    site,
+                },
+                Err(()) => Outcome::deny(Reason::Malformed, site),
+                Ok(None) => refresh_or_deny(
+                    config,
+                    site,
+                    (&canonical, query),
+                    Reason::MissingToken,
+                    None,
+                    now,
+                ),
+            };
         }
         Err(TokenProblem::Malformed) => return Outcome::deny(Reason::Malformed, site),
         Err(TokenProblem::Challenge) => {
@@ -466,23 +470,27 @@ pub fn grant_cookie(
     cookie::set_cookie(grant, text, prefix, token.expires.saturating_sub(now))
 }
 
-/// The token of the site's grant cookie to verify, on a site with a `cookie_grant` and for a
-/// download only: `Ok(None)` without one, `Err(())` for a `Cookie` header that cannot be read
-/// (repeated).
+/// The site's grant cookie that opens this request, verified into `buf`: on a site with a
+/// `cookie_grant`, for a download only. `Ok(None)` when no cookie of the grant's name does,
+/// `Err(())` for a `Cookie` header that cannot be read (repeated).
 ///
-/// Of several cookies of the grant's name (nested folders' grants, an old one next to its
-/// replacement), the first [`cookie::MAX_TRIED`] are tried in the order sent: the first whose
-/// token verifies for this request and is not refused wins; when none does, the first, so
-/// that its reason (an expired grant: the refresh flow) is the answer. A single cookie is
-/// verified once, by the caller.
+/// A cookie is an ambient credential: the browser sends whatever the host's cookie jar holds
+/// for the path, including cookies a sibling subdomain planted with a longer `Path` (sent
+/// first, RFC 6265 §5.4). So a cookie that does not open this request (forged, expired,
+/// another folder, revoked, refused, undecodable) is skipped, never the answer: a planted
+/// cookie must not shadow the real grant behind it, nor turn the request into a denial that
+/// outlives it. The first cookie whose token verifies and is not refused wins. Values that
+/// fail before the MAC (not a token, another purpose, an unknown key) cost next to nothing
+/// and are skipped without counting; at most [`cookie::MAX_TRIED`] MACs are computed.
 fn grant_cookie_token<'a>(
     config: &Config,
-    site: &'a Site,
-    request: &MediaRequest<'a>,
+    site: &Site,
+    request: &MediaRequest<'_>,
     canonical: &str,
     now: u64,
     revoked: &Revoked,
-) -> Result<Option<&'a str>, ()> {
+    buf: &'a mut TokenBuf,
+) -> Result<Option<Verified<'a>>, ()> {
     let Some(grant) = site.cookie_grant.as_ref() else {
         return Ok(None);
     };
@@ -494,25 +502,21 @@ fn grant_cookie_token<'a>(
         CookieHeader::Unreadable => return Err(()),
         CookieHeader::One(header) => header,
     };
-    // A value that is not UTF-8 is no token: it reads as one that fails to decode.
-    let as_text = |value: &'a [u8]| std::str::from_utf8(value).unwrap_or("\u{0}");
-    let mut values = cookie::values(header, &grant.name).take(cookie::MAX_TRIED);
-    let Some(first) = values.next() else {
-        return Ok(None);
-    };
-    let mut rest = values.peekable();
-    if rest.peek().is_none() {
-        return Ok(Some(as_text(first)));
-    }
     let token_request = Request {
         path: canonical,
         method: request.method,
         host: Some(&site.media_host),
         client_ip: request.client_ip,
     };
-    let passes = |text: &str| {
-        let mut scratch = TokenBuf::new();
-        token::verify(
+    // Candidates are tried here and only the winner is moved into `buf` (no second MAC).
+    let mut scratch = TokenBuf::new();
+    let mut macs = 0;
+    for value in cookie::values(header, &grant.name) {
+        // A value that is not UTF-8 is no token.
+        let Ok(text) = std::str::from_utf8(value) else {
+            continue;
+        };
+        let verified = token::verify(
             text,
             &mut scratch,
             Purpose::Download,
@@ -520,14 +524,20 @@ fn grant_cookie_token<'a>(
             &config.keys,
             config.token.limits,
             now,
-        )
-        .is_ok_and(|token| refusal(config, &token, revoked).is_none())
-    };
-    let winner = std::iter::once(first)
-        .chain(rest)
-        .map(as_text)
-        .find(|text| passes(text));
-    Ok(Some(winner.unwrap_or_else(|| as_text(first))))
+        );
+        match verified {
+            Ok(token) if refusal(config, &token, revoked).is_none() => {
+                return Ok(token.keep_in(buf));
+            }
+            Err(denied) if !denied.computed_mac() => continue,
+            Ok(_) | Err(_) => {}
+        }
+        macs += 1;
+        if macs == cookie::MAX_TRIED {
+            break;
+        }
+    }
+    Ok(None)
 }
 
 /// A denial at an API location: 401 with `WWW-Authenticate` for what a new token cures
@@ -1165,6 +1175,17 @@ mod cookie_tests {
         uri: &str,
         cookie: CookieHeader<'_>,
     ) -> (Option<Reason>, Option<TokenSource>, Option<String>) {
+        ask_revoked(config, host, uri, cookie, &Revoked::default())
+    }
+
+    /// [`ask`] with these revocations in force.
+    fn ask_revoked(
+        config: &Config,
+        host: &str,
+        uri: &str,
+        cookie: CookieHeader<'_>,
+        revoked: &Revoked,
+    ) -> (Option<Reason>, Option<TokenSource>, Option<String>) {
         let request = MediaRequest {
             uri,
             method: "GET",
@@ -1175,7 +1196,7 @@ mod cookie_tests {
             purpose: Purpose::Download,
         };
         let mut buf = TokenBuf::new();
-        match decide(config, &request, &mut buf, NOW, &Revoked::default()) {
+        match decide(config, &request, &mut buf, NOW, revoked) {
             Outcome::Allow {
                 source, set_cookie, ..
             } => (None, source, set_cookie),
@@ -1232,10 +1253,10 @@ mod cookie_tests {
             ask(&config, A, "/media/photos/b.png", cookie),
             (None, Some(TokenSource::Cookie), None)
         );
-        // Another folder: the token's scope decides, as in the query.
+        // Another folder: the cookie opens nothing there, and counts as no token.
         assert_eq!(
             ask(&config, A, "/media/videos/b.mp4", cookie).0,
-            Some(Reason::OutOfScope)
+            Some(Reason::MissingToken)
         );
         // A link in the query wins, even beside a forged cookie or an unreadable header.
         let exact = token(&config, "/media/photos/b.png", A, NOW, None);
@@ -1271,28 +1292,57 @@ mod cookie_tests {
         );
     }
 
+    /// `token` with one character of its tag changed (not the last, whose unused bits may
+    /// make the change no change).
+    fn forge(token: &str) -> String {
+        let mut forged = token.to_owned().into_bytes();
+        let at = forged.len() - 5;
+        forged[at] = if forged[at] == b'A' { b'B' } else { b'A' };
+        String::from_utf8(forged).unwrap()
+    }
+
     #[test]
-    fn of_several_cookies_the_first_that_verifies_wins_else_the_first_reason() {
+    fn a_cookie_that_opens_nothing_is_ignored_and_the_first_that_does_wins() {
         let config = config();
         let good = token(&config, "/media/photos/", A, NOW, None);
         let expired = token(&config, "/media/photos/", A, NOW - 1000, None);
-        let mut forged = good.clone().into_bytes();
-        let last = forged.len() - 5;
-        forged[last] = if forged[last] == b'A' { b'B' } else { b'A' };
-        let forged = String::from_utf8(forged).unwrap();
+        let videos = token(&config, "/media/videos/", A, NOW, None);
+        let forged = forge(&good);
+        let other_site = token(&config, "/media/photos/", "media-b.example.org", NOW, None);
         let path = "/media/photos/b.png";
+        let four_forged = format!("mg={forged}; ").repeat(4);
+        let three_forged = format!("mg={forged}; ").repeat(3);
+        // Junk that fails before any MAC: never counted against the four MACs.
+        let junk = "mg=; mg=x; mg=\"q\"; mg=AQEB; ".repeat(10);
         let cases = [
             (format!("mg={forged}; mg={good}"), None),
             (format!("mg={expired}; x=1; mg=; mg={good}"), None),
-            (format!("mg={expired}; mg={forged}"), Some(Reason::Expired)),
+            (format!("mg={videos}; mg={good}"), None),
+            (format!("mg={other_site}; mg={good}"), None),
+            (format!("{three_forged}mg={good}"), None),
+            (format!("{junk}{three_forged}mg={good}"), None),
+            // None opens this file: as if the request had no token (the refresh flow, whose
+            // fresh link in the URL then wins), never the reason of a planted cookie.
+            (
+                format!("mg={expired}; mg={forged}"),
+                Some(Reason::MissingToken),
+            ),
             (
                 format!("mg={forged}; mg={expired}"),
-                Some(Reason::BadSignature),
+                Some(Reason::MissingToken),
             ),
-            // Only four are tried.
+            (format!("mg={forged}"), Some(Reason::MissingToken)),
+            (format!("mg={videos}"), Some(Reason::MissingToken)),
+            (format!("mg={other_site}"), Some(Reason::MissingToken)),
+            ("mg=AQEB".to_owned(), Some(Reason::MissingToken)),
+            // At most four MACs: a fifth cookie is not tried.
             (
-                format!("mg={forged}; mg={forged}; mg={forged}; mg={forged}; mg={good}"),
-                Some(Reason::BadSignature),
+                format!("{four_forged}mg={good}"),
+                Some(Reason::MissingToken),
+            ),
+            (
+                format!("{junk}{four_forged}mg={good}"),
+                Some(Reason::MissingToken),
             ),
         ];
         for (header, expected) in cases {
@@ -1300,11 +1350,13 @@ mod cookie_tests {
                 ask(&config, A, path, CookieHeader::One(header.as_bytes()));
             assert_eq!(reason, expected, "{header}");
             assert_eq!(set_cookie, None, "{header}");
-            if expected.is_none() {
-                assert_eq!(source, Some(TokenSource::Cookie));
-            }
+            assert_eq!(
+                source,
+                expected.is_none().then_some(TokenSource::Cookie),
+                "{header}"
+            );
         }
-        // A value that is no text is a token that does not decode.
+        // A value that is no text is skipped like any value that is no token.
         let mut header = b"mg=\xff; mg=".to_vec();
         header.extend_from_slice(good.as_bytes());
         assert_eq!(
@@ -1313,8 +1365,68 @@ mod cookie_tests {
         );
         assert_eq!(
             ask(&config, A, path, CookieHeader::One(b"mg=\xff")).0,
-            Some(Reason::Malformed)
+            Some(Reason::MissingToken)
         );
+    }
+
+    #[test]
+    fn a_revoked_grant_cookie_is_ignored_and_does_not_hide_another() {
+        let config = config();
+        let request = MintRequest {
+            path: "/media/photos/".into(),
+            prefix: true,
+            ttl: Some(600),
+            host: Some(A.into()),
+            subject: Some("mallory".into()),
+            ..MintRequest::default()
+        };
+        let revoked_grant = mint(&config, &request, NOW).unwrap().token;
+        let good = token(&config, "/media/photos/", A, NOW, None);
+        let entry = crate::store::RevocationEntry {
+            revocation: crate::store::Revocation::Subject {
+                subject: "mallory".into(),
+            },
+            created: NOW,
+            expires: NOW + 3600,
+        };
+        let revoked = Revoked::new([&entry], NOW);
+        let path = "/media/photos/b.png";
+        let header = format!("mg={revoked_grant}");
+        assert_eq!(
+            ask_revoked(
+                &config,
+                A,
+                path,
+                CookieHeader::One(header.as_bytes()),
+                &revoked
+            )
+            .0,
+            Some(Reason::MissingToken)
+        );
+        // In the URL the same link stays revoked: only an ambient cookie is ignored.
+        let uri = format!("{path}?token={revoked_grant}");
+        assert_eq!(
+            ask_revoked(&config, A, &uri, CookieHeader::Absent, &revoked).0,
+            Some(Reason::Revoked)
+        );
+        let header = format!("mg={revoked_grant}; mg={good}");
+        assert_eq!(
+            ask_revoked(
+                &config,
+                A,
+                path,
+                CookieHeader::One(header.as_bytes()),
+                &revoked
+            ),
+            (None, Some(TokenSource::Cookie), None)
+        );
+    }
+
+    #[test]
+    fn an_expired_grant_cookie_takes_the_refresh_flow_as_no_token_and_api_never_reads_it() {
+        let config = config();
+        let expired = token(&config, "/media/photos/", A, NOW - 1000, None);
+        let path = "/media/photos/b.png";
         // An expired grant heals through the refresh flow, like an expired link.
         let header = format!("mg={expired}");
         let request = MediaRequest {
@@ -1331,7 +1443,7 @@ mod cookie_tests {
             Outcome::Refresh {
                 location, reason, ..
             } => {
-                assert_eq!(reason, Reason::Expired);
+                assert_eq!(reason, Reason::MissingToken);
                 assert!(location.starts_with(
                     "https://www.example.org/_mediagate/refresh/media/photos/b.png?state="
                 ));

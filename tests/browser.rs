@@ -1137,7 +1137,8 @@ fn an_image_on_a_page_of_the_session_domain_loads_without_a_token_in_its_url() {
             browser_hosts: Some(("media.example.localhost", "www.example.localhost")),
             extra_config: "cookie_grant = { name = \"mg\", same_site = \"lax\" }\n".into(),
             ..Options::default()
-        },
+        }
+        .forwarding_cookies("media.example.localhost"),
     );
     let png = base64::engine::general_purpose::STANDARD
         .decode(PNG)

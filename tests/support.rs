@@ -281,6 +281,15 @@ pub struct Options {
 }
 
 impl Options {
+    /// nginx forwards the client's `Cookie` header to mediagate on the media server named
+    /// `server_name`: its line in example.conf's `$mediagate_cookie_grant_site` map, as the
+    /// ADAPT comment says for a site with a `cookie_grant`. Without it, no server does.
+    pub fn forwarding_cookies(mut self, server_name: &str) -> Options {
+        self.nginx_edits
+            .push(("# media.localhost 1;".into(), format!("{server_name} 1;")));
+        self
+    }
+
     /// The optional nginx cache of allow decisions, as the snippets' comments say to turn it
     /// on: `media-auth-cached.conf` for `media-auth.conf` in every media server and the zone
     /// in `http { }`, its directory moved into the stack's.

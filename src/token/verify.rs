@@ -73,6 +73,17 @@ impl<'a> Deref for Verified<'a> {
     }
 }
 
+impl<'a> Verified<'a> {
+    /// The same verified token, held by `buf` instead of the buffer it was verified in: for a
+    /// caller that verifies several candidates in a scratch buffer (a request's grant
+    /// cookies) and returns the one that passed, without computing its MAC a second time.
+    /// `None` only if the bytes that parsed a moment ago did not parse again, which they
+    /// always do: a caller treats it as a token that did not verify.
+    pub fn keep_in<'b>(self, buf: &'b mut TokenBuf) -> Option<Verified<'b>> {
+        self.0.copy_into(buf).ok().map(Verified)
+    }
+}
+
 /// A failed verification: the reason, and the token when its tag matched one of our keys
 /// (reasons after the MAC: `expired`, `out_of_scope`, ...). For `malformed`,
 /// `wrong_purpose`, `unknown_key`, `bad_signature` and `key_purpose` nothing of the token is
@@ -86,6 +97,16 @@ pub struct Denied<'a> {
 }
 
 impl Denied<'_> {
+    /// True when verification got as far as the MAC, the one costly step: every reason but
+    /// `malformed`, `wrong_purpose` and `unknown_key`, which [`verify`] finds before it. A
+    /// caller that tries several candidates bounds the MACs it computes with this.
+    pub fn computed_mac(&self) -> bool {
+        !matches!(
+            self.reason,
+            Reason::Malformed | Reason::WrongPurpose | Reason::UnknownKey
+        )
+    }
+
     fn unauthenticated(reason: Reason) -> Self {
         Denied {
             reason,
@@ -254,5 +275,92 @@ mod tests {
         .unwrap();
         let mut buf = TokenBuf::new();
         assert!(verify(&api, &mut buf, Purpose::Api, &request, &ring, limits, now).is_ok());
+    }
+
+    #[test]
+    fn a_verified_token_kept_in_another_buffer_is_the_same_and_only_mac_checks_count() {
+        let secret = Secret::new(vec![7; 32]);
+        let key = Key::new("k", &secret).unwrap();
+        let ring = KeyRing::new(vec![key.clone()], "k").unwrap();
+        let limits = Limits {
+            leeway: 30,
+            max_lifetime: 3600,
+        };
+        let request = Request {
+            path: "/media/photos/a.png",
+            method: "GET",
+            host: None,
+            client_ip: None,
+        };
+        let now = 1_800_000_000;
+        let folder = |expires| {
+            let claims = Claims {
+                subject: Some("alice".into()),
+                ..Claims::download(Scope::Prefix("/media/photos/".into()), expires)
+            };
+            sign(&claims, &key).unwrap()
+        };
+        let good = folder(now + 60);
+        let mut scratch = TokenBuf::new();
+        let verified = verify(
+            &good,
+            &mut scratch,
+            Purpose::Download,
+            &request,
+            &ring,
+            limits,
+            now,
+        )
+        .unwrap();
+        let mut kept_buf = TokenBuf::new();
+        let kept = verified.keep_in(&mut kept_buf).unwrap();
+        let mut again = TokenBuf::new();
+        let direct = verify(
+            &good,
+            &mut again,
+            Purpose::Download,
+            &request,
+            &ring,
+            limits,
+            now,
+        );
+        assert_eq!(Ok(kept), direct);
+        assert_eq!(kept.subject, Some("alice"));
+        assert_eq!(kept.prefix, Some("/media/photos/"));
+
+        let mut forged = good.clone().into_bytes();
+        let at = forged.len() - 5;
+        forged[at] = if forged[at] == b'A' { b'B' } else { b'A' };
+        let forged = String::from_utf8(forged).unwrap();
+        let unknown = sign(
+            &Claims::download(Scope::Prefix("/media/photos/".into()), now + 60),
+            &Key::new("other", &secret).unwrap(),
+        )
+        .unwrap();
+        let expired = folder(now);
+        for (text, purpose, reason, computed_mac) in [
+            ("not a token", Purpose::Download, Reason::Malformed, false),
+            (good.as_str(), Purpose::Api, Reason::WrongPurpose, false),
+            (
+                unknown.as_str(),
+                Purpose::Download,
+                Reason::UnknownKey,
+                false,
+            ),
+            (
+                forged.as_str(),
+                Purpose::Download,
+                Reason::BadSignature,
+                true,
+            ),
+            (expired.as_str(), Purpose::Download, Reason::Expired, true),
+        ] {
+            let mut buf = TokenBuf::new();
+            let denied = verify(text, &mut buf, purpose, &request, &ring, limits, now).unwrap_err();
+            assert_eq!(
+                (denied.reason, denied.computed_mac()),
+                (reason, computed_mac)
+            );
+        }
     }
 }

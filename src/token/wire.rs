@@ -616,6 +616,23 @@ pub fn decode<'a>(text: &str, buf: &'a mut TokenBuf) -> Result<Token<'a>, Malfor
     parse(&buf.0[..len])
 }
 
+impl Token<'_> {
+    /// The same token, its bytes copied into `buf` and parsed again there. Parsing checks
+    /// structure only, so this computes no MAC: it lets a caller that tried several tokens in
+    /// a scratch buffer keep the one it chose with another buffer's lifetime.
+    pub(crate) fn copy_into<'b>(&self, buf: &'b mut TokenBuf) -> Result<Token<'b>, Malformed> {
+        let len = self.body.len() + self.tag.len();
+        let raw = buf
+            .0
+            .get_mut(..len)
+            .ok_or(Malformed("token would be longer than 1024 characters"))?;
+        let (body, tag) = raw.split_at_mut(self.body.len());
+        body.copy_from_slice(self.body);
+        tag.copy_from_slice(self.tag);
+        parse(&buf.0[..len])
+    }
+}
+
 fn parse(raw: &[u8]) -> Result<Token<'_>, Malformed> {
     if raw.len() < 2 + TAG_LEN {
         return Err(Malformed("too short"));

@@ -134,7 +134,12 @@ fn a_players_first_range_is_exchanged_for_a_grant_that_plays_after_the_link_expi
         // Taken out of its segment into a query link, a grant buys no further grant (no
         // renewal): its range is served as it is.
         let grant_as_query = format!("{path}?v=1&token={}", token_in(&grant));
-        assert_partial(&ranged(&stack, &grant_as_query, "bytes=10-13"), 10, 13, root);
+        assert_partial(
+            &ranged(&stack, &grant_as_query, "bytes=10-13"),
+            10,
+            13,
+            root,
+        );
         grants.push((link, grant, expires));
     }
     // One audit line per exchange, naming the link, never the token or the grant.

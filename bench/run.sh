@@ -132,6 +132,10 @@ internal_listen = "unix:$dir/mg-internal.sock"
 [log]
 audit = true
 
+[token]
+# The path-grant row's link carries its token in the path.
+sources = ["query", "path"]
+
 [keys]
 dev_key = false
 signing = "bench"

@@ -253,8 +253,12 @@ pub fn split_grant(canonical: &str) -> Result<Option<PathGrant>, BadGrantSegment
 pub fn redact_grants(raw: &str) -> Cow<'_, str> {
     let marker = GRANT_MARKER.as_bytes();
     let bytes = raw.as_bytes();
-    let found =
-        |from: usize| (from..bytes.len()).find(|&i| decoded_starts_with(&bytes[i..], marker));
+    // The marker begins with `~`, spelled `~` or `%7E`: only those bytes start a candidate
+    // (this runs for every audited request).
+    let found = |from: usize| {
+        (from..bytes.len())
+            .find(|&i| matches!(bytes[i], b'~' | b'%') && decoded_starts_with(&bytes[i..], marker))
+    };
     let Some(mut at) = found(0) else {
         return Cow::Borrowed(raw);
     };

@@ -253,10 +253,11 @@ for f in 4k 1m; do
   URL[mediagate_accel_$f]="$(sign "/files/$f.bin")"
 done
 URL[mediagate_auth_noaudit_4k]="${URL[mediagate_auth_4k]}"
-# Grants (issue 10): the same file through a prefix link carried in the path, and through the
-# grant cookie of a prefix link (no token in the URL). Each is one token check, as the query
-# link's is.
-URL[grant_path_4k]="$(sign /media/ --prefix --form path)4k.bin"
+# Grants (issue 10): the same file through the same kind of link carried in the path, and
+# through the grant cookie of a prefix link (no token in the URL). Each is one token check, as
+# the query link's is. (An exact link, as the query row's: a prefix link's allow would also
+# set the site's grant cookie on every answer.)
+URL[grant_path_4k]="$(sign /media/4k.bin --form path)"
 URL[grant_cookie_4k]="/media/4k.bin"
 declare -A COOKIE=([mediagate_auth_cookie_4k]="mg=$(sign /media/ --prefix --token-only)")
 # Counted tokens: a limit no run reaches (4e9 < 2^32) and a token id new to every run. wrk

@@ -796,15 +796,24 @@ fn start_mediagate_with_clock(
 ) -> Process {
     let log = dir.path().join(format!("{prefix}mediagate.log"));
     let binary = env!("CARGO_BIN_EXE_mediagate");
-    let mut command = match clock_offset {
-        Some(offset) => {
-            let mut command = Command::new("faketime");
-            // -m: the multi-threaded libfaketime, for tokio's worker threads.
-            command.args(["-m", "-f", offset, binary]);
-            command
-        }
-        None => Command::new(binary),
-    };
+    let mut command = Command::new(binary);
+    if let Some(offset) = clock_offset {
+        // What `faketime -m -f OFFSET` sets, without the wrapper: it forks and waits, so a
+        // SIGTERM to it would leave mediagate running after the test. `$LIB` is expanded by
+        // the dynamic loader; the MT library is for tokio's worker threads.
+        assert!(
+            Command::new("faketime")
+                .arg("--version")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok(),
+            "a clock offset needs faketime (scripts/test.sh installs it)"
+        );
+        command
+            .env("LD_PRELOAD", "/usr/$LIB/faketime/libfaketimeMT.so.1")
+            .env("FAKETIME", offset);
+    }
     let child = command
         .arg("--config")
         .arg(config_path)
@@ -814,9 +823,7 @@ fn start_mediagate_with_clock(
         .stdout(Stdio::null())
         .stderr(fs::File::create(&log).unwrap())
         .spawn()
-        .unwrap_or_else(|error| {
-            panic!("cannot start mediagate ({error}); a clock offset needs faketime (scripts/test.sh installs it)")
-        });
+        .unwrap_or_else(|error| panic!("cannot start mediagate ({error})"));
     let mut process = Process { child, log };
     match verify_port {
         Some(port) => wait_for_tcp(port, &mut process, "mediagate"),

@@ -785,6 +785,11 @@ pub(crate) mod tests {
     /// `playback_grant = "4h"`) and `top` added before it (other tables).
     /// Path tokens are on unless `top` has its own `[token]` table.
     pub(crate) fn config_with(top: &str, site: &str) -> Config {
+        validated(top, site).unwrap()
+    }
+
+    /// [`config_with`]'s configuration, or the problems configuration finds in it.
+    fn validated(top: &str, site: &str) -> Result<Config, crate::config::ConfigError> {
         let top = if top.contains("[token]") {
             top.to_owned()
         } else {
@@ -812,7 +817,7 @@ session_origin = "https://www.example.org"
         .merge(figment::providers::Toml::string(&text))
         .extract()
         .unwrap();
-        crate::config::validate(&raw).unwrap()
+        crate::config::validate(&raw)
     }
 
     /// A link for `/media/clip/a.mp4` with a subject and a token id, bound to the site's
@@ -956,18 +961,7 @@ session_origin = "https://www.example.org"
     #[test]
     fn a_playback_grant_needs_the_path_source_and_fits_max_lifetime() {
         let refused = |token: &str, site: &str| {
-            let text = format!(
-                "[token]\n{token}\n[keys]\ndev_key = false\n[keys.secrets]\n\
-                 k1 = \"QkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkI\"\n\
-                 [[sites]]\nid = \"demo\"\nmedia_origin = \"https://media.example.org\"\n{site}\n"
-            );
-            let raw: crate::config::raw::RawConfig = figment::Figment::from(
-                figment::providers::Toml::string(crate::config::DEFAULT_TOML),
-            )
-            .merge(figment::providers::Toml::string(&text))
-            .extract()
-            .unwrap();
-            crate::config::validate(&raw).unwrap_err().0
+            validated(&format!("[token]\n{token}"), site).unwrap_err().0
         };
         assert_eq!(
             refused(

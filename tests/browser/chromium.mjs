@@ -1,11 +1,13 @@
 // The one way the browser tests start Chromium: Debian's /usr/bin/chromium, driven by
 // playwright-core (which never downloads a browser), headless, with a fresh profile, and
 // with nothing that reaches beyond loopback (no update checks, sync, QUIC or first-run calls
-// home). `extraArgs` adds switches for one script (e.g. the autoplay policy).
+// home). `extraArgs` adds switches for one script (e.g. the autoplay policy). Every page gets
+// media-page.js.
+import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 
 export async function launch(profile, extraArgs = []) {
-  return chromium.launchPersistentContext(profile, {
+  const context = await chromium.launchPersistentContext(profile, {
     executablePath: '/usr/bin/chromium',
     headless: true,
     args: [
@@ -20,4 +22,20 @@ export async function launch(profile, extraArgs = []) {
       ...extraArgs,
     ],
   });
+  // What the media scripts share inside their pages (media-page.js).
+  await context.addInitScript({ path: fileURLToPath(new URL('./media-page.js', import.meta.url)) });
+  return context;
+}
+
+// Waits until every entry's `settled` promise has (an answer's headers arrive on loopback
+// after the page saw the answer), for at most `ms`: a stuck one must not hang the script.
+export async function settled(entries, ms = 10000) {
+  let bound;
+  await Promise.race([
+    Promise.all(entries.map((entry) => entry.settled)),
+    new Promise((resolve) => {
+      bound = setTimeout(resolve, ms);
+    }),
+  ]);
+  clearTimeout(bound);
 }

@@ -18,7 +18,7 @@
 //   BROWSER_COOKIE_URL   optional: the origin the cookie belongs to (e.g. http://www.localhost:P/)
 //   BROWSER_COOKIE       optional: name=value of that cookie
 import { createRequire } from 'node:module';
-import { launch } from './chromium.mjs';
+import { launch, settled } from './chromium.mjs';
 
 const pageUrl = process.env.BROWSER_PAGE_URL;
 const hlsUrl = process.env.BROWSER_HLS_URL;
@@ -133,14 +133,7 @@ try {
   );
   // Playback ended (or failed for good): every request it needed has been answered or
   // abandoned. Their answers are on the way on loopback; ten seconds bound a stuck one.
-  let bound;
-  await Promise.race([
-    Promise.all(requests.map((entry) => entry.settled)),
-    new Promise((resolve) => {
-      bound = setTimeout(resolve, 10000);
-    }),
-  ]);
-  clearTimeout(bound);
+  await settled(requests);
   const seen = requests.map(({ url, status }) => ({ url, status }));
   process.stdout.write(JSON.stringify({ ...played, requests: seen }) + '\n');
 } finally {

@@ -9,7 +9,7 @@
 //
 // Environment (set by tests/browser.rs):
 //   BROWSER_PAGE_URL, BROWSER_VIDEO_URL, BROWSER_EXPIRES, BROWSER_SEEK_TO, BROWSER_PROFILE
-import { launch } from './chromium.mjs';
+import { launch, settled } from './chromium.mjs';
 
 const pageUrl = process.env.BROWSER_PAGE_URL;
 const videoUrl = process.env.BROWSER_VIDEO_URL;
@@ -60,31 +60,9 @@ try {
       const state = () =>
         `readyState ${video.readyState}, currentTime ${video.currentTime}, ` +
         `error ${video.error ? `${video.error.code} ${video.error.message}` : 'none'}`;
+      // media-page.js, injected by launch(): resolves on `event` once `done()` holds.
       const until = (event, done, seconds, what) =>
-        new Promise((resolve, reject) => {
-          const timer = setTimeout(() => {
-            cleanup();
-            reject(new Error(`timed out waiting for ${what}: ${state()}`));
-          }, seconds * 1000);
-          const check = () => {
-            if (done()) {
-              cleanup();
-              resolve();
-            }
-          };
-          const failed = () => {
-            cleanup();
-            reject(new Error(`media error while waiting for ${what}: ${state()}`));
-          };
-          const cleanup = () => {
-            clearTimeout(timer);
-            video.removeEventListener(event, check);
-            video.removeEventListener('error', failed);
-          };
-          video.addEventListener(event, check);
-          video.addEventListener('error', failed);
-          check();
-        });
+        window.mediagateUntil(video, state, event, done, seconds, what);
       const canplay = until('canplay', () => video.readyState >= 3, 20, 'canplay');
       video.src = src;
       document.body.append(video);
@@ -113,14 +91,7 @@ try {
     },
     { src: videoUrl, seekTo, expires },
   );
-  let bound;
-  await Promise.race([
-    Promise.all(requests.map((entry) => entry.settled)),
-    new Promise((resolve) => {
-      bound = setTimeout(resolve, 10000);
-    }),
-  ]);
-  clearTimeout(bound);
+  await settled(requests);
   const seen = requests.map(({ url, range, status, at }) => ({ url, range, status, at }));
   process.stdout.write(JSON.stringify({ ...played, requests: seen }) + '\n');
 } finally {

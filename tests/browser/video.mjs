@@ -10,7 +10,7 @@
 //   BROWSER_VIDEO_URL    the video's URL (a limited-use link)
 //   BROWSER_SEEK_TO      where to seek, in seconds
 //   BROWSER_PROFILE      a fresh, empty directory for Chromium's profile
-import { launch } from './chromium.mjs';
+import { launch, settled } from './chromium.mjs';
 
 const pageUrl = process.env.BROWSER_PAGE_URL;
 const videoUrl = process.env.BROWSER_VIDEO_URL;
@@ -59,33 +59,9 @@ try {
       const state = () =>
         `readyState ${video.readyState}, networkState ${video.networkState}, ` +
         `currentTime ${video.currentTime}, error ${video.error ? `${video.error.code} ${video.error.message}` : 'none'}`;
-      // Resolves on the first `event` for which `done()` holds; rejects on a media error or
-      // after `seconds` (a stuck player must fail the test, not hang it).
+      // media-page.js, injected by launch(): resolves on `event` once `done()` holds.
       const until = (event, done, seconds, what) =>
-        new Promise((resolve, reject) => {
-          const timer = setTimeout(() => {
-            cleanup();
-            reject(new Error(`timed out waiting for ${what}: ${state()}`));
-          }, seconds * 1000);
-          const check = () => {
-            if (done()) {
-              cleanup();
-              resolve();
-            }
-          };
-          const failed = () => {
-            cleanup();
-            reject(new Error(`media error while waiting for ${what}: ${state()}`));
-          };
-          const cleanup = () => {
-            clearTimeout(timer);
-            video.removeEventListener(event, check);
-            video.removeEventListener('error', failed);
-          };
-          video.addEventListener(event, check);
-          video.addEventListener('error', failed);
-          check();
-        });
+        window.mediagateUntil(video, state, event, done, seconds, what);
       const canplay = until('canplay', () => video.readyState >= 3, 20, 'canplay');
       video.src = src;
       document.body.append(video);
@@ -116,14 +92,7 @@ try {
   );
   // The element played past the seek point: every request it needed has answered.
   // Their answers' headers are on the way on loopback; ten seconds bound a stuck one.
-  let bound;
-  await Promise.race([
-    Promise.all(requests.map((entry) => entry.settled)),
-    new Promise((resolve) => {
-      bound = setTimeout(resolve, 10000);
-    }),
-  ]);
-  clearTimeout(bound);
+  await settled(requests);
   const seen = requests.map(({ range, status }) => ({ range, status }));
   process.stdout.write(JSON.stringify({ ...played, requests: seen }) + '\n');
 } finally {

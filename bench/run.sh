@@ -202,6 +202,8 @@ wait_until "mediagate (Redis)" curl -fsS --unix-socket "$dir/mg-redis-verify.soc
 
 # ---- nginx: the shipped snippets, copied as tests/support.rs does ----------------------
 cp "$repo"/nginx/snippets/*.conf "$dir/mediagate/"
+# The bench site has a cookie grant (the cookie row): its server forwards the Cookie header.
+echo "media.localhost 1;" >> "$dir/mediagate/cookie-grant-sites.conf"
 # The audit-off instance needs its own upstream: its server includes a copy of the snippets
 # in which only the upstream name (and the include directory) differ.
 cp "$repo"/nginx/snippets/*.conf "$dir/mediagate-noaudit/"

@@ -282,11 +282,14 @@ pub struct Options {
 
 impl Options {
     /// nginx forwards the client's `Cookie` header to mediagate on the media server named
-    /// `server_name`: its line in example.conf's `$mediagate_cookie_grant_site` map, as the
-    /// ADAPT comment says for a site with a `cookie_grant`. Without it, no server does.
+    /// `server_name`: its line in the snippets' `cookie-grant-sites.conf`, as the ADAPT
+    /// comment says for a site with a `cookie_grant`. Without it, no server does.
     pub fn forwarding_cookies(mut self, server_name: &str) -> Options {
-        self.nginx_edits
-            .push(("# media.localhost 1;".into(), format!("{server_name} 1;")));
+        self.snippet_edits.push((
+            "cookie-grant-sites.conf".into(),
+            "# media.example.org 1;".into(),
+            format!("{server_name} 1;"),
+        ));
         self
     }
 

@@ -98,7 +98,8 @@ pub enum Command {
         .args(["token", "token_id", "subject", "key"])
 ))]
 pub struct RevokeArgs {
-    /// A whole token, or a URL holding one: revokes its key id and token id until it expires.
+    /// A whole token, or a URL holding one (query or path form): revokes its key id and token
+    /// id until token.max_lifetime past its expiry (its playback grants included).
     #[arg(long, value_name = "TOKEN_OR_URL")]
     pub token: Option<String>,
     /// A token id (the one `sign` printed or `/mint` returned).

@@ -526,7 +526,14 @@ fn grant_cookie_token<'a>(
             now,
         );
         match verified {
-            Ok(token) if refusal(config, &token, revoked).is_none() => {
+            // Only what a grant cookie is ever set from (a prefix link without a use limit,
+            // [`grant_cookie`]): a counted or exact link planted as a cookie by a sibling
+            // subdomain would otherwise spend its uses on, or deny, every request here.
+            Ok(token)
+                if token.prefix.is_some()
+                    && token.uses.is_none()
+                    && refusal(config, &token, revoked).is_none() =>
+            {
                 return Ok(token.keep_in(buf));
             }
             Err(denied) if !denied.computed_mac() => continue,
@@ -960,9 +967,8 @@ session_origin = "https://www.example.org"
 
     #[test]
     fn a_playback_grant_needs_the_path_source_and_fits_max_lifetime() {
-        let refused = |token: &str, site: &str| {
-            validated(&format!("[token]\n{token}"), site).unwrap_err().0
-        };
+        let refused =
+            |token: &str, site: &str| validated(&format!("[token]\n{token}"), site).unwrap_err().0;
         assert_eq!(
             refused(
                 "sources = [\"query\", \"path\"]\nmax_lifetime = \"3h\"",
@@ -1303,6 +1309,9 @@ mod cookie_tests {
         let videos = token(&config, "/media/videos/", A, NOW, None);
         let forged = forge(&good);
         let other_site = token(&config, "/media/photos/", "media-b.example.org", NOW, None);
+        // Valid for the file, but never what a grant cookie is set from.
+        let counted = token(&config, "/media/photos/", A, NOW, Some(3));
+        let exact = token(&config, "/media/photos/b.png", A, NOW, None);
         let path = "/media/photos/b.png";
         let four_forged = format!("mg={forged}; ").repeat(4);
         let three_forged = format!("mg={forged}; ").repeat(3);
@@ -1313,6 +1322,7 @@ mod cookie_tests {
             (format!("mg={expired}; x=1; mg=; mg={good}"), None),
             (format!("mg={videos}; mg={good}"), None),
             (format!("mg={other_site}; mg={good}"), None),
+            (format!("mg={counted}; mg={exact}; mg={good}"), None),
             (format!("{three_forged}mg={good}"), None),
             (format!("{junk}{three_forged}mg={good}"), None),
             // None opens this file: as if the request had no token (the refresh flow, whose
@@ -1328,6 +1338,8 @@ mod cookie_tests {
             (format!("mg={forged}"), Some(Reason::MissingToken)),
             (format!("mg={videos}"), Some(Reason::MissingToken)),
             (format!("mg={other_site}"), Some(Reason::MissingToken)),
+            (format!("mg={counted}"), Some(Reason::MissingToken)),
+            (format!("mg={exact}"), Some(Reason::MissingToken)),
             ("mg=AQEB".to_owned(), Some(Reason::MissingToken)),
             // At most four MACs: a fifth cookie is not tried.
             (

@@ -67,11 +67,17 @@ impl RevokeInput {
             let token_id = token.token_id.ok_or(
                 "the token has no token id: revoke its subject, or its key with a cut-off",
             )?;
-            let expires = token.expires.saturating_add(limits.leeway);
+            // Kept as long as a playback grant of it may play: up to `max_lifetime` past
+            // the token's own expiry. A link that expired a minute ago may still have grants.
+            let expires = token
+                .expires
+                .saturating_add(limits.leeway)
+                .saturating_add(limits.max_lifetime);
             if expires <= now {
-                return Err("the token has expired already: nothing to revoke".into());
+                return Err(
+                    "the token and any playback grant of it have expired: nothing to revoke".into(),
+                );
             }
-            let expires = expires.saturating_add(limits.max_lifetime);
             let revocation = Revocation::Token {
                 kid: token.kid.to_owned(),
                 token_id: token_id.to_owned(),

@@ -532,6 +532,12 @@ pub fn mint(config: &Config, request: &MintRequest, now: u64) -> Result<Minted, 
     {
         return Err(MintError::NotForPurpose(ONE_FILE_ONLY));
     }
+    // This deployment's verifier would refuse the link as `bad_path`.
+    if request.form == LinkForm::Path && !config.token.from_path {
+        return Err(MintError::NotForPurpose(
+            "a link in path form needs \"path\" in token.sources (this configuration refuses such links)",
+        ));
+    }
     // Only media locations read a token from the path, and a scopes list has no one place
     // in a path for it.
     if request.form == LinkForm::Path

@@ -5,6 +5,8 @@
 
 use mediagate::config::LinkForm;
 use mediagate::mint::MintRequest;
+use mediagate::path;
+use mediagate::token::{self, Claims, Scope};
 
 use crate::support::{
     accel_denied, nginx_denied, seen, served, split_url, Options, Stack, MEDIA_HOST, WWW_HOST,
@@ -177,16 +179,36 @@ fn with_the_path_source_off_a_token_segment_is_a_bad_path_not_a_file_name() {
             ..Options::default()
         },
     );
-    let link = path_link(&stack, "/media/hls/clip/", true);
-    assert_eq!(
-        seen(&stack.media("GET", &format!("{link}seg0.ts"))),
-        nginx_denied("bad_path")
+    // This stack's minters refuse such a link; one signed elsewhere with its key is refused
+    // at the gate.
+    let refused = mediagate::mint::mint(
+        &stack.config,
+        &MintRequest {
+            path: "/media/hls/clip/".into(),
+            prefix: true,
+            form: LinkForm::Path,
+            ..MintRequest::default()
+        },
+        mediagate::clock::now(),
     );
-    let link = path_link(&stack, "/files/hls/clip/", true);
-    assert_eq!(
-        seen(&stack.media("GET", &format!("{link}seg0.ts"))),
-        accel_denied("bad_path")
+    assert!(
+        matches!(refused, Err(mediagate::mint::MintError::NotForPurpose(why)) if why.contains("token.sources")),
+        "{refused:?}"
     );
+    for (root, denied) in [
+        ("media", nginx_denied as fn(&str) -> _),
+        ("files", accel_denied),
+    ] {
+        let prefix = format!("/{root}/hls/clip/");
+        let claims = Claims::download(Scope::Prefix(prefix.clone()), mediagate::clock::now() + 600);
+        let token = token::sign(&claims, stack.config.keys.signing_key()).unwrap();
+        let link = path::grant_path(&format!("{prefix}seg0.ts"), &prefix, &token);
+        assert_eq!(
+            seen(&stack.media("GET", &link)),
+            denied("bad_path"),
+            "{link}"
+        );
+    }
 }
 
 #[test]

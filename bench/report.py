@@ -69,8 +69,18 @@ def total_cpu(s):
 
 
 def granted(row_id):
-    """The rows whose token comes from a path segment or the grant cookie (issue 10)."""
-    return row_id in ("mediagate_auth_path_4k", "mediagate_auth_cookie_4k")
+    """The rows whose token comes from a path segment or the grant cookie (issue 10), and the
+    query link's second row, which brackets them."""
+    return row_id in ("mediagate_auth_path_4k", "mediagate_auth_cookie_4k", "mediagate_auth_again_4k")
+
+
+def query_bracket(rows):
+    """The query link's req/s for the grant rows: the mean of its row before them and its row
+    after them (`None` without both)."""
+    before, after = rows.get("mediagate_auth_4k"), rows.get("mediagate_auth_again_4k")
+    if not (before and after):
+        return None
+    return (before["rps"] + after["rps"]) / 2
 
 
 def counted(row_id):
@@ -214,14 +224,14 @@ def main():
                f"{ratio:.2f}× the time per request ({count['rps']:,.0f} vs {plain['rps']:,.0f} req/s; by CPU: "
                f"{total_cpu(count) / total_cpu(plain):.2f}×; mediagate alone {count['mg_cpu']:.1f} vs "
                f"{plain['mg_cpu']:.1f} µs/req)", ratio <= 2)
-    plain = rows.get("mediagate_auth_4k")
+    plain, query = rows.get("mediagate_auth_4k"), query_bracket(rows)
     for key, name in (("mediagate_auth_path_4k", "path"), ("mediagate_auth_cookie_4k", "cookie")):
         mine = rows.get(key)
-        if plain and mine:
-            ratio = mine["rps"] / plain["rps"]
+        if plain and query and mine:
+            ratio = mine["rps"] / query
             target(f"a {name} grant verifies at the cost of a query link: ≥ 0.95× its req/s "
-                   f"(never < 0.9×), 4k, c{mine['conns']}",
-                   f"{ratio:.2f}× ({mine['rps']:,.0f} vs {plain['rps']:,.0f} req/s; by CPU: "
+                   f"(never < 0.9×; the query link's rows before and after, averaged), 4k, c{mine['conns']}",
+                   f"{ratio:.2f}× ({mine['rps']:,.0f} vs {query:,.0f} req/s; by CPU against the first: "
                    f"{total_cpu(plain) / total_cpu(mine):.2f}×; mediagate alone {mine['mg_cpu']:.1f} vs "
                    f"{plain['mg_cpu']:.1f} µs/req)", ratio >= 0.95, ratio >= 0.9)
     uses = [(k, rows[k]) for k in order if counted(k)]

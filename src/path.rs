@@ -277,6 +277,12 @@ pub fn redact_grants(raw: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// What a log line shows of a raw request URI (`$request_uri`): its path without the query
+/// (where a token travels) and with every token segment redacted ([`redact_grants`]).
+pub fn logged_path(uri: &str) -> Cow<'_, str> {
+    redact_grants(split_uri(uri).0)
+}
+
 /// True when `bytes`, percent-decoded once (a malformed escape stays as it is), begin with
 /// `prefix`.
 fn decoded_starts_with(bytes: &[u8], prefix: &[u8]) -> bool {

@@ -442,7 +442,7 @@ fn audit_upload(
             .str(
                 "path",
                 request
-                    .map(|r| crate::path::redact_grants(crate::path::split_uri(r.media.uri).0))
+                    .map(|r| crate::path::logged_path(r.media.uri))
                     .as_deref(),
             )
             .str("content_length", request.and_then(|r| r.content_length))
@@ -791,12 +791,7 @@ fn audit_media(
             .str("method", Some(request.method))
             .str("server_name", Some(request.server_name))
             // Never the query, nor a path segment carrying a token.
-            .str(
-                "path",
-                Some(&crate::path::redact_grants(
-                    crate::path::split_uri(request.uri).0,
-                )),
-            )
+            .str("path", Some(&crate::path::logged_path(request.uri)))
             .str("token_id", token_id)
             .str("subject", subject)
             .ip("client_ip", request.client_ip)
@@ -815,7 +810,7 @@ fn audit_early(config: &Config, mode: Mode, headers: &hyper::HeaderMap, reason: 
             Mode::Auth | Mode::Accel => &ORIGINAL_URI,
         };
         let path = original::single(headers, uri_header)
-            .map(|uri| crate::path::redact_grants(crate::path::split_uri(uri).0))
+            .map(crate::path::logged_path)
             .ok();
         audit::emit(|line| {
             line.str("mode", Some(mode.as_str()))

@@ -9,7 +9,7 @@
 //
 // Environment (set by tests/browser.rs):
 //   BROWSER_PAGE_URL, BROWSER_VIDEO_URL, BROWSER_EXPIRES, BROWSER_SEEK_TO, BROWSER_PROFILE
-import { launch, settled } from './chromium.mjs';
+import { launch, openPage, recordRequests, settled } from './chromium.mjs';
 
 const pageUrl = process.env.BROWSER_PAGE_URL;
 const videoUrl = process.env.BROWSER_VIDEO_URL;
@@ -33,25 +33,8 @@ const kind = (url) => {
 const context = await launch(profile, ['--autoplay-policy=no-user-gesture-required']);
 try {
   const page = context.pages()[0] ?? (await context.newPage());
-  const requests = [];
-  page.on('request', (request) => {
-    const which = kind(request.url());
-    if (!which) return;
-    const entry = { url: which, range: null, status: null, at: Date.now() };
-    requests.push(entry);
-    entry.settled = Promise.all([
-      request.allHeaders().then((headers) => {
-        entry.range = headers.range ?? null;
-      }),
-      request.response().then((response) => {
-        entry.status = response ? response.status() : null;
-      }),
-    ]).catch(() => {});
-  });
-  const response = await page.goto(pageUrl, { waitUntil: 'load', timeout: 20000 });
-  if (!response || response.status() !== 200) {
-    throw new Error(`the embedding page ${pageUrl} answered ${response?.status()}`);
-  }
+  const requests = recordRequests(page, kind);
+  await openPage(page, pageUrl);
   const played = await page.evaluate(
     async ({ src, seekTo, expires }) => {
       const video = document.createElement('video');

@@ -10,7 +10,7 @@
 //   BROWSER_VIDEO_URL    the video's URL (a limited-use link)
 //   BROWSER_SEEK_TO      where to seek, in seconds
 //   BROWSER_PROFILE      a fresh, empty directory for Chromium's profile
-import { launch, settled } from './chromium.mjs';
+import { launch, openPage, recordRequests, settled } from './chromium.mjs';
 
 const pageUrl = process.env.BROWSER_PAGE_URL;
 const videoUrl = process.env.BROWSER_VIDEO_URL;
@@ -29,24 +29,8 @@ try {
   const page = context.pages()[0] ?? (await context.newPage());
   // Every request for the video, in the order Chromium sent them: its Range header and the
   // status it was answered with (null if it never was, e.g. cut off by the next seek).
-  const requests = [];
-  page.on('request', (request) => {
-    if (request.url() !== videoUrl) return;
-    const entry = { range: null, status: null };
-    requests.push(entry);
-    entry.settled = Promise.all([
-      request.allHeaders().then((headers) => {
-        entry.range = headers.range ?? null;
-      }),
-      request.response().then((response) => {
-        entry.status = response ? response.status() : null;
-      }),
-    ]).catch(() => {});
-  });
-  const response = await page.goto(pageUrl, { waitUntil: 'load', timeout: 20000 });
-  if (!response || response.status() !== 200) {
-    throw new Error(`the embedding page ${pageUrl} answered ${response?.status()}`);
-  }
+  const requests = recordRequests(page, (url) => (url === videoUrl ? url : null));
+  await openPage(page, pageUrl);
   const played = await page.evaluate(
     async ({ src, seekTo }) => {
       const video = document.createElement('video');

@@ -15,7 +15,10 @@
 #   ROUNDS=2        rounds; every row runs once per round, in the same order
 #   PCRE_JIT=off    nginx's pcre_jit (main context): "on" measures protect.conf's rewrite with
 #                   PCRE's JIT, which nginx leaves off unless configured
-#   KEEP=1          keep the temporary directory
+#   KEEP=1          keep the temporary directory (callgrind's dumps: cg.mediagate.N, cg.nginx.N)
+#   CG_MG_OPTS      more callgrind options for mediagate: "--dump-instr=yes" with a build that
+#                   has line tables (CARGO_PROFILE_RELEASE_DEBUG=line-tables-only) shows where
+#                   the instructions go (callgrind_annotate)
 #
 # How: nginx (master_process off, one process) and mediagate (audit log on) both run under
 # callgrind. Before each row both counters are zeroed (callgrind_control -z), REQUESTS
@@ -135,7 +138,7 @@ wait_until() { # wait_until WHAT COMMAND...: start-up under valgrind takes secon
   done
   die "$what did not come up (logs in $dir; KEEP=1 keeps them)"
 }
-valgrind --tool=callgrind --callgrind-out-file="$dir/cg.mediagate" \
+valgrind --tool=callgrind ${CG_MG_OPTS:-} --callgrind-out-file="$dir/cg.mediagate" \
   "$mg" --config "$dir/mediagate.toml" serve </dev/null >/dev/null 2>"$dir/mediagate.log" &
 mg_pid=$!
 pids+=("$mg_pid")

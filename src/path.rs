@@ -188,9 +188,6 @@ pub fn is_within(path: &str, prefix: &str) -> bool {
 /// unreserved, so the marker needs no encoding and survives [`encode_path`] as it is.
 pub const GRANT_MARKER: &str = "~mg~";
 
-/// [`GRANT_MARKER`] at the start of a segment.
-const GRANT_SEGMENT: &str = "/~mg~";
-
 /// A canonical request path with its token segment taken out (see [`split_grant`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PathGrant {
@@ -223,15 +220,15 @@ pub struct BadGrantSegment;
 /// file?), an empty token, and a segment that ends the path (`/a/~mg~T` names no file; a
 /// folder is `/a/~mg~T/`).
 pub fn split_grant(canonical: &str) -> Result<Option<PathGrant>, BadGrantSegment> {
-    let Some(slash) = canonical.find(GRANT_SEGMENT) else {
+    let Some(slash) = find_grant_segment(canonical) else {
         return Ok(None);
     };
-    let start = slash + GRANT_SEGMENT.len();
+    let start = slash + 1 + GRANT_MARKER.len();
     let Some(length) = canonical[start..].find('/') else {
         return Err(BadGrantSegment);
     };
     let end = start + length;
-    if length == 0 || canonical[end..].contains(GRANT_SEGMENT) {
+    if length == 0 || find_grant_segment(&canonical[end..]).is_some() {
         return Err(BadGrantSegment);
     }
     let base_len = slash + 1;
@@ -243,6 +240,25 @@ pub fn split_grant(canonical: &str) -> Result<Option<PathGrant>, BadGrantSegment
         token: start..end,
         base_len,
     }))
+}
+
+/// Where the first segment that begins with [`GRANT_MARKER`] starts in `path` (at its `/`).
+/// Every request path comes through here: looking only at its `~` bytes, which `str::find`
+/// finds a word at a time, costs less than setting up a substring search.
+fn find_grant_segment(path: &str) -> Option<usize> {
+    let bytes = path.as_bytes();
+    let mut from = 0;
+    while let Some(offset) = path[from..].find('~') {
+        let tilde = from + offset;
+        if tilde > 0
+            && bytes[tilde - 1] == b'/'
+            && bytes[tilde..].starts_with(GRANT_MARKER.as_bytes())
+        {
+            return Some(tilde - 1);
+        }
+        from = tilde + 1;
+    }
+    None
 }
 
 /// A raw request path fit for a log line: wherever the token marker [`GRANT_MARKER`] begins,

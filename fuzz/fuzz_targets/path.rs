@@ -78,9 +78,14 @@ fuzz_target!(|data: &[u8]| {
 /// begins it, and the link built from the parts splits back into them. The same property is
 /// a proptest in `tests/paths.rs`.
 fn check_grant(canonical: &str) {
-    let Ok(Some(grant)) = path::split_grant(canonical) else {
+    // The segment is the first one that begins with the marker; without one, there is none.
+    let found = path::split_grant(canonical);
+    let first = canonical.find("/~mg~");
+    assert_eq!(matches!(found, Ok(None)), first.is_none(), "{canonical:?}");
+    let Ok(Some(grant)) = found else {
         return;
     };
+    assert_eq!(Some(grant.base_len - 1), first, "{canonical:?}");
     assert!(path::is_canonical(&grant.file), "{canonical:?}");
     assert_eq!(path::split_grant(&grant.file), Ok(None));
     assert!(grant.base().ends_with('/') && grant.file.starts_with(grant.base()));

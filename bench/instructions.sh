@@ -27,6 +27,8 @@
 # is divided by REQUESTS; the grant rows are compared with the mean of the query rows.
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
+# shellcheck source=bench/common.sh
+source "$repo/bench/common.sh"
 MEDIAGATE_BIN="${MEDIAGATE_BIN:-$repo/target/release/mediagate}"
 REQUESTS="${REQUESTS:-1000}"
 ROUNDS="${ROUNDS:-2}"
@@ -59,33 +61,8 @@ mkdir -p "$dir/files/media" "$dir/mediagate" "$dir/tmp"
 head -c 4096 /dev/urandom > "$dir/files/media/4k.bin"
 port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 
-# ---- mediagate: run.sh's configuration (audit on, query and path sources, a cookie grant) --
-key="$("$mg" keygen | head -n 1)"
-cat > "$dir/mediagate.toml" <<EOF
-[server]
-listen = "unix:$dir/mg-verify.sock"
-internal_listen = "unix:$dir/mg-internal.sock"
-
-[log]
-audit = true
-
-[token]
-sources = ["query", "path"]
-
-[store]
-path = "$dir/mg.redb"
-
-[keys]
-dev_key = false
-signing = "bench"
-[keys.secrets]
-bench = "$key"
-
-[[sites]]
-id = "bench"
-media_origin = "http://media.localhost"
-cookie_grant = { name = "mg" }
-EOF
+# ---- mediagate: run.sh's configuration ------------------------------------------------
+mediagate_config "$dir/mediagate.toml" "$dir" "$("$mg" keygen | head -n 1)"
 
 # ---- nginx: the shipped snippets, one server, one process ------------------------------
 cp "$repo"/nginx/snippets/*.conf "$dir/mediagate/"
@@ -138,8 +115,8 @@ wait_until() { # wait_until WHAT COMMAND...: start-up under valgrind takes secon
   done
   die "$what did not come up (logs in $dir; KEEP=1 keeps them)"
 }
-valgrind --tool=callgrind ${CG_MG_OPTS:-} --callgrind-out-file="$dir/cg.mediagate" \
-  "$mg" --config "$dir/mediagate.toml" serve </dev/null >/dev/null 2>"$dir/mediagate.log" &
+MEDIAGATE_STORE__PATH="$dir/mg.redb" valgrind --tool=callgrind ${CG_MG_OPTS:-} \
+  --callgrind-out-file="$dir/cg.mediagate" "$mg" --config "$dir/mediagate.toml" serve </dev/null >/dev/null 2>"$dir/mediagate.log" &
 mg_pid=$!
 pids+=("$mg_pid")
 wait_until mediagate curl -fsS --unix-socket "$dir/mg-verify.sock" http://mg/healthz
@@ -176,7 +153,6 @@ for _ in range(n):
 PY
 }
 # The rows must really check: a changed tag in each form is refused.
-tamper() { python3 -c 'import sys; s=sys.argv[1]; i=s.index(sys.argv[2])+len(sys.argv[2])+20; print(s[:i]+("A" if s[i]!="A" else "B")+s[i+1:])' "$1" "$2"; }
 for check in "$(tamper "${URL[query]}" "token=")" "$(tamper "${URL[path]}" "~mg~")"; do
   status="$(curl -sS -o /dev/null -w '%{http_code}' -H 'Host: media.localhost' "http://127.0.0.1:$port$check")"
   [ "$status" = 403 ] || die "a forged link got $status, not 403"

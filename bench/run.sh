@@ -17,6 +17,9 @@
 #   MEDIAGATE_BIN=...  use this binary instead of `cargo build --release`
 #   KEEP=1             keep the temporary directory (logs, configs) after the run
 #   OUT=file           also write the raw per-round results (TSV) there
+#   INSTRUCTIONS=1     then run bench/instructions.sh (needs valgrind; 0 skips it): the grant
+#                      rows against the query link in instructions, which this machine's
+#                      load does not move as it moves req/s
 #
 # Everything lives in a world-readable temporary directory (nginx workers run as nobody)
 # that is removed on exit; nginx listens on free ports chosen at start, mediagate on Unix
@@ -26,6 +29,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo="$PWD"
+# shellcheck source=bench/common.sh
+source "$repo/bench/common.sh"
 
 DURATION="${DURATION:-5}"
 ROUNDS="${ROUNDS:-3}"
@@ -43,7 +48,9 @@ die() { echo "bench: ERROR: $*" >&2; exit 1; }
 
 # ---- tools -----------------------------------------------------------------------------
 missing=()
-for tool in nginx wrk curl python3 redis-server redis-cli; do
+tools=(nginx wrk curl python3 redis-server redis-cli)
+[ "${INSTRUCTIONS:-1}" = 0 ] || tools+=(valgrind)
+for tool in "${tools[@]}"; do
   command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -51,7 +58,9 @@ if [ ${#missing[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
   $sudo apt-get update -qq
-  $sudo apt-get install -y nginx wrk curl python3 redis-server redis-tools >/dev/null
+  packages=(nginx wrk curl python3 redis-server redis-tools)
+  [ "${INSTRUCTIONS:-1}" = 0 ] || packages+=(valgrind)
+  $sudo apt-get install -y "${packages[@]}" >/dev/null
 fi
 
 # 1,000 client connections plus as many upstream connections, in wrk, nginx and mediagate.
@@ -124,30 +133,7 @@ pids+=($redis_pid)
 
 # ---- mediagate: two configurations, four instances --------------------------------------
 key="$("$mg" keygen | head -n 1)"
-cat > "$dir/mediagate.toml" <<EOF
-[server]
-listen = "unix:$dir/mg-verify.sock"
-internal_listen = "unix:$dir/mg-internal.sock"
-
-[log]
-audit = true
-
-[token]
-# The path-grant row's link carries its token in the path.
-sources = ["query", "path"]
-
-[keys]
-dev_key = false
-signing = "bench"
-[keys.secrets]
-bench = "$key"
-
-[[sites]]
-id = "bench"
-media_origin = "http://media.localhost"
-# The cookie row's grant (the other rows' exact links set no cookie).
-cookie_grant = { name = "mg" }
-EOF
+mediagate_config "$dir/mediagate.toml" "$dir" "$key"
 # The same, counting in Redis.
 cp "$dir/mediagate.toml" "$dir/mediagate-redis.toml"
 cat >> "$dir/mediagate-redis.toml" <<EOF
@@ -335,15 +321,13 @@ expect_status() { # expect_status WANT URL [curl args...]
   got="$(curl -sS -o /dev/null -w '%{http_code}' -H "Host: media.localhost" "$@" "$url")"
   [ "$got" = "$want" ] || die "expected $want from $url, got $got"
 }
-tamper() { python3 -c 'import sys; s=sys.argv[1]; i=s.index("token=")+20; print(s[:i]+("A" if s[i]!="A" else "B")+s[i+1:])' "$1"; }
-expect_status 403 "http://127.0.0.1:$PORT$(tamper "${URL[mediagate_auth_4k]}")"
-expect_status 403 "http://127.0.0.1:$PORT$(tamper "${URL[mediagate_accel_4k]}")"
-expect_status 403 "http://127.0.0.1:$PORT_NOAUDIT$(tamper "${URL[mediagate_auth_4k]}")"
+expect_status 403 "http://127.0.0.1:$PORT$(tamper "${URL[mediagate_auth_4k]}" "token=")"
+expect_status 403 "http://127.0.0.1:$PORT$(tamper "${URL[mediagate_accel_4k]}" "token=")"
+expect_status 403 "http://127.0.0.1:$PORT_NOAUDIT$(tamper "${URL[mediagate_auth_4k]}" "token=")"
 expect_status 403 "http://127.0.0.1:$PORT/media/4k.bin"
 # A grant in the path or a cookie with one character of its tag changed.
-tamper_grant() { python3 -c 'import sys; s=sys.argv[1]; i=s.index(sys.argv[2])+len(sys.argv[2])+20; print(s[:i]+("A" if s[i]!="A" else "B")+s[i+1:])' "$1" "$2"; }
-expect_status 403 "http://127.0.0.1:$PORT$(tamper_grant "${URL[grant_path_4k]}" "~mg~")"
-expect_status 403 "http://127.0.0.1:$PORT/media/4k.bin" -H "Cookie: $(tamper_grant "${COOKIE[mediagate_auth_cookie_4k]}" "mg=")"
+expect_status 403 "http://127.0.0.1:$PORT$(tamper "${URL[grant_path_4k]}" "~mg~")"
+expect_status 403 "http://127.0.0.1:$PORT/media/4k.bin" -H "Cookie: $(tamper "${COOKIE[mediagate_auth_cookie_4k]}" "mg=")"
 # The counted rows really count: a single-use token works once on each store.
 for port in "$PORT" "$PORT_REDIS"; do
   once="$(sign /media/4k.bin --uses 1 --id "bench-once-$port-$run_id")"
@@ -353,7 +337,7 @@ for port in "$PORT" "$PORT_REDIS"; do
   [ "$got" = "403 used_up" ] || die "a single-use token on port $port: second use got '$got'"
 done
 expect_status 403 "http://127.0.0.1:$PORT/sl/4k.bin?md5=AAAAAAAAAAAAAAAAAAAAAA&expires=$expires"
-expect_status 403 "http://127.0.0.1:$PORT_DIRECT/auth" -H "X-Original-URI: $(tamper "$direct_uri")" \
+expect_status 403 "http://127.0.0.1:$PORT_DIRECT/auth" -H "X-Original-URI: $(tamper "$direct_uri" "token=")" \
   -H "X-Original-Method: GET" -H "X-Mediagate-Server-Name: media.localhost" -H "X-Real-IP: 127.0.0.1"
 for row in "${rows[@]}" "${big_rows[@]}"; do
   IFS='|' read -r id _ file _ url _ status <<<"$row"
@@ -529,3 +513,12 @@ python3 "$repo/bench/report.py" "$results" \
   --machine "$(nproc) CPUs ($cpu_model), Linux $(uname -r), $(nginx -v 2>&1 | sed 's/^nginx version: //'), $(wrk -v 2>&1 | head -n 1 | awk '{print $1, $2}'), $("$mg" --version)" \
   --note "$audit_note" \
   --revision "$(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$repo" diff --quiet HEAD -- src 2>/dev/null || echo ' (+ uncommitted changes in src/)')"
+
+if [ "${INSTRUCTIONS:-1}" != 0 ]; then
+  echo
+  echo "## The grant rows in instructions (bench/instructions.sh)"
+  echo
+  # Its own rounds (ROUNDS here means wrk's).
+  env -u ROUNDS MEDIAGATE_BIN="$mg" bash "$repo/bench/instructions.sh" ||
+    say "bench/instructions.sh failed (INSTRUCTIONS=0 skips it)"
+fi

@@ -28,7 +28,7 @@ use hyper::{Response, StatusCode};
 
 use crate::config::{AccelConfig, Config, Disposition, Site, TokenSource};
 use crate::decimal;
-use crate::gate::Outcome;
+use crate::gate::{GrantCookie, Outcome};
 use crate::pages::{self, Format, Pages};
 use crate::path;
 use crate::reason::Reason;
@@ -124,7 +124,7 @@ pub fn media_response(
             grant_headers(&mut response, token.as_ref(), now);
             let cached = Cached::new(*source, site, set_cookie);
             cache_headers(&mut response, token.as_ref(), cached, accel, now);
-            insert_cookie(&mut response, SET_GRANT_COOKIE, set_cookie);
+            insert_cookie(&mut response, SET_GRANT_COOKIE, set_cookie.as_ref());
             // Only the token's own overrides: the site-wide accel.content_disposition stays an
             // accel-mode setting, as it always was.
             if let Some(token) = token.as_ref() {
@@ -154,8 +154,8 @@ pub fn media_response(
             let mut response = accel_response(accel, path, token.as_ref(), cached, now);
             // nginx hands Set-Cookie of an X-Accel-Redirect answer on with the file it then
             // serves (ngx_http_upstream_headers_in marks it "redirect", as Cache-Control).
-            if response.headers().contains_key(ACCEL_REDIRECT) && set_cookie.is_some() {
-                insert_cookie(&mut response, SET_COOKIE, set_cookie);
+            if response.headers().contains_key(ACCEL_REDIRECT) {
+                insert_cookie(&mut response, SET_COOKIE, set_cookie.as_ref());
             }
             response
         }
@@ -371,7 +371,7 @@ struct Cached {
 }
 
 impl Cached {
-    fn new(source: Option<TokenSource>, site: &Site, set_cookie: &Option<String>) -> Cached {
+    fn new(source: Option<TokenSource>, site: &Site, set_cookie: &Option<GrantCookie>) -> Cached {
         Cached {
             source,
             playback: site.playback_grant.is_some(),
@@ -410,11 +410,12 @@ fn accel_expires_at(until: u64) -> HeaderValue {
     HeaderValue::from_maybe_shared(Bytes::from(text)).unwrap_or(NO_CACHE)
 }
 
-/// The grant cookie, under `name`, when the allow sets one. A value [`crate::cookie::set_cookie`]
-/// built is always a valid header value; one that were not would only leave the cookie out.
-fn insert_cookie(response: &mut Response<Body>, name: HeaderName, set_cookie: &Option<String>) {
-    if let Some(value) = set_cookie
-        .as_deref()
+/// The grant cookie, under `name`, when the allow grants one the request did not already
+/// hold ([`GrantCookie::to_send`]). A value [`crate::cookie::set_cookie`] built is always a
+/// valid header value; one that were not would only leave the cookie out.
+fn insert_cookie(response: &mut Response<Body>, name: HeaderName, grant: Option<&GrantCookie>) {
+    if let Some(value) = grant
+        .and_then(GrantCookie::to_send)
         .and_then(|value| HeaderValue::from_str(value).ok())
     {
         response.headers_mut().insert(name, value);

@@ -80,9 +80,9 @@ pub enum Outcome<'a> {
         /// Where the token came from (`None` for public paths). An answer for a token
         /// from a header must not be cached under a key made of the URL alone.
         source: Option<TokenSource>,
-        /// The `Set-Cookie` value of the site's grant cookie, when this allow grants one
-        /// (see [`grant_cookie`]). Never on any other outcome.
-        set_cookie: Option<String>,
+        /// The site's grant cookie, when this allow grants one (see [`grant_cookie`]). Never
+        /// on any other outcome.
+        set_cookie: Option<GrantCookie>,
         /// The site the request belongs to.
         site: &'a Site,
     },
@@ -274,7 +274,8 @@ pub fn decide<'a>(
                 Outcome::deny(Reason::OutOfScope, site)
             }
             None => Outcome::Allow {
-                set_cookie: grant_cookie(site, request.purpose, &token, text, source, now),
+                set_cookie: grant_cookie(site, request.purpose, &token, text, source, now)
+                    .map(|set_cookie| GrantCookie::new(set_cookie, site, request.cookie, text)),
                 path: canonical,
                 token: Some(token),
                 source: Some(source),
@@ -439,6 +440,35 @@ fn refusal(config: &Config, token: &Token<'_>, revoked: &Revoked) -> Option<Reas
         Some(Reason::Revoked)
     } else {
         None
+    }
+}
+
+/// The grant cookie an allow grants ([`grant_cookie`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrantCookie {
+    /// The `Set-Cookie` value.
+    pub set_cookie: String,
+    /// The request carried this very cookie already (the grant's name, the same token, so the
+    /// same folder and expiry): the answer need not send it again, and a playlist's segments
+    /// do not each repeat it. The allow still grants it (an answer that grants a cookie is
+    /// never cached: a cached one would answer browsers without the cookie too).
+    pub held: bool,
+}
+
+impl GrantCookie {
+    fn new(set_cookie: String, site: &Site, held: CookieHeader<'_>, token: &str) -> GrantCookie {
+        let held = match (held, site.cookie_grant.as_ref()) {
+            (CookieHeader::One(header), Some(grant)) => {
+                cookie::values(header, &grant.name).any(|value| value == token.as_bytes())
+            }
+            _ => false,
+        };
+        GrantCookie { set_cookie, held }
+    }
+
+    /// The `Set-Cookie` value the answer sends: none when the request held the cookie.
+    pub fn to_send(&self) -> Option<&str> {
+        (!self.held).then_some(self.set_cookie.as_str())
     }
 }
 
@@ -1199,7 +1229,14 @@ mod cookie_tests {
         match decide(config, &request, &mut buf, NOW, revoked) {
             Outcome::Allow {
                 source, set_cookie, ..
-            } => (None, source, set_cookie),
+            } => (
+                None,
+                source,
+                set_cookie
+                    .as_ref()
+                    .and_then(GrantCookie::to_send)
+                    .map(str::to_owned),
+            ),
             outcome => (outcome.reason(), None, None),
         }
     }
@@ -1241,6 +1278,52 @@ mod cookie_tests {
             ask(&config, b, &uri, CookieHeader::Absent),
             (None, Some(TokenSource::Query), None)
         );
+    }
+
+    #[test]
+    fn a_request_that_holds_the_grant_cookie_is_not_sent_it_again() {
+        let config = config();
+        let folder = token(&config, "/media/photos/", A, NOW - 100, None);
+        let uri = format!("/media/photos/a.png?token={folder}");
+        // (granted, sent) for a request of the prefix link with this `Cookie` header.
+        let granted = |header: &str| {
+            let request = MediaRequest {
+                uri: &uri,
+                method: "GET",
+                server_name: A,
+                client_ip: None,
+                authorization: Authorization::Absent,
+                cookie: CookieHeader::One(header.as_bytes()),
+                purpose: Purpose::Download,
+            };
+            let mut buf = TokenBuf::new();
+            match decide(&config, &request, &mut buf, NOW, &Revoked::default()) {
+                Outcome::Allow { set_cookie, .. } => (
+                    set_cookie.is_some(),
+                    set_cookie.as_ref().and_then(GrantCookie::to_send).is_some(),
+                ),
+                outcome => panic!("{header}: {outcome:?}"),
+            }
+        };
+        // The same token under the grant's name, wherever it stands: granted, not sent again.
+        assert_eq!(granted(&format!("mg={folder}")), (true, false));
+        assert_eq!(
+            granted(&format!("sid=1; mg={folder}; theme=dark")),
+            (true, false)
+        );
+        assert_eq!(granted(&format!("mg=old; mg={folder}")), (true, false));
+        // An older link's cookie, another name, a longer value, no cookie: sent.
+        let older = token(&config, "/media/photos/", A, NOW - 200, None);
+        assert_ne!(older, folder);
+        for header in [
+            format!("mg={older}"),
+            format!("MG={folder}"),
+            format!("xmg={folder}"),
+            format!("mg={folder}x"),
+            String::new(),
+        ] {
+            assert_eq!(granted(&header), (true, true), "{header}");
+        }
     }
 
     #[test]

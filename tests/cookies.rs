@@ -300,6 +300,43 @@ fn a_link_in_the_url_wins_and_only_prefix_links_without_a_use_limit_set_the_cook
     }
 }
 
+/// A playlist's segments each carry the link (path form), and so may a page's images (query
+/// form): once the browser holds the link's cookie, their answers do not send it again. A
+/// newer link still replaces an older link's cookie.
+#[test]
+fn a_link_whose_cookie_the_browser_holds_does_not_set_it_again() {
+    let stack = granted("cookie-held");
+    for mode in &MODES {
+        let folder = mode.folder;
+        let grant = token(&stack, folder);
+        let query = format!("{folder}a.png?token={grant}");
+        let path = mediagate::path::grant_path(&format!("{folder}b.png"), folder, &grant);
+        let held = format!("other=1; mg={grant}");
+        for (uri, file) in [(&query, "photo a"), (&path, "photo b")] {
+            let response = get(&stack, uri, Some(&held));
+            assert_eq!(seen(&response), served(file), "{}: {uri}", mode.name);
+            assert_eq!(
+                set_cookies(&response),
+                Vec::<&str>::new(),
+                "{}: {uri}",
+                mode.name
+            );
+        }
+        let older = token_at(&stack, folder, mediagate::clock::now() - 60, None);
+        assert_ne!(older, grant);
+        for uri in [&query, &path] {
+            let response = get(&stack, uri, Some(&format!("mg={older}")));
+            let cookies = set_cookies(&response);
+            assert!(
+                matches!(cookies.as_slice(), [cookie]
+                    if cookie.starts_with(&format!("mg={grant}; Path={folder}; Max-Age="))),
+                "{}: {uri}: {response:#?}",
+                mode.name
+            );
+        }
+    }
+}
+
 #[test]
 fn a_site_without_a_cookie_grant_ignores_the_cookie() {
     // nginx forwards the cookie here: mediagate itself must not read it.

@@ -7,6 +7,7 @@
 //! were signed and why a given request does or does not verify.
 
 use std::path::PathBuf;
+use std::str::FromStr;
 
 use clap::{Parser, Subcommand};
 
@@ -213,8 +214,8 @@ pub struct SignArgs {
     pub recipient: Option<String>,
     /// How the link carries the token: query (`?token=`) or path (a `~mg~<token>` segment
     /// after the prefix or in the file's folder, which relative URLs in a playlist keep).
-    #[arg(long, value_name = "FORM", default_value = "query", value_parser = ["query", "path"])]
-    pub form: String,
+    #[arg(long, value_name = "FORM", default_value = "query", value_parser = LinkForm::from_str)]
+    pub form: LinkForm,
     /// Bind to a client address or network, e.g. 203.0.113.0/24.
     #[arg(long)]
     pub ip: Option<String>,
@@ -356,11 +357,7 @@ pub fn sign(config: &Config, args: &SignArgs) -> anyhow::Result<Signed> {
         path: args.path.clone().unwrap_or_default(),
         scopes: (!scopes.is_empty()).then_some(scopes),
         recipient: args.recipient.clone(),
-        form: if args.form == "path" {
-            LinkForm::Path
-        } else {
-            LinkForm::Query
-        },
+        form: args.form,
         prefix: args.prefix,
         ttl,
         methods: (!args.methods.is_empty()).then(|| args.methods.clone()),

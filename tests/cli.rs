@@ -753,6 +753,32 @@ fn sign_refuses_what_it_used_to_normalise() {
     assert!(folder.status.success());
 }
 
+/// A site's `link_form`, `sign --form` (and `/mint`'s `"form"`, tests/server.rs) read one
+/// spelling and name a bad one alike.
+#[test]
+fn a_bad_link_form_is_named_alike_by_the_configuration_and_sign() {
+    let home = TempDir::new("cli-link-form");
+    let expected = "\"paths\" is not \"query\" or \"path\"";
+    let file = home.write(
+        "form.toml",
+        "[[sites]]\nid = \"a\"\nmedia_origin = \"http://media.localhost\"\nlink_form = \"paths\"\n",
+    );
+    let output = check_config(&home, &file);
+    assert_eq!(output.status.code(), Some(64));
+    assert!(
+        stderr(&output).contains(&format!("link_form: {expected}")),
+        "{}",
+        stderr(&output)
+    );
+    let output = mediagate(&home)
+        .args(["sign", "/media/a.pdf", "--form", "paths"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(64), "{}", stderr(&output));
+    assert!(stderr(&output).contains(expected), "{}", stderr(&output));
+    assert!(stdout(&output).is_empty());
+}
+
 /// With several sites sharing a key, an unbound token would open the same path on every site:
 /// `sign` binds the chosen site's media host unless `--host` says otherwise.
 #[test]

@@ -705,6 +705,10 @@ fn mint_api_mints_upload_slots_with_a_generated_token_id() {
             r#"{"path": "/a", "purpose": "refresh_state"}"#,
             "unknown variant",
         ),
+        (
+            r#"{"path": "/a", "form": "paths"}"#,
+            "\"paths\" is not \"query\" or \"path\"",
+        ),
     ] {
         let response = post(body);
         assert_eq!(response.status, 400, "{body}: {}", response.text());

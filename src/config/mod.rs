@@ -300,15 +300,37 @@ pub struct Site {
     pub cookie_grant: Option<CookieGrant>,
 }
 
-/// How a link carries its token (spec §13, §13.3).
+/// How a link carries its token (spec §13, §13.3). Spelled `query` or `path` wherever it is
+/// chosen (a site's `link_form`, `/mint`'s `"form"`, `sign --form`): one [`FromStr`](std::str::FromStr) reads
+/// them all.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(try_from = "String")]
 pub enum LinkForm {
     /// `<path>?token=<token>`.
     #[default]
     Query,
     /// `<folder or prefix>/~mg~<token>/<rest>`: relative URLs in a playlist or page keep it.
     Path,
+}
+
+impl std::str::FromStr for LinkForm {
+    type Err = String;
+
+    fn from_str(name: &str) -> Result<LinkForm, String> {
+        match name {
+            "query" => Ok(LinkForm::Query),
+            "path" => Ok(LinkForm::Path),
+            other => Err(format!("{other:?} is not \"query\" or \"path\"")),
+        }
+    }
+}
+
+impl TryFrom<String> for LinkForm {
+    type Error = String;
+
+    fn try_from(name: String) -> Result<LinkForm, String> {
+        name.parse()
+    }
 }
 
 /// The session-domain side of a site.
@@ -968,14 +990,10 @@ fn validate_site(raw: &raw::RawSite) -> Result<Site, Vec<String>> {
             .map_err(|e| errors.push(format!("files_root: {e}")))
             .ok()
     });
-    let link_form = match raw.link_form.as_str() {
-        "query" => LinkForm::Query,
-        "path" => LinkForm::Path,
-        other => {
-            errors.push(format!("link_form: {other:?} is not \"query\" or \"path\""));
-            LinkForm::Query
-        }
-    };
+    let link_form = raw.link_form.parse().unwrap_or_else(|error| {
+        errors.push(format!("link_form: {error}"));
+        LinkForm::Query
+    });
     let playback_grant = match raw.playback_grant {
         Some(raw::Duration(0)) => {
             errors.push("playback_grant: must be longer than 0 s (leave it out for none)".into());

@@ -170,6 +170,29 @@ fn a_path_token_is_refused_when_anything_about_its_segment_is_off() {
     }
 }
 
+/// nginx takes out the segment mediagate takes out, whatever it holds. A segment that holds
+/// no token (`~mg~x.y`: nothing mints it) in front of a public folder: mediagate decides for
+/// the public file without reading a token, so nginx must serve that file, not a folder on
+/// disk whose name is the segment.
+#[test]
+fn nginx_takes_out_the_same_segment_as_mediagate_whatever_it_holds() {
+    let stack = stack_with_files("grantodd", Options::default());
+    stack.dir.write("files/media/public/f.txt", "public\n");
+    for folder in ["~mg~x.y", "~mg~a b", "~mg~%"] {
+        stack
+            .dir
+            .write(&format!("files/media/{folder}/public/f.txt"), "not public\n");
+    }
+    for uri in [
+        "/media/~mg~x.y/public/f.txt",
+        "/media/~mg~a%20b/public/f.txt",
+        "/media/~mg~%25/public/f.txt",
+        "/media/public/~mg~x.y/f.txt",
+    ] {
+        assert_eq!(seen(&stack.media("GET", uri)), served("public\n"), "{uri}");
+    }
+}
+
 #[test]
 fn with_the_path_source_off_a_token_segment_is_a_bad_path_not_a_file_name() {
     let stack = stack_with_files(

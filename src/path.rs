@@ -532,9 +532,21 @@ mod tests {
             split("/media/clip/~mg~AQ/"),
             Ok(Some(("/media/clip/".into(), "/media/clip/".into(), "AQ")))
         );
-        // Only a segment that begins with the marker is one.
+        // Only a segment that begins with the marker is one, before or after the real one.
         assert_eq!(split("/media/x~mg~AQ/y.ts"), Ok(None));
         assert_eq!(split("/media/~MG~AQ/y.ts"), Ok(None));
+        assert_eq!(
+            split("/a/~mg~AQ/x~mg~y"),
+            Ok(Some(("/a/x~mg~y".into(), "/a/".into(), "AQ")))
+        );
+        assert_eq!(
+            split("/x~mg~y/~~mg~z/~mg~AQ/f"),
+            Ok(Some((
+                "/x~mg~y/~~mg~z/f".into(),
+                "/x~mg~y/~~mg~z/".into(),
+                "AQ"
+            )))
+        );
         for refused in [
             "/media/clip/~mg~AQ",
             "/media/~mg~/seg0.ts",

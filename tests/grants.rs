@@ -179,9 +179,10 @@ fn nginx_takes_out_the_same_segment_as_mediagate_whatever_it_holds() {
     let stack = stack_with_files("grantodd", Options::default());
     stack.dir.write("files/media/public/f.txt", "public\n");
     for folder in ["~mg~x.y", "~mg~a b", "~mg~%"] {
-        stack
-            .dir
-            .write(&format!("files/media/{folder}/public/f.txt"), "not public\n");
+        stack.dir.write(
+            &format!("files/media/{folder}/public/f.txt"),
+            "not public\n",
+        );
     }
     for uri in [
         "/media/~mg~x.y/public/f.txt",

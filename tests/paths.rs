@@ -323,10 +323,11 @@ const LIMITS: Limits = Limits {
     max_lifetime: 86_400,
 };
 
-/// Paths with token segments (and markers that begin no segment: `a~mg~`, `~~mg~`), some
-/// spelled with escapes, some broken.
+/// Paths with token segments (and markers that begin no segment, `a~mg~` and `~~mg~`, before
+/// and after them; and second segments, with and without a file after them), some spelled
+/// with escapes, some broken.
 fn grant_path_like() -> impl Strategy<Value = String> {
-    "(/[a-z%]{1,3}){0,3}/[a~]?(~|%7[Ee])(m|%6[Dd])(g|%67)(~|%7[Ee])[A-Za-z0-9_.-]{0,4}(/[a-z]{1,3}){0,2}/?(/~mg~[A-Z]{1,2})?"
+    "(/[a-z]{0,2}[a~]~mg~[a-z]{0,2})?(/[a-z%]{1,3}){0,3}/[a~]?(~|%7[Ee])(m|%6[Dd])(g|%67)(~|%7[Ee])[A-Za-z0-9_.-]{0,4}(/[a-z]{1,3}){0,2}(/[a-z]{0,2}[a~]~mg~[a-z]{0,2})?/?(/~mg~[A-Z]{1,2}(/[a-z]{1,3})?)?"
 }
 
 /// The first `n` bytes of `text` percent-decoded once (a broken escape stays as it is).
@@ -355,9 +356,16 @@ fn percent_decode_prefix(text: &str, n: usize) -> Vec<u8> {
 /// The property of the fuzz target's `check_grant`.
 fn assert_grant_splits_back(canonical: &str) {
     // The segment is the first one that begins with the marker; without one, there is none.
+    // Refused: an empty token, none with a file after it, a second segment after it.
     let found = path::split_grant(canonical);
     let first = canonical.find("/~mg~");
     assert_eq!(matches!(found, Ok(None)), first.is_none(), "{canonical:?}");
+    let refused = first.is_some_and(|at| {
+        let rest = &canonical[at + "/~mg~".len()..];
+        rest.find('/')
+            .is_none_or(|end| end == 0 || rest[end..].contains("/~mg~"))
+    });
+    assert_eq!(found.is_err(), refused, "{canonical:?}");
     let Ok(Some(grant)) = found else {
         return;
     };

@@ -79,9 +79,16 @@ fuzz_target!(|data: &[u8]| {
 /// a proptest in `tests/paths.rs`.
 fn check_grant(canonical: &str) {
     // The segment is the first one that begins with the marker; without one, there is none.
+    // Refused: an empty token, none with a file after it, a second segment after it.
     let found = path::split_grant(canonical);
     let first = canonical.find("/~mg~");
     assert_eq!(matches!(found, Ok(None)), first.is_none(), "{canonical:?}");
+    let refused = first.is_some_and(|at| {
+        let rest = &canonical[at + "/~mg~".len()..];
+        rest.find('/')
+            .is_none_or(|end| end == 0 || rest[end..].contains("/~mg~"))
+    });
+    assert_eq!(found.is_err(), refused, "{canonical:?}");
     let Ok(Some(grant)) = found else {
         return;
     };

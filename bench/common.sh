@@ -29,9 +29,17 @@ cookie_grant = { name = "mg" }
 EOF
 }
 
-# tamper TEXT AFTER: TEXT with one character changed, 20 places after where AFTER ends
-# ("token=", "~mg~", "mg="): inside the token's tag, so the result is a forged link or cookie
-# rather than a malformed one.
+# tamper TEXT AFTER: TEXT with one character of the token that follows AFTER ("token=",
+# "~mg~", "mg=") changed: the fifth from the token's end, inside its tag (the last one's
+# unused bits may make a change no change), so the result is a forged link or cookie that only
+# the signature check refuses.
 tamper() {
-  python3 -c 'import sys; s, a = sys.argv[1:]; i = s.index(a) + len(a) + 20; print(s[:i] + ("A" if s[i] != "A" else "B") + s[i + 1:])' "$1" "$2"
+  python3 - "$1" "$2" <<'PY'
+import sys
+text, after = sys.argv[1:]
+start = text.index(after) + len(after)
+end = min([i for i in (text.find(c, start) for c in "/&;") if i != -1] + [len(text)])
+i = end - 5
+print(text[:i] + ("A" if text[i] != "A" else "B") + text[i + 1:])
+PY
 }

@@ -21,10 +21,11 @@
 #                   the instructions go (callgrind_annotate)
 #
 # How: nginx (master_process off, one process) and mediagate (audit log on) both run under
-# callgrind. Before each row both counters are zeroed (callgrind_control -z), REQUESTS
-# requests are sent, every answer is checked (200 and the file's 4,096 bytes), and both are
-# dumped (-d): start-up, warm-up and everything between rows is not counted. Each row's count
-# is divided by REQUESTS; the grant rows are compared with the mean of the query rows.
+# callgrind. Before each row both are dumped (callgrind_control -d, which also zeroes the
+# counters), REQUESTS requests are sent, every answer is checked (200 and the file's 4,096
+# bytes), and both are dumped again: that dump is the row, and start-up, warm-up and
+# everything between rows is not counted. Each row's count is divided by REQUESTS; the
+# grant rows are compared with the mean of the query rows.
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 # shellcheck source=bench/common.sh
@@ -152,26 +153,51 @@ for _ in range(n):
         sys.exit(f"{url}: {answer.status}, {len(body)} bytes")
 PY
 }
-# The rows must really check: a changed tag in each form is refused.
-for check in "$(tamper "${URL[query]}" "token=")" "$(tamper "${URL[path]}" "~mg~")"; do
-  status="$(curl -sS -o /dev/null -w '%{http_code}' -H 'Host: media.localhost' "http://127.0.0.1:$port$check")"
-  [ "$status" = 403 ] || die "a forged link got $status, not 403"
-done
-status="$(curl -sS -o /dev/null -w '%{http_code}' -H 'Host: media.localhost' \
-  -H "Cookie: $(tamper "${COOKIE[cookie]}" "mg=")" "http://127.0.0.1:$port/media/4k.bin")"
-[ "$status" = 403 ] || die "a forged grant cookie got $status, not 403"
+# The rows must really check: a changed tag in each form is refused for its signature (a
+# forged cookie counts as no token: the site has no session origin, so missing_token).
+# refused EXPECTED_REASON URL [CURL_ARGS...]: the answer is 403 with that reason.
+refused() {
+  local want="$1" url="$2"
+  shift 2
+  local got
+  got="$(curl -sS -o /dev/null -D - -H 'Host: media.localhost' "$@" "http://127.0.0.1:$port$url" |
+    tr -d '\r' | awk 'NR == 1 {s = $2} tolower($1) == "x-mediagate-reason:" {r = $2} END {print s, r}')"
+  [ "$got" = "403 $want" ] || die "a forged link or cookie got '$got', not '403 $want'"
+}
+refused bad_signature "$(tamper "${URL[query]}" "token=")"
+refused bad_signature "$(tamper "${URL[path]}" "~mg~")"
+refused missing_token /media/4k.bin -H "Cookie: $(tamper "${COOKIE[cookie]}" "mg=")"
 
 # ---- measuring --------------------------------------------------------------------------
 rows=(query path cookie)
 for row in "${rows[@]}"; do send "$row" 100 || die "row $row failed its warm-up"; done
+# dump NAME: has callgrind dump both processes' counters (which also zeroes them) under the
+# trigger NAME, waits until both files are complete and are that dump, and sets COUNT_MG and
+# COUNT_NGINX to their instruction counts. callgrind_control exits 0 even when it reached no
+# process, so its answer is checked too.
 dumps=0
-# total FILE: the instruction count of one callgrind dump.
-total() { awk '/^(summary|totals):/ {print $2; exit}' "$1"; }
-# dumped PREFIX: waits for dump number $dumps of PREFIX to be complete, prints its count.
+dump() {
+  local name="$1" pid
+  for pid in "$mg_pid" "$nginx_pid"; do
+    callgrind_control -d "$name" "$pid" >"$dir/control.out" 2>&1 || true
+    grep -q "sending command dump $name to pid $pid" "$dir/control.out" ||
+      die "callgrind_control could not dump pid $pid: $(cat "$dir/control.out")"
+  done
+  dumps=$((dumps + 1))
+  COUNT_MG="$(dumped "$dir/cg.mediagate.$dumps" "$name")"
+  COUNT_NGINX="$(dumped "$dir/cg.nginx.$dumps" "$name")"
+}
+# dumped FILE NAME: FILE's instruction count, once it is complete; dies unless it is the dump
+# triggered as NAME.
 dumped() {
-  local file="$1.$dumps"
+  local file="$1" name="$2"
   for _ in $(seq 300); do
-    [ -s "$file" ] && grep -q '^totals:' "$file" && { total "$file"; return; }
+    if [ -s "$file" ] && grep -q '^totals:' "$file"; then
+      grep -qx "desc: Trigger: dump $name" "$file" ||
+        die "$file is not the dump '$name': $(grep '^desc: Trigger' "$file")"
+      awk '/^totals:/ {print $2; exit}' "$file"
+      return
+    fi
     sleep 0.1
   done
   die "no callgrind dump $file"
@@ -179,14 +205,11 @@ dumped() {
 declare -A MG NGINX
 for round in $(seq "$ROUNDS"); do
   for row in "${rows[@]}"; do
-    callgrind_control -z "$mg_pid" >/dev/null 2>&1
-    callgrind_control -z "$nginx_pid" >/dev/null 2>&1
+    dump "before-$row"
     send "$row" "$REQUESTS" || die "row $row failed"
-    callgrind_control -d "$row" "$mg_pid" >/dev/null 2>&1
-    callgrind_control -d "$row" "$nginx_pid" >/dev/null 2>&1
-    dumps=$((dumps + 1))
-    MG[$row]="${MG[$row]:-} $(dumped "$dir/cg.mediagate")"
-    NGINX[$row]="${NGINX[$row]:-} $(dumped "$dir/cg.nginx")"
+    dump "$row"
+    MG[$row]="${MG[$row]:-} $COUNT_MG"
+    NGINX[$row]="${NGINX[$row]:-} $COUNT_NGINX"
     say "round $round, $row: done"
   done
 done

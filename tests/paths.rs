@@ -26,6 +26,8 @@ use mediagate::store::revoked::Revoked;
 use mediagate::token::{self, Claims, Limits, Purpose, Request, Scope, TokenBuf};
 use proptest::prelude::*;
 
+use crate::path_properties::{assert_canonical_shape, assert_grant_splits_back, segments_below};
+
 /// Hostile inputs and the one rejection each must get.
 const HOSTILE: &[(&str, PathError)] = &[
     // Dot segments, plain and percent-encoded in every case mix.
@@ -276,42 +278,6 @@ fn reencode_percent_and_hash(canonical: &str) -> String {
     canonical.replace('%', "%25").replace('#', "%23")
 }
 
-/// The segment-wise meaning of prefix matching: `path` lies below `prefix` when the prefix's
-/// segments are a proper prefix of the path's segments.
-fn segments_below(path: &str, prefix: &str) -> bool {
-    let prefix_segments: Vec<&str> = prefix.trim_end_matches('/').split('/').collect();
-    let path_segments: Vec<&str> = path.split('/').collect();
-    path_segments.len() > prefix_segments.len()
-        && path_segments[..prefix_segments.len()] == prefix_segments[..]
-}
-
-fn assert_canonical_shape(canonical: &str) {
-    assert!(canonical.starts_with('/'), "{canonical:?}");
-    assert!(canonical.len() <= MAX_PATH_LEN, "{canonical:?}");
-    for needle in ["/./", "/../", "//", "\\"] {
-        assert!(
-            !canonical.contains(needle),
-            "{canonical:?} contains {needle:?}"
-        );
-    }
-    assert!(
-        !canonical.ends_with("/.") && !canonical.ends_with("/.."),
-        "{canonical:?}"
-    );
-    assert!(
-        !canonical.bytes().any(|b| b < 0x20 || b == 0x7f),
-        "{canonical:?} contains a control byte"
-    );
-    let segments: Vec<&str> = canonical[1..].split('/').collect();
-    for (index, segment) in segments.iter().enumerate() {
-        assert!(*segment != "." && *segment != "..", "{canonical:?}");
-        assert!(
-            !segment.is_empty() || index + 1 == segments.len(),
-            "{canonical:?} has an empty inner segment"
-        );
-    }
-}
-
 fn test_ring() -> KeyRing {
     let key = Key::new("k1", &Secret::new(vec![0x42; 32])).unwrap();
     KeyRing::new(vec![key], "k1").unwrap()
@@ -351,36 +317,6 @@ fn percent_decode_prefix(text: &str, n: usize) -> Vec<u8> {
         }
     }
     out
-}
-
-/// The property of the fuzz target's `check_grant`.
-fn assert_grant_splits_back(canonical: &str) {
-    // The segment is the first one that begins with the marker; without one, there is none.
-    // Refused: an empty token, none with a file after it, a second segment after it.
-    let found = path::split_grant(canonical);
-    let first = canonical.find("/~mg~");
-    assert_eq!(matches!(found, Ok(None)), first.is_none(), "{canonical:?}");
-    let refused = first.is_some_and(|at| {
-        let rest = &canonical[at + "/~mg~".len()..];
-        rest.find('/')
-            .is_none_or(|end| end == 0 || rest[end..].contains("/~mg~"))
-    });
-    assert_eq!(found.is_err(), refused, "{canonical:?}");
-    let Ok(Some(grant)) = found else {
-        return;
-    };
-    assert_eq!(Some(grant.base_len - 1), first, "{canonical:?}");
-    assert!(path::is_canonical(&grant.file), "{canonical:?}");
-    assert_eq!(path::split_grant(&grant.file), Ok(None));
-    assert!(grant.base().ends_with('/') && grant.file.starts_with(grant.base()));
-    let token = &canonical[grant.token.clone()];
-    if token
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    {
-        let url = path::grant_path(&grant.file, grant.base(), token);
-        assert_eq!(canonicalize(&url).as_deref(), Ok(canonical));
-    }
 }
 
 proptest! {

@@ -39,6 +39,7 @@ mod e2e;
 mod edges;
 mod grants;
 mod overrides;
+mod path_properties;
 mod paths;
 mod playback;
 mod proxies;

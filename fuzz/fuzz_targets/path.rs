@@ -1,12 +1,17 @@
 //! Fuzzes the path canonicaliser: arbitrary bytes -> `canonicalize`; whatever it accepts must
 //! have the canonical shape, survive `encode_path` and re-canonicalise to itself, and match
-//! prefixes only at segment boundaries. The same properties are proptests in `tests/paths.rs`.
+//! prefixes only at segment boundaries. The properties live in `tests/path_properties.rs`,
+//! shared with the proptests in `tests/paths.rs`.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+// The properties, as the proptests in tests/paths.rs state them.
+#[path = "../../tests/path_properties.rs"]
+mod path_properties;
 use mediagate::path::{
     self, canonical_prefix, canonicalize, encode_path, is_within, PathError, MAX_PATH_LEN,
 };
+use path_properties::{assert_canonical_shape, assert_grant_splits_back, segments_below};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(raw) = std::str::from_utf8(data) else {
@@ -18,8 +23,8 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let canonical = canonical.into_owned();
-    check_shape(&canonical);
-    check_grant(&canonical);
+    assert_canonical_shape(&canonical);
+    assert_grant_splits_back(&canonical);
     // A logged path never holds a token segment, so redacting it again changes nothing.
     let logged = path::redact_grants(raw);
     assert_eq!(path::redact_grants(&logged), logged);
@@ -73,58 +78,3 @@ fuzz_target!(|data: &[u8]| {
         }
     }
 });
-
-/// A token segment (spec §13.3): the file path is canonical and holds no other one, the base
-/// begins it, and the link built from the parts splits back into them. The same property is
-/// a proptest in `tests/paths.rs`.
-fn check_grant(canonical: &str) {
-    // The segment is the first one that begins with the marker; without one, there is none.
-    // Refused: an empty token, none with a file after it, a second segment after it.
-    let found = path::split_grant(canonical);
-    let first = canonical.find("/~mg~");
-    assert_eq!(matches!(found, Ok(None)), first.is_none(), "{canonical:?}");
-    let refused = first.is_some_and(|at| {
-        let rest = &canonical[at + "/~mg~".len()..];
-        rest.find('/')
-            .is_none_or(|end| end == 0 || rest[end..].contains("/~mg~"))
-    });
-    assert_eq!(found.is_err(), refused, "{canonical:?}");
-    let Ok(Some(grant)) = found else {
-        return;
-    };
-    assert_eq!(Some(grant.base_len - 1), first, "{canonical:?}");
-    assert!(path::is_canonical(&grant.file), "{canonical:?}");
-    assert_eq!(path::split_grant(&grant.file), Ok(None));
-    assert!(grant.base().ends_with('/') && grant.file.starts_with(grant.base()));
-    let token = &canonical[grant.token.clone()];
-    if token
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    {
-        let url = path::grant_path(&grant.file, grant.base(), token);
-        if url.len() <= MAX_PATH_LEN {
-            assert_eq!(canonicalize(&url).as_deref(), Ok(canonical));
-        }
-    }
-}
-
-fn check_shape(canonical: &str) {
-    assert!(canonical.starts_with('/'));
-    assert!(canonical.len() <= MAX_PATH_LEN);
-    for needle in ["/./", "/../", "//", "\\"] {
-        assert!(
-            !canonical.contains(needle),
-            "{canonical:?} contains {needle:?}"
-        );
-    }
-    assert!(!canonical.ends_with("/.") && !canonical.ends_with("/.."));
-    assert!(!canonical.bytes().any(|b| b < 0x20 || b == 0x7f));
-}
-
-/// True when `prefix`'s segments are a proper prefix of `path`'s segments.
-fn segments_below(path: &str, prefix: &str) -> bool {
-    let prefix_segments: Vec<&str> = prefix.trim_end_matches('/').split('/').collect();
-    let path_segments: Vec<&str> = path.split('/').collect();
-    path_segments.len() > prefix_segments.len()
-        && path_segments[..prefix_segments.len()] == prefix_segments[..]
-}

@@ -1208,6 +1208,19 @@ mod cookie_tests {
         ask_revoked(config, host, uri, cookie, &Revoked::default())
     }
 
+    /// A browser's `GET` of `uri` on `host`, with this `Cookie` header and no other token.
+    fn download<'a>(host: &'a str, uri: &'a str, cookie: CookieHeader<'a>) -> MediaRequest<'a> {
+        MediaRequest {
+            uri,
+            method: "GET",
+            server_name: host,
+            client_ip: None,
+            authorization: Authorization::Absent,
+            cookie,
+            purpose: Purpose::Download,
+        }
+    }
+
     /// [`ask`] with these revocations in force.
     fn ask_revoked(
         config: &Config,
@@ -1216,15 +1229,7 @@ mod cookie_tests {
         cookie: CookieHeader<'_>,
         revoked: &Revoked,
     ) -> (Option<Reason>, Option<TokenSource>, Option<String>) {
-        let request = MediaRequest {
-            uri,
-            method: "GET",
-            server_name: host,
-            client_ip: None,
-            authorization: Authorization::Absent,
-            cookie,
-            purpose: Purpose::Download,
-        };
+        let request = download(host, uri, cookie);
         let mut buf = TokenBuf::new();
         match decide(config, &request, &mut buf, NOW, revoked) {
             Outcome::Allow {
@@ -1287,15 +1292,7 @@ mod cookie_tests {
         let uri = format!("/media/photos/a.png?token={folder}");
         // (granted, sent) for a request of the prefix link with this `Cookie` header.
         let granted = |header: &str| {
-            let request = MediaRequest {
-                uri: &uri,
-                method: "GET",
-                server_name: A,
-                client_ip: None,
-                authorization: Authorization::Absent,
-                cookie: CookieHeader::One(header.as_bytes()),
-                purpose: Purpose::Download,
-            };
+            let request = download(A, &uri, CookieHeader::One(header.as_bytes()));
             let mut buf = TokenBuf::new();
             match decide(&config, &request, &mut buf, NOW, &Revoked::default()) {
                 Outcome::Allow { set_cookie, .. } => (
@@ -1518,15 +1515,7 @@ mod cookie_tests {
         let path = "/media/photos/b.png";
         // An expired grant heals through the refresh flow, like an expired link.
         let header = format!("mg={expired}");
-        let request = MediaRequest {
-            uri: path,
-            method: "GET",
-            server_name: A,
-            client_ip: None,
-            authorization: Authorization::Absent,
-            cookie: CookieHeader::One(header.as_bytes()),
-            purpose: Purpose::Download,
-        };
+        let request = download(A, path, CookieHeader::One(header.as_bytes()));
         let mut buf = TokenBuf::new();
         match decide(&config, &request, &mut buf, NOW, &Revoked::default()) {
             Outcome::Refresh {

@@ -43,3 +43,15 @@ i = end - 5
 print(text[:i] + ("A" if text[i] != "A" else "B") + text[i + 1:])
 PY
 }
+
+# wait_until WHAT COMMAND...: polls COMMAND for up to 30 s (start-up under valgrind takes
+# seconds), else dies naming WHAT. Uses the sourcing script's `die` and `$dir`.
+wait_until() {
+  local what="$1"
+  shift
+  for _ in $(seq 300); do
+    "$@" >/dev/null 2>&1 && return 0
+    sleep 0.1
+  done
+  die "$what did not come up (logs in $dir; KEEP=1 keeps them)"
+}

@@ -107,15 +107,6 @@ http {
 EOF
 chmod -R a+rX "$dir"
 
-wait_until() { # wait_until WHAT COMMAND...: start-up under valgrind takes seconds
-  local what="$1"
-  shift
-  for _ in $(seq 300); do
-    "$@" >/dev/null 2>&1 && return 0
-    sleep 0.1
-  done
-  die "$what did not come up (logs in $dir; KEEP=1 keeps them)"
-}
 MEDIAGATE_STORE__PATH="$dir/mg.redb" valgrind --tool=callgrind ${CG_MG_OPTS:-} \
   --callgrind-out-file="$dir/cg.mediagate" "$mg" --config "$dir/mediagate.toml" serve </dev/null >/dev/null 2>"$dir/mediagate.log" &
 mg_pid=$!

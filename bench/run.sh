@@ -171,15 +171,6 @@ start_mediagate mg_redis "$dir/mg-redis-internal.sock" "$dir/mediagate-redis.tom
   "MEDIAGATE_SERVER__LISTEN=unix:$dir/mg-redis-verify.sock" \
   "MEDIAGATE_SERVER__INTERNAL_LISTEN=unix:$dir/mg-redis-internal.sock"
 
-wait_until() { # wait_until WHAT COMMAND...
-  local what="$1"
-  shift
-  for _ in $(seq 150); do
-    "$@" >/dev/null 2>&1 && return 0
-    sleep 0.1
-  done
-  die "$what did not come up (logs in $dir; KEEP=1 keeps them)"
-}
 wait_until "mediagate" curl -fsS --unix-socket "$dir/mg-verify.sock" http://mg/healthz
 wait_until "mediagate (audit off)" curl -fsS --unix-socket "$dir/mg-noaudit-verify.sock" http://mg/healthz
 wait_until "mediagate (direct)" curl -fsS "http://127.0.0.1:$PORT_DIRECT/healthz"

@@ -893,6 +893,43 @@ fn stream(
     }
 }
 
+/// What a `<video>` that opened `folder`'s `index.m3u8` with no token requested: the
+/// playlist (302), the refresh (302), the playlist in the path form of the folder's grant
+/// (206: Chromium's media loader reads everything with `Range: bytes=0-`), then every segment
+/// once, in order, by its relative URL under the grant (206), and nothing else: no request
+/// went back to the session domain.
+fn assert_one_grant_played(played: &Streamed, media: &str, session: &str, folder: &str) {
+    let playlist = format!("{media}{folder}index.m3u8");
+    let requests = &played.requests;
+    assert_eq!(requests.len(), 3 + HLS_SEGMENTS.len(), "{played:#?}");
+    assert_eq!(requests[0], (playlist, Some(302)), "{played:#?}");
+    assert!(
+        requests[1].0.starts_with(&format!(
+            "{session}/_mediagate/refresh{folder}index.m3u8?state="
+        )) && requests[1].1 == Some(302),
+        "{played:#?}"
+    );
+    let token = requests[2]
+        .0
+        .strip_prefix(&format!("{media}{folder}~mg~"))
+        .and_then(|rest| rest.strip_suffix("/index.m3u8"))
+        .unwrap_or_else(|| panic!("not the path form of the folder: {played:#?}"));
+    assert!(
+        !token.is_empty()
+            && token
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b)),
+        "{token:?}"
+    );
+    assert_eq!(requests[2].1, Some(206), "{played:#?}");
+    let base = format!("{media}{folder}~mg~{token}/");
+    let segments: Vec<(String, Option<u64>)> = HLS_SEGMENTS
+        .iter()
+        .map(|segment| (format!("{base}{segment}"), Some(206)))
+        .collect();
+    assert_eq!(requests[3..], segments[..], "{played:#?}");
+}
+
 #[test]
 fn native_hls_plays_every_segment_after_one_application_check_in_a_real_browser() {
     // Issue 10: a `<video>` on a page of the session origin names the playlist with no
@@ -929,46 +966,7 @@ fn native_hls_plays_every_segment_after_one_application_check_in_a_real_browser(
         ["/media/videos/clip/index.m3u8"],
         "{played:#?}"
     );
-    // The playlist: media (no token) -> refresh -> the path form of the granted folder.
-    let first: Vec<(&str, Option<u64>)> = played
-        .requests
-        .iter()
-        .take(3)
-        .map(|(url, status)| (url.as_str(), *status))
-        .collect();
-    assert_eq!(
-        first[..2],
-        [(playlist.as_str(), Some(302)), (first[1].0, Some(302))]
-    );
-    assert!(
-        first[1]
-            .0
-            .starts_with(&format!("{session}/_mediagate/refresh/")),
-        "{played:#?}"
-    );
-    let granted = first[2].0;
-    let token = granted
-        .strip_prefix(&format!("{media}/media/videos/clip/~mg~"))
-        .and_then(|rest| rest.strip_suffix("/index.m3u8"))
-        .unwrap_or_else(|| panic!("not the path form of the folder: {played:#?}"));
-    assert!(
-        !token.is_empty()
-            && token
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b)),
-        "{token:?}"
-    );
-    // Chromium's media loader reads everything with `Range: bytes=0-` (206).
-    assert_eq!(first[2].1, Some(206), "{played:#?}");
-    // Then every segment once, in order, by its relative URL under the grant, each
-    // answered, and nothing else at all (no request went back to the session domain).
-    let base = format!("{media}/media/videos/clip/~mg~{token}/");
-    let rest: Vec<(String, Option<u64>)> = played.requests[3..].to_vec();
-    let segments: Vec<(String, Option<u64>)> = HLS_SEGMENTS
-        .iter()
-        .map(|segment| (format!("{base}{segment}"), Some(206)))
-        .collect();
-    assert_eq!(rest, segments, "{played:#?}");
+    assert_one_grant_played(&played, &media, &session, "/media/videos/clip/");
 }
 
 #[test]
@@ -1003,36 +1001,7 @@ fn the_demo_video_page_plays_its_hls_video_natively_in_a_real_browser() {
         "{played:#?}"
     );
     assert!((played.duration - 6.0).abs() < 0.2, "{played:#?}");
-    // The playlist: media (no token) -> refresh -> the path form of the granted folder;
-    // then every segment once, in order, under the grant, and nothing else.
-    let requests = &played.requests;
-    assert_eq!(requests.len(), 3 + HLS_SEGMENTS.len(), "{played:#?}");
-    assert_eq!(requests[0], (playlist.clone(), Some(302)), "{played:#?}");
-    assert!(
-        requests[1].0.starts_with(&format!(
-            "{session}/_mediagate/refresh/media/videos/clip/index.m3u8?state="
-        )) && requests[1].1 == Some(302),
-        "{played:#?}"
-    );
-    let token = requests[2]
-        .0
-        .strip_prefix(&format!("{media}/media/videos/clip/~mg~"))
-        .and_then(|rest| rest.strip_suffix("/index.m3u8"))
-        .unwrap_or_else(|| panic!("not the path form of the folder: {played:#?}"));
-    assert!(
-        !token.is_empty()
-            && token
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b)),
-        "{token:?}"
-    );
-    assert_eq!(requests[2].1, Some(206), "{played:#?}");
-    let base = format!("{media}/media/videos/clip/~mg~{token}/");
-    let segments: Vec<(String, Option<u64>)> = HLS_SEGMENTS
-        .iter()
-        .map(|segment| (format!("{base}{segment}"), Some(206)))
-        .collect();
-    assert_eq!(requests[3..], segments[..], "{played:#?}");
+    assert_one_grant_played(&played, &media, &session, "/media/videos/clip/");
     // One access check at the demo application (its request log), for the playlist.
     let log = std::fs::read_to_string(stack.dir.path().join("demo_app.log")).unwrap();
     let checks: Vec<&str> = log

@@ -807,18 +807,33 @@ fn python_requests(file: &str) {
     let vectors = load(file);
     let file = vectors_file(file);
     let lines = python_minter(&["--vectors", file.to_str().unwrap(), "--section", "requests"]);
-    assert_eq!(lines.len(), vectors.requests.len(), "one line per request");
-    let failures: Vec<String> = vectors
-        .requests
-        .iter()
-        .zip(&lines)
-        .filter(|(vector, line)| match &vector.token {
-            Some(token) => *line != token,
+    assert_python_agrees(
+        "python front-end results",
+        &lines,
+        vectors
+            .requests
+            .iter()
+            .map(|vector| (vector.name.as_str(), vector.token.as_deref())),
+    );
+}
+
+/// The Python minter's lines against what the vectors expect, one line per vector: the
+/// expected token or link, or a line beginning `rejected: ` where the vector is refused.
+fn assert_python_agrees<'a>(
+    what: &str,
+    lines: &[String],
+    expected: impl ExactSizeIterator<Item = (&'a str, Option<&'a str>)>,
+) {
+    assert_eq!(lines.len(), expected.len(), "{what}: one line per vector");
+    let failures: Vec<String> = expected
+        .zip(lines)
+        .filter(|((_, want), line)| match want {
+            Some(want) => line != want,
             None => !line.starts_with("rejected: "),
         })
-        .map(|(vector, line)| format!("{}: python printed {line}", vector.name))
+        .map(|((name, _), line)| format!("{name}: python printed {line}"))
         .collect();
-    assert_no_failures("python front-end results", &failures);
+    assert_no_failures(what, &failures);
 }
 
 #[test]
@@ -1269,18 +1284,14 @@ fn python_minter_agrees_with_every_link_vector() {
     let vectors = load_path_grants();
     let file = vectors_file(PATH_GRANTS);
     let lines = python_minter(&["--vectors", file.to_str().unwrap()]);
-    assert_eq!(lines.len(), vectors.mint.len(), "one line per link vector");
-    let failures: Vec<String> = vectors
-        .mint
-        .iter()
-        .zip(&lines)
-        .filter(|(vector, line)| match &vector.path_and_query {
-            Some(link) => *line != link,
-            None => !line.starts_with("rejected: "),
-        })
-        .map(|(vector, line)| format!("{}: python printed {line}", vector.name))
-        .collect();
-    assert_no_failures("python links", &failures);
+    assert_python_agrees(
+        "python links",
+        &lines,
+        vectors
+            .mint
+            .iter()
+            .map(|vector| (vector.name.as_str(), vector.path_and_query.as_deref())),
+    );
 }
 
 #[test]

@@ -301,8 +301,8 @@ pub struct Site {
 }
 
 /// How a link carries its token (spec §13, §13.3). Spelled `query` or `path` wherever it is
-/// chosen (a site's `link_form`, `/mint`'s `"form"`, `sign --form`): one [`FromStr`](std::str::FromStr) reads
-/// them all.
+/// chosen (a site's `link_form`, `/mint`'s `"form"`, `sign --form`): one
+/// [`FromStr`](std::str::FromStr) reads them all.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
 #[serde(try_from = "String")]
 pub enum LinkForm {

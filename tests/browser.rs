@@ -70,15 +70,25 @@ fn run_script(script: &str, env: &[(&str, String)]) -> Value {
     })
 }
 
+/// The environment that starts Chromium with the cookie `session=<session>` for the stack's
+/// session origin (chromium.mjs's `launch` reads it); nothing without `session`.
+fn session_env(stack: &Stack, session: Option<&str>) -> Vec<(&'static str, String)> {
+    let (_, session_origin) = stack.browser_origins();
+    session
+        .map(|session| {
+            vec![
+                ("BROWSER_COOKIE_URL", format!("{session_origin}/")),
+                ("BROWSER_COOKIE", format!("session={session}")),
+            ]
+        })
+        .unwrap_or_default()
+}
+
 /// Opens `url` in a fresh headless Chromium whose only cookie is `session=<session>` for the
 /// stack's session origin (none without `session`).
 fn open(stack: &Stack, url: &str, session: Option<&str>) -> Visit {
-    let (_, session_origin) = stack.browser_origins();
     let mut env = vec![("BROWSER_URL", url.to_owned())];
-    if let Some(session) = session {
-        env.push(("BROWSER_COOKIE_URL", format!("{session_origin}/")));
-        env.push(("BROWSER_COOKIE", format!("session={session}")));
-    }
+    env.extend(session_env(stack, session));
     let result = run_script("navigate.mjs", &env);
     let string = |key: &str| result[key].as_str().unwrap_or_default().to_owned();
     Visit {
@@ -857,16 +867,12 @@ fn stream(
     player: &str,
     session: Option<&str>,
 ) -> Streamed {
-    let (_, session_origin) = stack.browser_origins();
     let mut env = vec![
         ("BROWSER_PAGE_URL", page_url.to_owned()),
         ("BROWSER_HLS_URL", hls_url.to_owned()),
         ("BROWSER_HLS_PLAYER", player.to_owned()),
     ];
-    if let Some(session) = session {
-        env.push(("BROWSER_COOKIE_URL", format!("{session_origin}/")));
-        env.push(("BROWSER_COOKIE", format!("session={session}")));
-    }
+    env.extend(session_env(stack, session));
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     assert!(
         root.join("tests/browser/node_modules/hls.js").is_dir(),
@@ -1122,15 +1128,12 @@ fn an_image_on_a_page_of_the_session_domain_loads_without_a_token_in_its_url() {
         format!("{media}/media/photos/a.png"),
         format!("{media}/media/photos/b.png"),
     );
-    let result = run_script(
-        "images.mjs",
-        &[
-            ("BROWSER_PAGE_URL", format!("{session}/gallery")),
-            ("BROWSER_IMAGE_URLS", format!("{a} {b}")),
-            ("BROWSER_COOKIE_URL", format!("{session}/")),
-            ("BROWSER_COOKIE", "session=alice".to_owned()),
-        ],
-    );
+    let mut env = vec![
+        ("BROWSER_PAGE_URL", format!("{session}/gallery")),
+        ("BROWSER_IMAGE_URLS", format!("{a} {b}")),
+    ];
+    env.extend(session_env(&stack, Some("alice")));
+    let result = run_script("images.mjs", &env);
     // Both images are there.
     for (index, src) in [&a, &b].into_iter().enumerate() {
         let image = &result["images"][index];

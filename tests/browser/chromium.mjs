@@ -2,7 +2,8 @@
 // playwright-core (which never downloads a browser), headless, with a fresh profile, and
 // with nothing that reaches beyond loopback (no update checks, sync, QUIC or first-run calls
 // home). `extraArgs` adds switches for one script (e.g. the autoplay policy). Every page gets
-// media-page.js.
+// media-page.js. When tests/browser.rs sets BROWSER_COOKIE (name=value, the user's session)
+// and BROWSER_COOKIE_URL (the origin it belongs to), the browser starts with that cookie.
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 
@@ -24,7 +25,18 @@ export async function launch(profile, extraArgs = []) {
   });
   // What the media scripts share inside their pages (media-page.js).
   await context.addInitScript({ path: fileURLToPath(new URL('./media-page.js', import.meta.url)) });
+  if (process.env.BROWSER_COOKIE) {
+    const [name, ...rest] = process.env.BROWSER_COOKIE.split('=');
+    await context.addCookies([
+      { name, value: rest.join('='), url: process.env.BROWSER_COOKIE_URL },
+    ]);
+  }
   return context;
+}
+
+// The page a fresh context opened with (or a new one).
+export async function firstPage(context) {
+  return context.pages()[0] ?? (await context.newPage());
 }
 
 // Waits until every entry's `settled` promise has (an answer's headers arrive on loopback

@@ -18,7 +18,7 @@
 //   BROWSER_COOKIE_URL   optional: the origin the cookie belongs to (e.g. http://www.localhost:P/)
 //   BROWSER_COOKIE       optional: name=value of that cookie
 import { createRequire } from 'node:module';
-import { launch, settled } from './chromium.mjs';
+import { firstPage, launch, settled } from './chromium.mjs';
 
 const pageUrl = process.env.BROWSER_PAGE_URL;
 const hlsUrl = process.env.BROWSER_HLS_URL;
@@ -34,13 +34,7 @@ if (!pageUrl || !hlsUrl || !profile || !['native', 'hlsjs', 'page'].includes(pla
 // Muted media may start without a user gesture; the policy switch makes that explicit.
 const context = await launch(profile, ['--autoplay-policy=no-user-gesture-required']);
 try {
-  if (process.env.BROWSER_COOKIE) {
-    const [name, ...rest] = process.env.BROWSER_COOKIE.split('=');
-    await context.addCookies([
-      { name, value: rest.join('='), url: process.env.BROWSER_COOKIE_URL },
-    ]);
-  }
-  const page = context.pages()[0] ?? (await context.newPage());
+  const page = await firstPage(context);
   const requests = [];
   page.on('request', (request) => {
     if (request.url() === pageUrl) return;

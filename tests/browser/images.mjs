@@ -12,7 +12,7 @@
 //   BROWSER_PROFILE      a fresh, empty directory for Chromium's profile
 //   BROWSER_COOKIE_URL   optional: the origin the cookie belongs to (the session origin)
 //   BROWSER_COOKIE       optional: name=value of that cookie (the user's session)
-import { launch } from './chromium.mjs';
+import { firstPage, launch } from './chromium.mjs';
 
 const pageUrl = process.env.BROWSER_PAGE_URL;
 const imageUrls = (process.env.BROWSER_IMAGE_URLS ?? '').split(' ').filter(Boolean);
@@ -24,13 +24,7 @@ if (!pageUrl || !profile || imageUrls.length === 0) {
 
 const context = await launch(profile);
 try {
-  if (process.env.BROWSER_COOKIE) {
-    const [name, ...rest] = process.env.BROWSER_COOKIE.split('=');
-    await context.addCookies([
-      { name, value: rest.join('='), url: process.env.BROWSER_COOKIE_URL },
-    ]);
-  }
-  const page = context.pages()[0] ?? (await context.newPage());
+  const page = await firstPage(context);
   // Every response after the page itself, in order, with whether its request sent cookies.
   const responses = [];
   let recording = false;

@@ -8,7 +8,7 @@
 //   BROWSER_URL       the URL to open
 //   BROWSER_PROFILE   a fresh, empty directory for Chromium's profile
 //   BROWSER_USER      the user name to type into the form
-import { launch } from './chromium.mjs';
+import { firstPage, launch } from './chromium.mjs';
 
 const url = process.env.BROWSER_URL;
 const profile = process.env.BROWSER_PROFILE;
@@ -20,7 +20,7 @@ if (!url || !profile || !user) {
 
 const context = await launch(profile);
 try {
-  const page = context.pages()[0] ?? (await context.newPage());
+  const page = await firstPage(context);
   // Every response to a navigation of the page itself, redirects included, in the order the
   // browser received them.
   const chain = [];

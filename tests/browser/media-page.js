@@ -30,3 +30,22 @@ window.mediagateUntil = (video, state, event, done, seconds, what) =>
     video.addEventListener('error', failed);
     check();
   });
+
+// mediagateVideo(src) puts a muted <video> of `src` on the page and resolves once it can
+// play, with { video, until }: `until(event, done, seconds, what)` is mediagateUntil for
+// that element, its failures naming the element's ready and network state, time and error.
+window.mediagateVideo = async (src) => {
+  const video = document.createElement('video');
+  video.muted = true;
+  video.preload = 'auto';
+  const state = () =>
+    `readyState ${video.readyState}, networkState ${video.networkState}, ` +
+    `currentTime ${video.currentTime}, error ${video.error ? `${video.error.code} ${video.error.message}` : 'none'}`;
+  const until = (event, done, seconds, what) =>
+    window.mediagateUntil(video, state, event, done, seconds, what);
+  const canplay = until('canplay', () => video.readyState >= 3, 20, 'canplay');
+  video.src = src;
+  document.body.append(video);
+  await canplay;
+  return { video, until };
+};

@@ -8,7 +8,7 @@
 //   BROWSER_PROFILE      a fresh, empty directory for Chromium's profile
 //   BROWSER_COOKIE_URL   optional: the origin the cookie belongs to (e.g. http://www.localhost:P/)
 //   BROWSER_COOKIE       optional: name=value of that cookie
-import { launch } from './chromium.mjs';
+import { firstPage, launch } from './chromium.mjs';
 
 const url = process.env.BROWSER_URL;
 const profile = process.env.BROWSER_PROFILE;
@@ -19,13 +19,7 @@ if (!url || !profile) {
 
 const context = await launch(profile);
 try {
-  if (process.env.BROWSER_COOKIE) {
-    const [name, ...rest] = process.env.BROWSER_COOKIE.split('=');
-    await context.addCookies([
-      { name, value: rest.join('='), url: process.env.BROWSER_COOKIE_URL },
-    ]);
-  }
-  const page = context.pages()[0] ?? (await context.newPage());
+  const page = await firstPage(context);
   const response = await page.goto(url, { waitUntil: 'load', timeout: 20000 });
   if (!response) throw new Error(`no response for ${url}`);
   // The redirects, oldest first: each request the final one was redirected from.

@@ -9,7 +9,7 @@
 //
 // Environment (set by tests/browser.rs):
 //   BROWSER_PAGE_URL, BROWSER_VIDEO_URL, BROWSER_EXPIRES, BROWSER_SEEK_TO, BROWSER_PROFILE
-import { launch, openPage, recordRequests, settled } from './chromium.mjs';
+import { firstPage, launch, openPage, recordRequests, settled } from './chromium.mjs';
 
 const pageUrl = process.env.BROWSER_PAGE_URL;
 const videoUrl = process.env.BROWSER_VIDEO_URL;
@@ -32,24 +32,13 @@ const kind = (url) => {
 
 const context = await launch(profile, ['--autoplay-policy=no-user-gesture-required']);
 try {
-  const page = context.pages()[0] ?? (await context.newPage());
+  const page = await firstPage(context);
   const requests = recordRequests(page, kind);
   await openPage(page, pageUrl);
   const played = await page.evaluate(
     async ({ src, seekTo, expires }) => {
-      const video = document.createElement('video');
-      video.muted = true;
-      video.preload = 'auto';
-      const state = () =>
-        `readyState ${video.readyState}, currentTime ${video.currentTime}, ` +
-        `error ${video.error ? `${video.error.code} ${video.error.message}` : 'none'}`;
-      // media-page.js, injected by launch(): resolves on `event` once `done()` holds.
-      const until = (event, done, seconds, what) =>
-        window.mediagateUntil(video, state, event, done, seconds, what);
-      const canplay = until('canplay', () => video.readyState >= 3, 20, 'canplay');
-      video.src = src;
-      document.body.append(video);
-      await canplay;
+      // media-page.js, injected by launch(): the element, once it can play.
+      const { video, until } = await window.mediagateVideo(src);
       await video.play();
       await until('timeupdate', () => video.currentTime > 0.2, 20, 'playback past 0.2 s');
       video.pause();

@@ -9,7 +9,7 @@
 //   PAGE_URL         the page to upload from
 //   SLOT_URL         the slot (media origin, path and token)
 //   BROWSER_PROFILE  a fresh, empty directory for Chromium's profile
-import { launch } from './chromium.mjs';
+import { firstPage, launch } from './chromium.mjs';
 
 const { PAGE_URL: pageUrl, SLOT_URL: slotUrl, BROWSER_PROFILE: profile } = process.env;
 if (!pageUrl || !slotUrl || !profile) {
@@ -19,7 +19,7 @@ if (!pageUrl || !slotUrl || !profile) {
 
 const context = await launch(profile);
 try {
-  const page = context.pages()[0] ?? (await context.newPage());
+  const page = await firstPage(context);
   await page.goto(pageUrl, { waitUntil: 'load', timeout: 20000 });
   const attempts = await page.evaluate(async (slot) => {
     const file = new File(['bytes from a real browser\n'], 'photo.png', { type: 'image/png' });

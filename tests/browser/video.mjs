@@ -10,7 +10,7 @@
 //   BROWSER_VIDEO_URL    the video's URL (a limited-use link)
 //   BROWSER_SEEK_TO      where to seek, in seconds
 //   BROWSER_PROFILE      a fresh, empty directory for Chromium's profile
-import { launch, openPage, recordRequests, settled } from './chromium.mjs';
+import { firstPage, launch, openPage, recordRequests, settled } from './chromium.mjs';
 
 const pageUrl = process.env.BROWSER_PAGE_URL;
 const videoUrl = process.env.BROWSER_VIDEO_URL;
@@ -26,31 +26,20 @@ if (!pageUrl || !videoUrl || !profile || !(seekTo > 0)) {
 // Muted media may start without a user gesture; the policy switch makes that explicit.
 const context = await launch(profile, ['--autoplay-policy=no-user-gesture-required']);
 try {
-  const page = context.pages()[0] ?? (await context.newPage());
+  const page = await firstPage(context);
   // Every request for the video, in the order Chromium sent them: its Range header and the
   // status it was answered with (null if it never was, e.g. cut off by the next seek).
   const requests = recordRequests(page, (url) => (url === videoUrl ? url : null));
   await openPage(page, pageUrl);
   const played = await page.evaluate(
     async ({ src, seekTo }) => {
-      const video = document.createElement('video');
-      video.muted = true;
-      video.preload = 'auto';
+      // media-page.js, injected by launch(): the element, once it can play.
+      const { video, until } = await window.mediagateVideo(src);
+      const readyStateAtCanplay = video.readyState;
       const canPlay = {
         mp4: video.canPlayType('video/mp4; codecs="avc1.42E01E, mp4a.40.2"'),
         webm: video.canPlayType('video/webm; codecs="vp9, opus"'),
       };
-      const state = () =>
-        `readyState ${video.readyState}, networkState ${video.networkState}, ` +
-        `currentTime ${video.currentTime}, error ${video.error ? `${video.error.code} ${video.error.message}` : 'none'}`;
-      // media-page.js, injected by launch(): resolves on `event` once `done()` holds.
-      const until = (event, done, seconds, what) =>
-        window.mediagateUntil(video, state, event, done, seconds, what);
-      const canplay = until('canplay', () => video.readyState >= 3, 20, 'canplay');
-      video.src = src;
-      document.body.append(video);
-      await canplay;
-      const readyStateAtCanplay = video.readyState;
       const duration = video.duration;
       await video.play();
       await until('timeupdate', () => video.currentTime > 0.2, 20, 'playback past 0.2 s');

@@ -8,7 +8,7 @@ use mediagate::clock;
 use mediagate::mint::MintRequest;
 use mediagate::token::{self, Claims, TokenBuf};
 
-use crate::support::{request, seen, served, split_url, Options, Response, Stack, MEDIA_HOST};
+use crate::support::{seen, served, split_url, Options, Response, Stack, MEDIA_HOST};
 
 /// Sixteen bytes, so every range is easy to read.
 const CLIP: &str = "0123456789abcdef";
@@ -182,14 +182,7 @@ fn a_players_first_range_is_exchanged_for_a_grant_that_plays_after_the_link_expi
         // ...and the player's seeks on the grant still play.
         assert_partial(&ranged(&stack, grant, "bytes=4-7"), 4, 7, grant);
     }
-    let metrics = request(
-        &stack.socket("internal.sock"),
-        "GET",
-        "mediagate",
-        "/metrics",
-        &[],
-    )
-    .text();
+    let metrics = stack.metrics();
     for mode in ["auth", "accel"] {
         let line = format!(
             "mediagate_decisions_total{{mode=\"{mode}\",verdict=\"exchange\",reason=\"none\"}} 1\n"

@@ -240,14 +240,7 @@ fn broken_configuration_is_refused_and_the_running_one_stays() {
 
 /// `mediagate_config_reloads_total` for success and failure, scraped from `/metrics`.
 fn reload_counts(stack: &Stack) -> (u64, u64) {
-    let scrape = request(
-        &stack.socket("internal.sock"),
-        "GET",
-        "mediagate",
-        "/metrics",
-        &[],
-    )
-    .text();
+    let scrape = stack.metrics();
     let count = |result: &str| {
         let prefix = format!("mediagate_config_reloads_total{{result=\"{result}\"}} ");
         scrape

@@ -681,6 +681,18 @@ impl Stack {
             .path_and_query
     }
 
+    /// mediagate's `/metrics`, scraped from its internal listener.
+    pub fn metrics(&self) -> String {
+        request(
+            &self.socket("internal.sock"),
+            "GET",
+            "mediagate",
+            "/metrics",
+            &[],
+        )
+        .text()
+    }
+
     pub fn socket(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }

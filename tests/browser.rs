@@ -317,11 +317,19 @@ fn a_redirect_loop_ends_on_the_readable_page_in_a_real_browser() {
          Reload the page that linked here; if it persists, contact the site's operators.\n\n\
          403 Forbidden \u{b7} refresh_loop"
     );
+    // Byte for byte the page mediagate renders for refresh_loop (its words are pinned above,
+    // as Chromium shows them).
+    let page = mediagate::pages::render(
+        403,
+        Some(mediagate::reason::Reason::RefreshLoop),
+        mediagate::pages::Format::Html,
+        None,
+    );
+    assert_eq!(visit.body.as_bytes(), &page[..], "{visit:#?}");
     assert!(
-        visit.body.contains("<h1>Link could not be renewed</h1>")
-            && visit
-                .body
-                .contains("<small>403 Forbidden &middot; <code>refresh_loop</code></small>"),
+        visit
+            .body
+            .contains("<small>403 Forbidden &middot; <code>refresh_loop</code></small>"),
         "{visit:#?}"
     );
     for secret in &secrets {

@@ -53,19 +53,20 @@ export async function settled(entries, ms = 10000) {
 }
 
 // Records every request of `page` that `label(url)` names (a string, or null to skip), in the
-// order Chromium sent them: the label, its Range header, the status it was answered with
-// (null if it never was, e.g. cut off by the next seek) and when it was sent. Each entry's
-// `settled` resolves once both are known (see `settled`).
+// order Chromium sent them: the label, its Range and Cookie headers, the status it was
+// answered with (null if it never was, e.g. cut off by the next seek) and when it was sent.
+// Each entry's `settled` resolves once all are known (see `settled`).
 export function recordRequests(page, label) {
   const requests = [];
   page.on('request', (request) => {
     const url = label(request.url());
     if (!url) return;
-    const entry = { url, range: null, status: null, at: Date.now() };
+    const entry = { url, range: null, cookie: null, status: null, at: Date.now() };
     requests.push(entry);
     entry.settled = Promise.all([
       request.allHeaders().then((headers) => {
         entry.range = headers.range ?? null;
+        entry.cookie = headers.cookie ?? null;
       }),
       request.response().then((response) => {
         entry.status = response ? response.status() : null;

@@ -18,7 +18,7 @@
 //   BROWSER_COOKIE_URL   optional: the origin the cookie belongs to (e.g. http://www.localhost:P/)
 //   BROWSER_COOKIE       optional: name=value of that cookie
 import { createRequire } from 'node:module';
-import { firstPage, launch, settled } from './chromium.mjs';
+import { firstPage, launch, openPage, recordRequests, settled } from './chromium.mjs';
 
 const pageUrl = process.env.BROWSER_PAGE_URL;
 const hlsUrl = process.env.BROWSER_HLS_URL;
@@ -35,22 +35,9 @@ if (!pageUrl || !hlsUrl || !profile || !['native', 'hlsjs', 'page'].includes(pla
 const context = await launch(profile, ['--autoplay-policy=no-user-gesture-required']);
 try {
   const page = await firstPage(context);
-  const requests = [];
-  page.on('request', (request) => {
-    if (request.url() === pageUrl) return;
-    const entry = { url: request.url(), status: null };
-    requests.push(entry);
-    entry.settled = request
-      .response()
-      .then((response) => {
-        entry.status = response ? response.status() : null;
-      })
-      .catch(() => {});
-  });
-  const response = await page.goto(pageUrl, { waitUntil: 'load', timeout: 20000 });
-  if (!response || response.status() !== 200) {
-    throw new Error(`the page ${pageUrl} answered ${response?.status()}`);
-  }
+  // Every request after the page itself, in order, with the status it was answered with.
+  const requests = recordRequests(page, (url) => (url === pageUrl ? null : url));
+  await openPage(page, pageUrl);
   if (player === 'hlsjs') {
     // The page's own copy of hls.js (tests/browser/package.json pins it), as a site ships it.
     const require = createRequire(import.meta.url);

@@ -12,7 +12,7 @@
 //   BROWSER_PROFILE      a fresh, empty directory for Chromium's profile
 //   BROWSER_COOKIE_URL   optional: the origin the cookie belongs to (the session origin)
 //   BROWSER_COOKIE       optional: name=value of that cookie (the user's session)
-import { firstPage, launch } from './chromium.mjs';
+import { firstPage, launch, openPage, recordRequests, settled } from './chromium.mjs';
 
 const pageUrl = process.env.BROWSER_PAGE_URL;
 const imageUrls = (process.env.BROWSER_IMAGE_URLS ?? '').split(' ').filter(Boolean);
@@ -25,25 +25,10 @@ if (!pageUrl || !profile || imageUrls.length === 0) {
 const context = await launch(profile);
 try {
   const page = await firstPage(context);
-  // Every response after the page itself, in order, with whether its request sent cookies.
-  const responses = [];
+  // Every request after the page itself, in order: its status and whether it sent cookies.
   let recording = false;
-  page.on('response', (response) => {
-    if (!recording) return;
-    const entry = { url: response.url(), status: response.status(), cookie: null };
-    responses.push(entry);
-    entry.settled = response
-      .request()
-      .allHeaders()
-      .then((headers) => {
-        entry.cookie = headers.cookie ?? null;
-      })
-      .catch(() => {});
-  });
-  const response = await page.goto(pageUrl, { waitUntil: 'load', timeout: 20000 });
-  if (!response || response.status() !== 200) {
-    throw new Error(`the embedding page ${pageUrl} answered ${response?.status()}`);
-  }
+  const requests = recordRequests(page, (url) => (recording ? url : null));
+  await openPage(page, pageUrl);
   recording = true;
   const images = [];
   for (const src of imageUrls) {
@@ -69,12 +54,12 @@ try {
       ),
     );
   }
-  await Promise.all(responses.map((entry) => entry.settled));
+  await settled(requests);
   const cookies = await context.cookies();
   process.stdout.write(
     JSON.stringify({
       images,
-      responses: responses.map(({ url, status, cookie }) => ({ url, status, cookie })),
+      responses: requests.map(({ url, status, cookie }) => ({ url, status, cookie })),
       cookies,
     }) + '\n',
   );

@@ -80,8 +80,9 @@ pub enum Outcome<'a> {
         /// Where the token came from (`None` for public paths). An answer for a token
         /// from a header must not be cached under a key made of the URL alone.
         source: Option<TokenSource>,
-        /// The site's grant cookie, when this allow grants one (see [`grant_cookie`]). Never
-        /// on any other outcome.
+        /// The site's grant cookie, when this allow grants one (spec §13.4: a prefix link
+        /// from the URL without a use limit, on a site with a `cookie_grant`). Never on any
+        /// other outcome.
         set_cookie: Option<GrantCookie>,
         /// The site the request belongs to.
         site: &'a Site,
@@ -274,8 +275,7 @@ pub fn decide<'a>(
                 Outcome::deny(Reason::OutOfScope, site)
             }
             None => Outcome::Allow {
-                set_cookie: grant_cookie(site, request.purpose, &token, text, source, now)
-                    .map(|set_cookie| GrantCookie::new(set_cookie, site, request.cookie, text)),
+                set_cookie: grant_cookie(site, request, &token, text, source, now),
                 path: canonical,
                 token: Some(token),
                 source: Some(source),
@@ -443,61 +443,62 @@ fn refusal(config: &Config, token: &Token<'_>, revoked: &Revoked) -> Option<Reas
     }
 }
 
-/// The grant cookie an allow grants ([`grant_cookie`]).
+/// The grant cookie an allow grants ([`Outcome::Allow`]). An answer that grants one is never
+/// cached, sent or not: a cached one would answer browsers without the cookie too.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GrantCookie {
-    /// The `Set-Cookie` value.
-    pub set_cookie: String,
-    /// The request carried this very cookie already (the grant's name, the same token, so the
-    /// same folder and expiry): the answer need not send it again, and a playlist's segments
-    /// do not each repeat it. The allow still grants it (an answer that grants a cookie is
-    /// never cached: a cached one would answer browsers without the cookie too).
-    pub held: bool,
+    /// The `Set-Cookie` value the answer sends: none when the request carried this very
+    /// cookie already (the grant's name, the same token, so the same folder and expiry), as
+    /// every segment of a playlist does after the first.
+    pub set_cookie: Option<String>,
 }
 
 impl GrantCookie {
-    fn new(set_cookie: String, site: &Site, held: CookieHeader<'_>, token: &str) -> GrantCookie {
-        let held = match (held, site.cookie_grant.as_ref()) {
-            (CookieHeader::One(header), Some(grant)) => {
-                cookie::values(header, &grant.name).any(|value| value == token.as_bytes())
-            }
-            _ => false,
-        };
-        GrantCookie { set_cookie, held }
-    }
-
-    /// The `Set-Cookie` value the answer sends: none when the request held the cookie.
+    /// The `Set-Cookie` value the answer sends, if any.
     pub fn to_send(&self) -> Option<&str> {
-        (!self.held).then_some(self.set_cookie.as_str())
+        self.set_cookie.as_deref()
     }
 }
 
-/// The `Set-Cookie` value an allow grants, if any: on a site with a `cookie_grant`, for a
+/// The grant cookie an allow grants, if any: on a site with a `cookie_grant`, for a
 /// download allowed with a prefix token from the URL (query or path segment) that has no use
-/// limit, the token itself, for the token's folder, until the token expires.
+/// limit, the token itself, for the token's folder, until the token expires. Its `Set-Cookie`
+/// value is built only when `held` (the request's `Cookie` header) lacks it.
 ///
 /// Only a prefix token: the cookie then opens what the link opens, a folder, and no more
 /// (an exact link's cookie would be a folder-wide credential for one file, or a cookie per
 /// file). Never a token with a use limit: each of its uses must be asked for with the link.
 /// Never a token from a header or from the cookie itself: the first is an API client's, and
 /// the second would only renew a cookie with the same expiry.
-pub fn grant_cookie(
+fn grant_cookie(
     site: &Site,
-    purpose: Purpose,
+    request: &MediaRequest<'_>,
     token: &Token<'_>,
     text: &str,
     source: TokenSource,
     now: u64,
-) -> Option<String> {
+) -> Option<GrantCookie> {
     let grant = site.cookie_grant.as_ref()?;
     let prefix = token.prefix?;
     if !matches!(source, TokenSource::Query | TokenSource::Path)
-        || purpose != Purpose::Download
+        || request.purpose != Purpose::Download
         || token.uses.is_some()
     {
         return None;
     }
-    cookie::set_cookie(grant, text, prefix, token.expires.saturating_sub(now))
+    let held = match request.cookie {
+        CookieHeader::One(header) => {
+            cookie::values(header, &grant.name).any(|value| value == text.as_bytes())
+        }
+        CookieHeader::Absent | CookieHeader::Unreadable => false,
+    };
+    if held {
+        return Some(GrantCookie { set_cookie: None });
+    }
+    let set_cookie = cookie::set_cookie(grant, text, prefix, token.expires.saturating_sub(now))?;
+    Some(GrantCookie {
+        set_cookie: Some(set_cookie),
+    })
 }
 
 /// The site's grant cookie that opens this request, verified into `buf`: on a site with a

@@ -148,10 +148,10 @@ fn token_of<'t>(text: &'t str, param: &str) -> &'t str {
         return token;
     }
     // The segment as minters write it: `~mg~` and base64url, never percent-encoded.
-    if let Some((_, rest)) = before.split_once(&format!("/{}", crate::path::GRANT_MARKER)) {
-        return rest.split('/').next().unwrap_or(rest);
+    match crate::path::split_grant(before) {
+        Ok(Some(grant)) => &before[grant.token],
+        _ => text,
     }
-    text
 }
 
 #[cfg(test)]

@@ -394,7 +394,6 @@ fn playback_link(
     if token.scopes.is_some() {
         return None;
     }
-    let base = path::grant_base(token.prefix, file);
     let key = config
         .keys
         .get(token.kid)
@@ -408,7 +407,7 @@ fn playback_link(
         ..token.claims(file)
     };
     let text = token::sign(&claims, key).ok()?;
-    let link = path::grant_path(file, base, &text);
+    let link = path::grant_path(file, token.prefix, &text);
     if link.len() > path::MAX_PATH_LEN {
         return None;
     }

@@ -643,7 +643,7 @@ pub fn mint(config: &Config, request: &MintRequest, now: u64) -> Result<Minted, 
         // Right after the prefix, or in the file's folder: where the verifier expects it.
         LinkForm::Path => {
             let prefix = request.prefix.then_some(canonical.as_str());
-            path::grant_path(&canonical, path::grant_base(prefix, &canonical), &token)
+            path::grant_path(&canonical, prefix, &token)
         }
     };
     Ok(Minted {

@@ -328,10 +328,12 @@ fn decoded_starts_with(bytes: &[u8], prefix: &[u8]) -> bool {
     true
 }
 
-/// The URL path of a link that carries `token` as a segment after `base` (see
-/// [`GRANT_MARKER`]): percent-encoded like [`encode_path`]. `base` is the token's prefix, or
-/// the folder of its exact path, and `file` lies inside it.
-pub fn grant_path(file: &str, base: &str, token: &str) -> String {
+/// The URL path of a link to `file` that carries `token` as a segment where
+/// [`grant_base`] puts it: after `prefix` (the token's, which holds `file`), or for an
+/// exact-path token (`None`) in `file`'s folder. Percent-encoded like [`encode_path`]; see
+/// [`GRANT_MARKER`].
+pub fn grant_path(file: &str, prefix: Option<&str>, token: &str) -> String {
+    let base = grant_base(prefix, file);
     debug_assert!(base.ends_with('/') && file.starts_with(base));
     let mut out = String::with_capacity(file.len() + token.len() + 16);
     append_encoded(&mut out, base.as_bytes(), b"/");
@@ -566,7 +568,7 @@ mod tests {
             ("/media/clip/", "/media/clip/"),
             ("/x.pdf", "/"),
         ] {
-            let url = grant_path(file, base, "AQEB-_x");
+            let url = grant_path(file, Some(base), "AQEB-_x");
             let canonical = canonicalize(&url).unwrap();
             let grant = split_grant(&canonical).unwrap().unwrap();
             assert_eq!(
@@ -579,7 +581,7 @@ mod tests {
             );
         }
         assert_eq!(
-            grant_path("/media/a b/c.ts", "/media/", "T"),
+            grant_path("/media/a b/c.ts", Some("/media/"), "T"),
             "/media/~mg~T/a%20b/c.ts"
         );
         assert_eq!(folder("/media/a/b.mp4"), "/media/a/");

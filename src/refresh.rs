@@ -208,10 +208,9 @@ pub fn approve(
                 Scope::Prefix(prefix) => Some(prefix.as_str()),
                 _ => None,
             };
-            let base = path::grant_base(prefix, &target.path);
             format!(
                 "{origin}{}{}",
-                path::grant_path(&target.path, base, &token),
+                path::grant_path(&target.path, prefix, &token),
                 kept.map_or_else(String::new, |kept| format!("?{kept}")),
             )
         }

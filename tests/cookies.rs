@@ -297,7 +297,7 @@ fn a_link_in_the_url_wins_and_only_prefix_links_without_a_use_limit_set_the_cook
         let grant = token(&stack, folder);
         let response = get(
             &stack,
-            &mediagate::path::grant_path(&format!("{folder}a.png"), folder, &grant),
+            &mediagate::path::grant_path(&format!("{folder}a.png"), Some(folder), &grant),
             None,
         );
         assert_eq!(seen(&response), served("photo a"), "{}", mode.name);
@@ -315,7 +315,7 @@ fn a_link_whose_cookie_the_browser_holds_does_not_set_it_again() {
         let folder = mode.folder;
         let grant = token(&stack, folder);
         let query = format!("{folder}a.png?token={grant}");
-        let path = mediagate::path::grant_path(&format!("{folder}b.png"), folder, &grant);
+        let path = mediagate::path::grant_path(&format!("{folder}b.png"), Some(folder), &grant);
         let held = format!("other=1; mg={grant}");
         for (uri, file) in [(&query, "photo a"), (&path, "photo b")] {
             let response = get(&stack, uri, Some(&held));

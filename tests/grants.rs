@@ -226,7 +226,7 @@ fn with_the_path_source_off_a_token_segment_is_a_bad_path_not_a_file_name() {
         let prefix = format!("/{root}/hls/clip/");
         let claims = Claims::download(Scope::Prefix(prefix.clone()), mediagate::clock::now() + 600);
         let token = token::sign(&claims, stack.config.keys.signing_key()).unwrap();
-        let link = path::grant_path(&format!("{prefix}seg0.ts"), &prefix, &token);
+        let link = path::grant_path(&format!("{prefix}seg0.ts"), Some(&prefix), &token);
         assert_eq!(
             seen(&stack.media("GET", &link)),
             denied("bad_path"),

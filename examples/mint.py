@@ -855,6 +855,9 @@ def main() -> None:
         request = {name: value for name, value in request.items() if value is not None}
         claims = claims_from_request(request, now, max_lifetime=2**63)  # verifiers cap it
         if args.purpose == "refresh_state":
+            # A refresh state travels in the session domain's URL, never as a media link.
+            if args.form:
+                raise MintError("--form makes a media link; a refresh_state token is none")
             claims["purpose"] = args.purpose
         token = mint(b64url_decode(args.secret_b64url), args.kid, claims)
         print(request_link(request, claims, token) if args.form else token)

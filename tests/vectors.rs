@@ -731,6 +731,23 @@ fn python_cli_canonicalises_raw_paths_like_mediagate() {
         &["--path", "/media/a.pdf", "--host", "Media.Example.com"],
         &["--path", "/media/a.pdf", "--methods", "get"],
         &["--path", "/media/a.pdf", "--ip", "::ffff:0.0.0.0/108"],
+        // A refresh state is no media link, in either form.
+        &[
+            "--path",
+            "/media/a.pdf",
+            "--purpose",
+            "refresh_state",
+            "--form",
+            "path",
+        ],
+        &[
+            "--path",
+            "/media/a.pdf",
+            "--purpose",
+            "refresh_state",
+            "--form",
+            "query",
+        ],
     ] {
         let output = Command::new("python3")
             .arg(&script)

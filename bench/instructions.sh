@@ -90,6 +90,7 @@ http {
     uwsgi_temp_path tmp;
     scgi_temp_path tmp;
     include mediagate/http.conf;
+    variables_hash_bucket_size 128;
     upstream mediagate_verify {
         server unix:$dir/mg-verify.sock;
         keepalive 16;

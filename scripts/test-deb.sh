@@ -167,6 +167,7 @@ http {
     scgi_temp_path $dir/tmp/scgi;
     # As /etc/nginx/conf.d/mediagate.conf would hold (README, Install).
     include mediagate/http.conf;
+    variables_hash_bucket_size 128;
     upstream mediagate_verify   { server unix:/run/mediagate/verify.sock; keepalive 8; keepalive_timeout 60s; }
     upstream mediagate_internal { server unix:/run/mediagate/internal.sock; keepalive 8; keepalive_timeout 60s; }
     upstream mediagate_app      { server unix:$dir/app.sock; }

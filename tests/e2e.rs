@@ -1158,3 +1158,13 @@ fn shipped_nginx_upstreams_time_out_idle_connections_before_mediagate() {
         }
     }
 }
+
+#[test]
+fn nginx_starts_the_example_configuration_without_a_warning() {
+    // A warning on every start teaches operators to ignore nginx's warnings: the example
+    // (with every shipped snippet it includes) must start clean. http.conf's maps once
+    // outgrew the default variables hash.
+    let stack = Stack::start("e2e-nginx-warnings");
+    let log = std::fs::read_to_string(&stack.nginx.log).unwrap();
+    assert!(!log.contains("[warn]"), "{log}");
+}

@@ -69,7 +69,7 @@ cat <<MSG
     a protected file:              http://media.localhost:8080/media/report.pdf
     a protected video:             http://media.localhost:8080/media/clip.mp4
     the same as HLS, on a page:    http://www.localhost:8081/video (log in first)
-    a signed link:                 $(target/release/mediagate sign /media/report.pdf --ttl 10m)
+    a signed link:                 $(target/release/mediagate --config "$run/mediagate.toml" sign /media/report.pdf --ttl 10m)
   Try the protected file while logged out (-> login -> back with a fresh token), and
   curl -i the signed link. Ctrl-C stops everything.
 

@@ -122,8 +122,8 @@ pub fn media_response(
         ) => {
             let mut response = empty(StatusCode::NO_CONTENT);
             grant_headers(&mut response, token.as_ref(), now);
-            let cached = Cached::new(*source, site, set_cookie);
-            cache_headers(&mut response, token.as_ref(), cached, accel, now);
+            let reusable = reusable(*source, site, set_cookie.as_ref());
+            cache_headers(&mut response, token.as_ref(), reusable, accel, now);
             insert_cookie(&mut response, SET_GRANT_COOKIE, set_cookie.as_ref());
             // Only the token's own overrides: the site-wide accel.content_disposition stays an
             // accel-mode setting, as it always was.
@@ -150,14 +150,15 @@ pub fn media_response(
             },
             Mode::Accel,
         ) => {
-            let cached = Cached::new(*source, site, set_cookie);
-            let mut response = accel_response(accel, path, token.as_ref(), cached, now);
-            // nginx hands Set-Cookie of an X-Accel-Redirect answer on with the file it then
-            // serves (ngx_http_upstream_headers_in marks it "redirect", as Cache-Control).
-            if response.headers().contains_key(ACCEL_REDIRECT) {
-                insert_cookie(&mut response, SET_COOKIE, set_cookie.as_ref());
-            }
-            response
+            let reusable = reusable(*source, site, set_cookie.as_ref());
+            accel_response(
+                accel,
+                path,
+                token.as_ref(),
+                set_cookie.as_ref(),
+                reusable,
+                now,
+            )
         }
         // No grant cookie here: Caddy's and Traefik's forward auth copy the answer's headers
         // onto the upstream request, not onto the client's response.
@@ -183,11 +184,7 @@ pub fn media_response(
             },
             mode,
         ) => {
-            let status = match mode {
-                Mode::Auth => StatusCode::UNAUTHORIZED,
-                Mode::Accel | Mode::Forward => StatusCode::FOUND,
-            };
-            let mut response = redirect(status, location, Some(*reason));
+            let mut response = redirect(redirect_status(mode), location, Some(*reason));
             if mode == Mode::Auth && config.token.from_authorization {
                 insert_challenge(&mut response, &config.token.challenge);
             }
@@ -197,11 +194,7 @@ pub fn media_response(
         // turns it into the 302). Never cached: the answer is for a ranged request, and the
         // auth cache's key holds no Range.
         (Outcome::Exchange { location, .. }, mode) => {
-            let status = match mode {
-                Mode::Auth => StatusCode::UNAUTHORIZED,
-                Mode::Accel | Mode::Forward => StatusCode::FOUND,
-            };
-            let mut response = redirect(status, location, None);
+            let mut response = redirect(redirect_status(mode), location, None);
             if mode != Mode::Forward {
                 response.headers_mut().insert(ACCEL_EXPIRES, NO_CACHE);
             }
@@ -335,48 +328,37 @@ pub fn empty(status: StatusCode) -> Response<Body> {
 fn cache_headers(
     response: &mut Response<Body>,
     token: Option<&Verified<'_>>,
-    source: Cached,
+    reusable: bool,
     accel: &AccelConfig,
     now: u64,
 ) {
     if let Some(token) = token {
-        let expires = match source {
-            Cached {
-                source: Some(TokenSource::Authorization | TokenSource::Cookie),
-                ..
-            }
-            | Cached {
-                sets_cookie: true, ..
-            }
-            | Cached {
-                source: Some(TokenSource::Query),
-                playback: true,
-                ..
-            } => None,
-            _ => auth_cache_until(token, accel, now),
-        }
-        .map_or(NO_CACHE, accel_expires_at);
+        let expires = reusable
+            .then(|| auth_cache_until(token, accel, now))
+            .flatten()
+            .map_or(NO_CACHE, accel_expires_at);
         response.headers_mut().insert(ACCEL_EXPIRES, expires);
     }
 }
 
-/// What [`cache_headers`] needs to know of an allow besides its token: where the token came
-/// from, whether the site exchanges query tokens for playback grants, and whether the answer
-/// sets the grant cookie.
-#[derive(Debug, Clone, Copy)]
-struct Cached {
-    source: Option<TokenSource>,
-    playback: bool,
-    sets_cookie: bool,
+/// Whether nginx may reuse an allow at all ([`cache_headers`] says for how long): not for a
+/// token from a header or the grant cookie, not for an allow that grants the cookie, not for
+/// a query token on a site with a `playback_grant`.
+fn reusable(source: Option<TokenSource>, site: &Site, grant: Option<&GrantCookie>) -> bool {
+    let playback = source == Some(TokenSource::Query) && site.playback_grant.is_some();
+    !(matches!(
+        source,
+        Some(TokenSource::Authorization | TokenSource::Cookie)
+    ) || grant.is_some()
+        || playback)
 }
 
-impl Cached {
-    fn new(source: Option<TokenSource>, site: &Site, set_cookie: &Option<GrantCookie>) -> Cached {
-        Cached {
-            source,
-            playback: site.playback_grant.is_some(),
-            sets_cookie: set_cookie.is_some(),
-        }
+/// The status of a redirect to `location`: auth mode answers 401 (protect.conf's handler turns
+/// it into the browser's 302), the others 302 themselves.
+fn redirect_status(mode: Mode) -> StatusCode {
+    match mode {
+        Mode::Auth => StatusCode::UNAUTHORIZED,
+        Mode::Accel | Mode::Forward => StatusCode::FOUND,
     }
 }
 
@@ -454,7 +436,8 @@ fn accel_response(
     accel: &AccelConfig,
     canonical: &str,
     token: Option<&Verified<'_>>,
-    source: Cached,
+    grant: Option<&GrantCookie>,
+    reusable: bool,
     now: u64,
 ) -> Response<Body> {
     let mut response = empty(StatusCode::OK);
@@ -484,10 +467,12 @@ fn accel_response(
             HeaderValue::from_static(if buffering { "yes" } else { "no" }),
         );
     }
+    // nginx hands Set-Cookie of an X-Accel-Redirect answer on with the file it then serves
+    // (ngx_http_upstream_headers_in marks it "redirect", as Cache-Control).
+    insert_cookie(&mut response, SET_COOKIE, grant);
     // A cache in front may reuse the redirect answer: never past the token's life, and never
     // for an IP-bound token, whose answer depends on the client (the same rule as auth mode).
-    // An answer that sets the grant cookie is marked by the caller.
-    cache_headers(&mut response, token, source, accel, now);
+    cache_headers(&mut response, token, reusable, accel, now);
     response
 }
 

@@ -9,7 +9,8 @@ use mediagate::path;
 use mediagate::token::{self, Claims, Scope};
 
 use crate::support::{
-    accel_denied, nginx_denied, seen, served, split_url, Options, Stack, MEDIA_HOST, WWW_HOST,
+    accel_denied, nginx_denied, path_token, seen, served, split_url, Options, Stack, MEDIA_HOST,
+    WWW_HOST,
 };
 
 /// The playlist and segments of one rendition, in auth_request mode (`/media/`) and
@@ -45,13 +46,6 @@ fn path_link(stack: &Stack, path: &str, prefix: bool) -> String {
     })
 }
 
-/// The token of a path-form link.
-fn token_of(link: &str) -> &str {
-    let start = link.find("/~mg~").expect("a path-form link") + "/~mg~".len();
-    let end = start + link[start..].find('/').unwrap();
-    &link[start..end]
-}
-
 #[test]
 fn a_path_token_opens_its_files_and_what_is_named_relative_to_it_in_both_modes() {
     let stack = stack_with_files("grantpaths", Options::default());
@@ -62,7 +56,7 @@ fn a_path_token_opens_its_files_and_what_is_named_relative_to_it_in_both_modes()
         let link = path_link(&stack, &format!("/{root}/hls/clip/"), true);
         assert_eq!(
             link,
-            format!("/{root}/hls/clip/~mg~{}/", token_of(&link)),
+            format!("/{root}/hls/clip/~mg~{}/", path_token(&link)),
             "the token goes right after the prefix"
         );
         let base = &link;
@@ -80,7 +74,7 @@ fn a_path_token_opens_its_files_and_what_is_named_relative_to_it_in_both_modes()
             served("low segment zero\n")
         );
         // The same segment moved elsewhere: the link was edited, not followed.
-        let token = token_of(&link);
+        let token = path_token(&link);
         assert_eq!(
             seen(&stack.media("GET", &format!("/{root}/hls/~mg~{token}/clip/seg0.ts"))),
             denied("out_of_scope")
@@ -96,7 +90,7 @@ fn a_path_token_opens_its_files_and_what_is_named_relative_to_it_in_both_modes()
         );
         // An exact-path token sits in its file's folder and opens that file only.
         let exact = path_link(&stack, &format!("/{root}/hls/clip/seg0.ts"), false);
-        let token = token_of(&exact);
+        let token = path_token(&exact);
         assert_eq!(exact, format!("/{root}/hls/clip/~mg~{token}/seg0.ts"));
         assert_eq!(seen(&stack.media("GET", &exact)), served("segment zero\n"));
         assert_eq!(
@@ -118,7 +112,7 @@ fn a_path_token_is_refused_when_anything_about_its_segment_is_off() {
         ("files", accel_denied),
     ] {
         let link = path_link(&stack, &format!("/{root}/hls/clip/"), true);
-        let token = token_of(&link).to_owned();
+        let token = path_token(&link).to_owned();
         let query = stack.sign(&format!("/{root}/hls/clip/seg0.ts"));
         let (_, query_token) = query.split_once("?token=").unwrap();
         // A forgery: one character inside the tag changed.
@@ -256,7 +250,7 @@ fn the_refresh_flow_hands_out_path_links_on_a_path_form_site_and_asks_the_applic
     let location = hops[1].header("location").unwrap();
     let (host, back) = split_url(location);
     assert_eq!(host, MEDIA_HOST);
-    let token = token_of(&back).to_owned();
+    let token = path_token(&back).to_owned();
     assert_eq!(back, format!("/media/hls/~mg~{token}/clip/index.m3u8?v=2"));
     assert_eq!(seen(&hops[2]), served("#EXTM3U playlist\n"));
     assert!(hops[0].header("location").unwrap().starts_with(&format!(
@@ -279,7 +273,7 @@ fn the_refresh_flow_hands_out_path_links_on_a_path_form_site_and_asks_the_applic
         Some("session=alice"),
     );
     let (_, back) = split_url(hops[1].header("location").unwrap());
-    let token = token_of(&back).to_owned();
+    let token = path_token(&back).to_owned();
     assert_eq!(back, format!("/media/a%20b/~mg~{token}/100%25.txt"));
     assert_eq!(seen(&hops[2]), served("odd name\n"));
 }
@@ -288,7 +282,7 @@ fn the_refresh_flow_hands_out_path_links_on_a_path_form_site_and_asks_the_applic
 fn logs_never_hold_a_path_token() {
     let mut stack = stack_with_files("grantlogs", Options::default());
     let link = path_link(&stack, "/media/hls/clip/", true);
-    let token = token_of(&link).to_owned();
+    let token = path_token(&link).to_owned();
     assert_eq!(
         seen(&stack.media("GET", &format!("{link}seg0.ts"))),
         served("segment zero\n")
@@ -302,7 +296,7 @@ fn logs_never_hold_a_path_token() {
     let encoded_slash = stack.media("GET", &format!("/media%2F~mg~{token}/hls/clip/seg0.ts"));
     assert_eq!(seen(&encoded_slash), nginx_denied("bad_path"));
     let accel = path_link(&stack, "/files/hls/clip/seg0.ts", false);
-    let accel_token = token_of(&accel).to_owned();
+    let accel_token = path_token(&accel).to_owned();
     assert_eq!(seen(&stack.media("GET", &accel)), served("segment zero\n"));
     let audit = stack
         .mediagate

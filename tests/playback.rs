@@ -8,7 +8,7 @@ use mediagate::clock;
 use mediagate::mint::MintRequest;
 use mediagate::token::{self, Claims, TokenBuf};
 
-use crate::support::{seen, served, split_url, Options, Response, Stack, MEDIA_HOST};
+use crate::support::{path_token, seen, served, split_url, Options, Response, Stack, MEDIA_HOST};
 
 /// Sixteen bytes, so every range is easy to read.
 const CLIP: &str = "0123456789abcdef";
@@ -85,18 +85,13 @@ fn assert_partial(response: &Response, from: usize, to: usize, what: &str) {
     );
 }
 
-/// The token of a path-form URL.
-fn token_in(url: &str) -> &str {
-    let start = url.find("/~mg~").unwrap() + "/~mg~".len();
-    let end = start + url[start..].find('/').unwrap();
-    &url[start..end]
-}
-
 /// The grant's expiry, read from the location's token (the exchange ran at a second between
 /// `before` and `after`, which the caller measured).
 fn grant_expiry(location: &str) -> u64 {
     let mut buf = TokenBuf::new();
-    token::decode(token_in(location), &mut buf).unwrap().expires
+    token::decode(path_token(location), &mut buf)
+        .unwrap()
+        .expires
 }
 
 #[test]
@@ -133,7 +128,7 @@ fn a_players_first_range_is_exchanged_for_a_grant_that_plays_after_the_link_expi
         assert_partial(&ranged(&stack, &grant, "bytes=10-13"), 10, 13, root);
         // Taken out of its segment into a query link, a grant buys no further grant (no
         // renewal): its range is served as it is.
-        let grant_as_query = format!("{path}?v=1&token={}", token_in(&grant));
+        let grant_as_query = format!("{path}?v=1&token={}", path_token(&grant));
         assert_partial(
             &ranged(&stack, &grant_as_query, "bytes=10-13"),
             10,
@@ -159,7 +154,7 @@ fn a_players_first_range_is_exchanged_for_a_grant_that_plays_after_the_link_expi
     }
     for (link, grant, _) in &grants {
         let query_token = link.split_once("token=").unwrap().1;
-        for token in [query_token, token_in(grant)] {
+        for token in [query_token, path_token(grant)] {
             assert!(
                 !audit.contains(token),
                 "a working token in the audit:\n{audit}"

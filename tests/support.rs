@@ -1127,6 +1127,14 @@ fn dechunk(mut bytes: &[u8]) -> Vec<u8> {
     }
 }
 
+/// The token of a link in path form (`…/~mg~<token>/…`), written out here rather than read
+/// with mediagate's own splitter, so that the tests check that too.
+pub fn path_token(link: &str) -> &str {
+    let start = link.find("/~mg~").expect("a path-form link") + "/~mg~".len();
+    let end = start + link[start..].find('/').expect("a file after the token");
+    &link[start..end]
+}
+
 /// Splits `http://host/path?query` into host and path-and-query.
 pub fn split_url(url: &str) -> (String, String) {
     let rest = url

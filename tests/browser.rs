@@ -1030,12 +1030,7 @@ fn hls_js_plays_a_path_form_link_from_the_session_origin_with_the_cors_snippet()
     let play = |stack: &Stack| {
         make_hls(&stack.dir.path().join("files/media/videos/clip"));
         let (media, session) = stack.browser_origins();
-        let folder = stack.sign_with(MintRequest {
-            path: "/media/videos/clip/".into(),
-            prefix: true,
-            form: mediagate::config::LinkForm::Path,
-            ..MintRequest::default()
-        });
+        let folder = stack.sign_path("/media/videos/clip/", true);
         assert!(folder.ends_with('/'), "{folder}");
         let playlist = format!("{media}{folder}index.m3u8");
         let played = stream(stack, &format!("{session}/"), &playlist, "hlsjs", None);

@@ -3,9 +3,6 @@
 //! are answered by nginx alone; only the origins of the `$mediagate_cors_origin` map get
 //! `Access-Control-Allow-Origin`, on files, ranges, redirects and denials alike.
 
-use mediagate::config::LinkForm;
-use mediagate::mint::MintRequest;
-
 use crate::support::{nginx_denied, seen, Options, Response, Stack};
 
 /// The origin example.conf's `$mediagate_cors_origin` map allows (the session domain).
@@ -55,13 +52,7 @@ fn pairs(expected: &[(&str, &str)]) -> Vec<(String, String)> {
 /// A link in path form to the playlist (`/media/clip/~mg~<token>/index.m3u8`), granting the
 /// folder.
 fn path_form(stack: &Stack) -> String {
-    let folder = stack.sign_with(MintRequest {
-        path: "/media/clip/".into(),
-        prefix: true,
-        form: LinkForm::Path,
-        ..MintRequest::default()
-    });
-    format!("{folder}index.m3u8")
+    format!("{}index.m3u8", stack.sign_path("/media/clip/", true))
 }
 
 fn preflight(stack: &Stack, target: &str, origin: &str) -> Response {

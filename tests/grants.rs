@@ -35,17 +35,6 @@ fn stack_with_files(name: &str, options: Options) -> Stack {
     stack
 }
 
-/// A path-form link minted by the stack's own minter: the token after `prefix`, or in the
-/// file's folder for an exact path.
-fn path_link(stack: &Stack, path: &str, prefix: bool) -> String {
-    stack.sign_with(MintRequest {
-        path: path.into(),
-        prefix,
-        form: LinkForm::Path,
-        ..MintRequest::default()
-    })
-}
-
 #[test]
 fn a_path_token_opens_its_files_and_what_is_named_relative_to_it_in_both_modes() {
     let stack = stack_with_files("grantpaths", Options::default());
@@ -53,7 +42,7 @@ fn a_path_token_opens_its_files_and_what_is_named_relative_to_it_in_both_modes()
         ("media", nginx_denied as fn(&str) -> _),
         ("files", accel_denied),
     ] {
-        let link = path_link(&stack, &format!("/{root}/hls/clip/"), true);
+        let link = stack.sign_path(&format!("/{root}/hls/clip/"), true);
         assert_eq!(
             link,
             format!("/{root}/hls/clip/~mg~{}/", path_token(&link)),
@@ -89,7 +78,7 @@ fn a_path_token_opens_its_files_and_what_is_named_relative_to_it_in_both_modes()
             denied("out_of_scope")
         );
         // An exact-path token sits in its file's folder and opens that file only.
-        let exact = path_link(&stack, &format!("/{root}/hls/clip/seg0.ts"), false);
+        let exact = stack.sign_path(&format!("/{root}/hls/clip/seg0.ts"), false);
         let token = path_token(&exact);
         assert_eq!(exact, format!("/{root}/hls/clip/~mg~{token}/seg0.ts"));
         assert_eq!(seen(&stack.media("GET", &exact)), served("segment zero\n"));
@@ -98,7 +87,7 @@ fn a_path_token_opens_its_files_and_what_is_named_relative_to_it_in_both_modes()
             denied("bad_signature")
         );
         // Names that need percent-encoding survive nginx's rewrite unchanged.
-        let odd = path_link(&stack, &format!("/{root}/a%20b/100%25.txt"), false);
+        let odd = stack.sign_path(&format!("/{root}/a%20b/100%25.txt"), false);
         assert!(odd.ends_with("/100%25.txt"), "{odd}");
         assert_eq!(seen(&stack.media("GET", &odd)), served("odd name\n"));
     }
@@ -111,7 +100,7 @@ fn a_path_token_is_refused_when_anything_about_its_segment_is_off() {
         ("media", nginx_denied as fn(&str) -> _),
         ("files", accel_denied),
     ] {
-        let link = path_link(&stack, &format!("/{root}/hls/clip/"), true);
+        let link = stack.sign_path(&format!("/{root}/hls/clip/"), true);
         let token = path_token(&link).to_owned();
         let query = stack.sign(&format!("/{root}/hls/clip/seg0.ts"));
         let (_, query_token) = query.split_once("?token=").unwrap();
@@ -281,7 +270,7 @@ fn the_refresh_flow_hands_out_path_links_on_a_path_form_site_and_asks_the_applic
 #[test]
 fn logs_never_hold_a_path_token() {
     let mut stack = stack_with_files("grantlogs", Options::default());
-    let link = path_link(&stack, "/media/hls/clip/", true);
+    let link = stack.sign_path("/media/hls/clip/", true);
     let token = path_token(&link).to_owned();
     assert_eq!(
         seen(&stack.media("GET", &format!("{link}seg0.ts"))),
@@ -295,7 +284,7 @@ fn logs_never_hold_a_path_token() {
     // After an encoded slash, which mediagate refuses (nginx decodes it): still never logged.
     let encoded_slash = stack.media("GET", &format!("/media%2F~mg~{token}/hls/clip/seg0.ts"));
     assert_eq!(seen(&encoded_slash), nginx_denied("bad_path"));
-    let accel = path_link(&stack, "/files/hls/clip/seg0.ts", false);
+    let accel = stack.sign_path("/files/hls/clip/seg0.ts", false);
     let accel_token = path_token(&accel).to_owned();
     assert_eq!(seen(&stack.media("GET", &accel)), served("segment zero\n"));
     let audit = stack

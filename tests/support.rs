@@ -681,6 +681,16 @@ impl Stack {
             .path_and_query
     }
 
+    /// A link in path form (`~mg~<token>` after the prefix, or in an exact path's folder).
+    pub fn sign_path(&self, path: &str, prefix: bool) -> String {
+        self.sign_with(MintRequest {
+            path: path.into(),
+            prefix,
+            form: mediagate::config::LinkForm::Path,
+            ..MintRequest::default()
+        })
+    }
+
     /// mediagate's `/metrics`, scraped from its internal listener.
     pub fn metrics(&self) -> String {
         request(

@@ -937,21 +937,30 @@ fn assert_one_grant_played(played: &Streamed, media: &str, session: &str, folder
     assert_eq!(requests[3..], segments[..], "{played:#?}");
 }
 
+/// A browser stack whose site hands out links in path form (as scripts/demo.sh configures
+/// it), with the demo application or the stand-in one, and an HLS rendition of
+/// `/media/videos/clip/`.
+fn hls_stack(name: &str, demo_app: bool) -> Stack {
+    let stack = Stack::start_with(
+        name,
+        Options {
+            browser: true,
+            demo_app,
+            extra_config: "link_form = \"path\"\n".into(),
+            ..Options::default()
+        },
+    );
+    make_hls(&stack.dir.path().join("files/media/videos/clip"));
+    stack
+}
+
 #[test]
 fn native_hls_plays_every_segment_after_one_application_check_in_a_real_browser() {
     // Issue 10: a `<video>` on a page of the session origin names the playlist with no
     // token. The refresh flow asks the application once; it grants the clip's folder, and
     // the site hands out links in path form, so the playlist's relative segment URLs carry
     // the grant: no segment goes back to the session domain.
-    let stack = Stack::start_with(
-        "browser-hls-native",
-        Options {
-            browser: true,
-            extra_config: "link_form = \"path\"\n".into(),
-            ..Options::default()
-        },
-    );
-    make_hls(&stack.dir.path().join("files/media/videos/clip"));
+    let stack = hls_stack("browser-hls-native", false);
     let (media, session) = stack.browser_origins();
     let playlist = format!("{media}/media/videos/clip/index.m3u8");
     let played = stream(
@@ -982,16 +991,7 @@ fn the_demo_video_page_plays_its_hls_video_natively_in_a_real_browser() {
     // scripts/demo.sh configures it (links in path form) with a rendition like the one it
     // makes: a logged-in person opens the page and its own `<video>` (no token in the page)
     // plays to the end after one application check, every segment under the folder's grant.
-    let stack = Stack::start_with(
-        "browser-demo-video",
-        Options {
-            browser: true,
-            demo_app: true,
-            extra_config: "link_form = \"path\"\n".into(),
-            ..Options::default()
-        },
-    );
-    make_hls(&stack.dir.path().join("files/media/videos/clip"));
+    let stack = hls_stack("browser-demo-video", true);
     let (media, session) = stack.browser_origins();
     let playlist = format!("{media}/media/videos/clip/index.m3u8");
     let played = stream(
